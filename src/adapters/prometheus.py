@@ -1,0 +1,68 @@
+"""Gateway metrics in the Prometheus text format (prometheus-client), one registry per gateway."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class PrometheusMetrics:
+    """Implements ``GatewayMetrics``; its own registry, so several gateways can share a process."""
+
+    def __init__(self, node: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = {"node": node}
+        self._connections = Gauge(
+            "tidings_connections", "Open client connections", registry=self.registry
+        )
+        self._connections_total = Counter(
+            "tidings_connections_opened", "Client connections accepted", registry=self.registry
+        )
+        self._subscriptions = Gauge(
+            "tidings_subscriptions", "Channel subscriptions held by clients", registry=self.registry
+        )
+        self._messages_in = Counter(
+            "tidings_messages_in", "Messages received from the broker", registry=self.registry
+        )
+        self._messages_out = Counter(
+            "tidings_messages_out", "Event frames queued to clients", registry=self.registry
+        )
+        self._refusals = Counter(
+            "tidings_refusals", "Error frames sent to clients, by protocol code", ["code"],
+            registry=self.registry,
+        )
+        self._overflows = Counter(
+            "tidings_queue_overflows",
+            "Clients cut off because their outbound queue filled (slow consumers)",
+            registry=self.registry,
+        )
+        info = Gauge("tidings_node_info", "This gateway node", ["node"], registry=self.registry)
+        info.labels(**labels).set(1)
+
+    def connection_opened(self) -> None:
+        self._connections.inc()
+        self._connections_total.inc()
+
+    def connection_closed(self) -> None:
+        self._connections.dec()
+
+    def subscribed(self) -> None:
+        self._subscriptions.inc()
+
+    def unsubscribed(self, count: int = 1) -> None:
+        self._subscriptions.dec(count)
+
+    def messages_in(self, count: int) -> None:
+        self._messages_in.inc(count)
+
+    def messages_out(self, count: int) -> None:
+        self._messages_out.inc(count)
+
+    def refused(self, code: int) -> None:
+        self._refusals.labels(code=str(int(code))).inc()
+
+    def queue_overflow(self) -> None:
+        self._overflows.inc()
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,313 @@
+"""HTTP and WebSocket on one port: h11 reads each request, trio-websocket serves ``/ws``.
+
+trio-websocket only speaks WebSocket, and rejects plain HTTP. So each TCP connection is read by
+h11 first: a WebSocket upgrade to ``/ws`` is handed, with the bytes already read replayed in front
+of the stream, to ``trio_websocket.wrap_server_stream``; any other request goes to the HTTP API and
+the connection is kept alive for the next one. See ADR 0007.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+import h11
+import trio
+import trio_websocket
+from wsproto.events import TextMessage
+
+from ...ports import ConnectionClosed, ConnectionHandler, HttpApi, HttpRequest, HttpResponse
+
+log = logging.getLogger("tidings.web")
+
+MAX_HEAD_BYTES = 16_384
+CLOSE_TIMEOUT = 1.0
+
+
+class _Replayed(trio.abc.Stream):
+    """A stream that first yields bytes already read from it (the upgrade request)."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            data, self._prefix = self._prefix, b""
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+class WebSocketClient:
+    """A trio-websocket connection seen as a ``ClientConnection``."""
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection, token: str | None, remote: str):
+        self._ws = ws
+        self._token = token
+        self._remote = remote
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    @property
+    def remote(self) -> str:
+        return self._remote
+
+    async def receive(self) -> str | bytes:
+        try:
+            return await self._ws.get_message()
+        except trio_websocket.ConnectionClosed as exc:
+            reason = exc.reason
+            raise ConnectionClosed(reason.code if reason else 1006, reason.reason or "") from None
+
+    async def send_many(self, frames: Sequence[str]) -> None:
+        """Encode every frame with the connection's wsproto and write them with one ``send_all``.
+
+        trio-websocket writes one frame per call; a burst to a client is one write here, which is
+        what keeps fan-out cheap. Uses the connection's own lock, as its ``send_message`` does.
+        """
+        ws = self._ws
+        if ws._close_reason:
+            raise ConnectionClosed(ws._close_reason.code, ws._close_reason.reason or "")
+        encode = ws._wsproto.send
+        data = b"".join([encode(TextMessage(data=frame)) for frame in frames])
+        async with ws._stream_lock:
+            try:
+                await ws._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise ConnectionClosed(1006, "connection lost") from None
+
+    async def close(self, code: int, reason: str = "") -> None:
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._ws.aclose(code, reason or None)
+        if not self._ws.closed:
+            await trio.aclose_forcefully(self._ws._stream)
+
+
+def _parse_target(target: bytes) -> tuple[str, dict[str, str]]:
+    parts = urlsplit(target.decode("latin-1"))
+    return parts.path or "/", dict(parse_qsl(parts.query))
+
+
+def _response_headers(response: HttpResponse, keep_alive: bool) -> list[tuple[str, str]]:
+    headers = [
+        ("content-type", response.content_type),
+        ("content-length", str(len(response.body))),
+        ("server", "tidings"),
+        ("x-content-type-options", "nosniff"),
+    ]
+    headers += list(response.headers.items())
+    if not keep_alive:
+        headers.append(("connection", "close"))
+    return headers
+
+
+class WebServer:
+    """The gateway's listener (implements ``Transport``); see the module doc."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        http: HttpApi,
+        *,
+        max_frame_bytes: int = 65_536,
+        max_body_bytes: int = 1_048_576,
+        handshake_timeout: float = 10.0,
+        keep_alive_timeout: float = 30.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._http = http
+        self._max_message = max_frame_bytes * 4
+        self._max_body = max_body_bytes
+        self._handshake_timeout = handshake_timeout
+        self._keep_alive_timeout = keep_alive_timeout
+        self._accepting = trio.CancelScope()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def serve(
+        self,
+        handler: ConnectionHandler,
+        *,
+        task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        self.port = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(self)
+
+            async def on_stream(stream: trio.SocketStream) -> None:
+                await self._on_stream(stream, handler)
+
+            with self._accepting:
+                await trio.serve_listeners(on_stream, listeners, handler_nursery=nursery)
+            for listener in listeners:
+                await listener.aclose()
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already open go on until they end."""
+        self._accepting.cancel()
+
+    async def _on_stream(self, stream: trio.SocketStream, handler: ConnectionHandler) -> None:
+        try:
+            remote = "%s:%s" % stream.socket.getpeername()[:2]
+        except OSError:
+            return
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        try:
+            await self._serve_connection(stream, connection, handler, remote)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
+            log.debug("connection from %s ended: %s", remote, exc)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_connection(
+        self,
+        stream: trio.SocketStream,
+        connection: h11.Connection,
+        handler: ConnectionHandler,
+        remote: str,
+    ) -> None:
+        """Requests one after another (keep-alive) until one upgrades to WebSocket or closes."""
+        timeout = self._handshake_timeout
+        while True:
+            raw = bytearray()
+            request = None
+            with trio.move_on_after(timeout):
+                request = await self._read_head(stream, connection, raw)
+            if request is None:
+                return  # closed, malformed (answered), or too slow to send a request
+            path, query = _parse_target(request.target)
+            headers = {
+                name.decode().lower(): value.decode("latin-1") for name, value in request.headers
+            }
+            if headers.get("upgrade", "").lower() == "websocket":
+                if path != "/ws":
+                    await self._send_error(stream, connection, 404, f"no WebSocket at {path}")
+                    return
+                await self._serve_websocket(stream, bytes(raw), query.get("token"), handler, remote)
+                return
+            body: bytes | None = b""
+            with trio.move_on_after(self._handshake_timeout) as body_scope:
+                body = await self._read_body(stream, connection, headers)
+            if body_scope.cancelled_caught:
+                return
+            if body is None:
+                await self._send_error(
+                    stream, connection, 413, f"request body over {self._max_body} bytes"
+                )
+                return
+            response = await self._http.handle(
+                HttpRequest(request.method.decode(), path, query, headers, body)
+            )
+            if request.method == b"HEAD":
+                response = HttpResponse(
+                    response.status, b"", response.content_type, response.headers
+                )
+            await self._send(stream, connection, response)
+            if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
+                return
+            connection.start_next_cycle()
+            timeout = self._keep_alive_timeout
+
+    async def _read_head(
+        self, stream: trio.SocketStream, connection: h11.Connection, raw: bytearray
+    ) -> h11.Request | None:
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._send_error(stream, connection, exc.error_status_hint, str(exc))
+                return None
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65_536)
+                raw += data
+                connection.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None  # connection closed or paused
+
+    async def _read_body(
+        self, stream: trio.SocketStream, connection: h11.Connection, headers: dict[str, str]
+    ) -> bytes | None:
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self._max_body:
+            return None
+        body = bytearray()
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65_536)
+                if not data:
+                    raise trio.BrokenResourceError("client closed mid-body")
+                connection.receive_data(data)
+                continue
+            if isinstance(event, h11.Data):
+                body += event.data
+                if len(body) > self._max_body:
+                    return None
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                return bytes(body)
+            raise trio.BrokenResourceError(f"unexpected {event!r} in a request body")
+
+    async def _send(
+        self, stream: trio.SocketStream, connection: h11.Connection, response: HttpResponse
+    ) -> None:
+        keep_alive = connection.their_state is not h11.MUST_CLOSE
+        head = h11.Response(
+            status_code=response.status, headers=_response_headers(response, keep_alive)
+        )
+        data = connection.send(head) or b""
+        data += connection.send(h11.Data(data=response.body)) or b""
+        data += connection.send(h11.EndOfMessage()) or b""
+        await stream.send_all(data)
+
+    async def _send_error(
+        self, stream: trio.SocketStream, connection: h11.Connection, status: int, message: str
+    ) -> None:
+        body = json.dumps({"error": message}).encode()
+        if connection.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        try:
+            response = HttpResponse(status, body, "application/json", {"connection": "close"})
+            await self._send(stream, connection, response)
+        except h11.LocalProtocolError:
+            pass
+
+    async def _serve_websocket(
+        self,
+        stream: trio.SocketStream,
+        raw: bytes,
+        token: str | None,
+        handler: ConnectionHandler,
+        remote: str,
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            ws_request = await trio_websocket.wrap_server_stream(
+                nursery, _Replayed(stream, raw), max_message_size=self._max_message
+            )
+            ws = await ws_request.accept()
+            try:
+                await handler(WebSocketClient(ws, token, remote))
+            finally:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose(1001)
+                nursery.cancel_scope.cancel()

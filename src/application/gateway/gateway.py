@@ -1,0 +1,368 @@
+"""The gateway: client sessions on one side, the broker feed on the other, the protocol between.
+
+``Gateway.run`` pumps the broker feed into the hub and commits each batch only after it has been
+handed to the local sessions (at-least-once; the sessions' positions drop the duplicates a
+redelivery brings). ``Gateway.handle`` serves one client connection from token check to close.
+Both live in nurseries owned by the caller, so shutting down is cancelling a scope.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from ...domain import AccessPolicy, Channel, Identity, Message, Position
+from ...domain.access import ANONYMOUS
+from ...domain.errors import (
+    BrokerError,
+    InvalidMessage,
+    InvalidPosition,
+    InvalidToken,
+    PositionExpired,
+    TokenSecretMissing,
+)
+from ...domain.protocol import (
+    PONG,
+    ClientEvent,
+    CloseCode,
+    ErrorCode,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    client_message,
+    decode_client_frame,
+    encode_error,
+    encode_event,
+    encode_subscribed,
+    encode_unsubscribed,
+    error_from,
+)
+from ...ports import (
+    ClientConnection,
+    ConnectionClosed,
+    Feed,
+    FeedOptions,
+    FrameTooLarge,
+    GatewayMetrics,
+    History,
+    Pending,
+    Subscriber,
+    TokenVerifier,
+)
+from .hub import Hub
+from .limits import Limits
+from .presence import PresenceTracker
+from .session import Session, Subscription
+
+log = logging.getLogger("tidings.gateway")
+
+IDLE_CLOSE = 4000
+"""Close code for a client that sent nothing within the idle timeout (clients ping to stay)."""
+
+
+@attrs.define
+class FeedHealth:
+    """What ``/healthz`` reports about the broker side."""
+
+    connected: bool = False
+    batches: int = 0
+    messages: int = 0
+    last_error: str | None = None
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        node: str,
+        subscriber: Subscriber,
+        history: History | None,
+        publish: Callable[[Message], Pending],
+        tokens: TokenVerifier,
+        policy: AccessPolicy,
+        limits: Limits,
+        metrics: GatewayMetrics,
+        feed_options: FeedOptions,
+    ) -> None:
+        self.node = node
+        self.hub = Hub(PresenceTracker(node))
+        self.limits = limits
+        self.metrics = metrics
+        self.health = FeedHealth()
+        self._subscriber = subscriber
+        self._history = history
+        self._publish = publish
+        self._tokens = tokens
+        self._policy = policy
+        self._feed_options = feed_options
+        self._feed: Feed | None = None
+        self._feed_open = trio.Event()
+        self._stopping = False
+
+    # -- The broker side ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Pump the broker feed into the hub until ``stop`` (then the batch in hand is committed)."""
+        async with self._subscriber.open_feed(self._feed_options) as feed:
+            self._feed = feed
+            self.health.connected = True
+            self._feed_open.set()
+            task_status.started()
+            async for batch in feed.batches():
+                if batch:
+                    self.metrics.messages_in(len(batch))
+                    self.metrics.messages_out(self.hub.dispatch(batch))
+                    self.health.batches += 1
+                    self.health.messages += len(batch)
+                    await feed.commit()
+                if self._stopping:
+                    break
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and end ``run``; close every session (1001)."""
+        self._stopping = True
+        for session in list(self.hub.sessions.values()):
+            session.cut(CloseCode.GOING_AWAY, "gateway shutting down: reconnect and resume")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- The client side ---------------------------------------------------------------------
+
+    async def handle(self, connection: ClientConnection) -> None:
+        """Serve one client until it leaves, is cut off, or the gateway stops."""
+        identity = await self._authenticate(connection)
+        if identity is None:
+            return
+        if self._stopping:
+            await connection.close(CloseCode.GOING_AWAY, "gateway shutting down")
+            return
+        await self._feed_open.wait()
+        session = Session(connection, identity, self.limits, self.node)
+        self.hub.add(session)
+        self.metrics.connection_opened()
+        session.offer(_connected_frame(session, self.node))
+        try:
+            with trio.CancelScope() as scope:
+                session.attach(scope)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write, session)
+                    if identity.expires_at is not None:
+                        nursery.start_soon(self._expire, session, identity.expires_at)
+                    await self._read(session)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self.hub.remove(session)
+            self.metrics.connection_closed()
+            if session.closing and session.closing[0] == CloseCode.SLOW_CONSUMER:
+                self.metrics.queue_overflow()
+            with trio.CancelScope(shield=True):
+                await self._close(session)
+
+    async def _authenticate(self, connection: ClientConnection) -> Identity | None:
+        token = connection.token
+        if not token:
+            return ANONYMOUS
+        try:
+            return self._tokens.verify(token)
+        except (InvalidToken, TokenSecretMissing) as exc:
+            self.metrics.refused(ErrorCode.UNAUTHORIZED)
+            expired = "expired" in str(exc)
+            code = CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED
+            with trio.move_on_after(2):
+                try:
+                    await connection.send_many([encode_error(ErrorCode.UNAUTHORIZED, str(exc))])
+                except ConnectionClosed:
+                    pass
+            await connection.close(code, str(exc)[:120])
+            return None
+
+    async def _close(self, session: Session) -> None:
+        code, reason = session.closing or (CloseCode.NORMAL, "")
+        if code == 1006:
+            return  # the client is gone; there is nobody to say goodbye to
+        if code == CloseCode.GOING_AWAY:
+            with trio.move_on_after(1):
+                try:
+                    await session.flush()
+                except ConnectionClosed:
+                    return
+        await session.connection.close(code, reason[:120])
+
+    async def _write(self, session: Session) -> None:
+        try:
+            await session.write_loop()
+        except ConnectionClosed as exc:
+            session.cut(1006, str(exc))
+
+    async def _expire(self, session: Session, expires_at: float) -> None:
+        await trio.sleep(max(0.0, expires_at - time.time()))
+        session.cut(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
+
+    async def _read(self, session: Session) -> None:
+        connection = session.connection
+        while not session.closing:
+            with trio.move_on_after(self.limits.idle_timeout):
+                try:
+                    raw = await connection.receive()
+                except ConnectionClosed as exc:
+                    session.cut(1006 if exc.code == 1006 else CloseCode.NORMAL, "client left")
+                    return
+                except FrameTooLarge as exc:
+                    session.cut(CloseCode.MESSAGE_TOO_BIG, str(exc))
+                    return
+                try:
+                    await self._on_frame(session, raw)
+                except ProtocolError as exc:
+                    self._refuse(session, exc)
+                continue
+            session.cut(IDLE_CLOSE, f"idle: no frame in {self.limits.idle_timeout:g} s; ping")
+            return
+
+    def _refuse(self, session: Session, error: ProtocolError) -> None:
+        self.metrics.refused(error.code)
+        session.offer(error_from(error))
+
+    async def _on_frame(self, session: Session, raw: str | bytes) -> None:
+        limits = self.limits
+        if not session.bucket.take(trio.current_time()):
+            session.refusals += 1
+            if session.refusals >= limits.flood_refusals:
+                session.cut(CloseCode.FLOODING, "flooding: too many frames over the rate limit")
+                return
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"rate limit: at most {limits.rate:g} frames/s, bursts of {limits.burst}",
+            )
+        session.refusals = 0
+        size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+        if size > limits.max_frame_bytes:
+            raise ProtocolError(
+                ErrorCode.TOO_LARGE,
+                f"frame of {size} bytes is over the limit of {limits.max_frame_bytes}",
+            )
+        frame = decode_client_frame(raw)
+        if isinstance(frame, Ping):
+            session.offer(PONG)
+        elif isinstance(frame, Subscribe):
+            await self._subscribe(session, frame)
+        elif isinstance(frame, Unsubscribe):
+            self._unsubscribe(session, frame.channel)
+        elif isinstance(frame, ClientEvent):
+            await self._client_event(session, frame)
+
+    async def _subscribe(self, session: Session, frame: Subscribe) -> None:
+        channel = frame.channel
+        if channel.name in session.subscriptions:
+            session.offer(encode_subscribed(channel, self._subscribed_data(channel, None)))
+            return
+        if len(session.subscriptions) >= self.limits.max_channels:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"this connection holds {len(session.subscriptions)} channels, the limit",
+                channel.name,
+            )
+        decision = self._policy.decide(session.identity, channel)
+        if not decision.allowed:
+            raise ProtocolError(ErrorCode(int(decision.verdict)), decision.reason, channel.name)
+        assert self._feed is not None
+        frontier = self._feed.frontier(channel)
+        subscription = Subscription(channel, frame.since)
+        if frame.since is None:
+            subscription.advance(frontier)
+        self.hub.subscribe(session, subscription)
+        self.metrics.subscribed()
+        session.offer(encode_subscribed(channel, self._subscribed_data(channel, frontier)))
+        if frame.since is not None:
+            await self._replay(session, subscription, frame.since)
+
+    def _subscribed_data(
+        self, channel: Channel, frontier: Position | None
+    ) -> dict[str, object] | None:
+        data: dict[str, object] = {}
+        if frontier is not None:
+            data["position"] = str(frontier)
+        if channel.is_presence:
+            data["members"] = [member.to_dict() for member in self.hub.presence.members(channel)]
+        return data or None
+
+    async def _replay(self, session: Session, subscription: Subscription, since: Position) -> None:
+        """Send what the client missed, then release what arrived live meanwhile, deduplicated."""
+        channel = subscription.channel
+        try:
+            if self._history is None:
+                raise PositionExpired(str(since), None)
+            async for batch in self._history.replay(channel, since):
+                for delivered in batch:
+                    position = delivered.position
+                    if position is None or not subscription.is_new(position):
+                        continue
+                    if delivered.message.exclude == session.id:
+                        subscription.advance(position)
+                        continue
+                    await session.put(encode_event(delivered.message, position))
+                    subscription.advance(position)
+                    if session.closing:
+                        return
+        except (PositionExpired, InvalidPosition) as exc:
+            # The subscription stays live; the client learns it missed messages and resyncs.
+            subscription.stream, subscription.last_offset = None, -1
+            self._refuse(session, ProtocolError(ErrorCode.GONE, str(exc), channel.name))
+        except BrokerError as exc:
+            subscription.stream, subscription.last_offset = None, -1
+            self._refuse(
+                session,
+                ProtocolError(ErrorCode.GONE, f"cannot read history now: {exc}", channel.name),
+            )
+        backlog, subscription.backlog = subscription.backlog or [], None
+        for position, frame in backlog:
+            if position is not None:
+                if not subscription.is_new(position):
+                    continue
+                subscription.advance(position)
+            session.offer(frame)
+
+    def _unsubscribe(self, session: Session, channel: Channel) -> None:
+        if not self.hub.unsubscribe(session, channel):
+            raise ProtocolError(
+                ErrorCode.NOT_FOUND, f"this connection does not hold {channel.name!r}", channel.name
+            )
+        self.metrics.unsubscribed()
+        session.offer(encode_unsubscribed(channel))
+
+    async def _client_event(self, session: Session, frame: ClientEvent) -> None:
+        channel = frame.channel
+        if channel.is_public:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                f"client events go on private or presence channels, not public {channel.name!r}",
+                channel.name,
+            )
+        if channel.name not in session.subscriptions:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"subscribe to {channel.name!r} before sending on it",
+                channel.name,
+            )
+        message = client_message(frame, session.id)
+        try:
+            pending = self._publish(message)
+        except InvalidMessage as exc:
+            code = ErrorCode.TOO_LARGE if "over the limit" in str(exc) else ErrorCode.BAD_FRAME
+            raise ProtocolError(code, str(exc), channel.name) from None
+        try:
+            await pending
+        except BrokerError as exc:
+            session.offer(encode_error(503, f"broker did not take the event: {exc}", channel.name))
+
+
+def _connected_frame(session: Session, node: str) -> str:
+    """The first frame of a connection: its id (to pass as ``exclude``), user and node."""
+    data = {"connection_id": session.id, "user_id": session.identity.user_id, "node": node}
+    return json.dumps({"type": "connected", "data": data}, separators=(",", ":"))

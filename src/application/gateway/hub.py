@@ -1,0 +1,107 @@
+"""The hub: which local sessions hold which channel, and the fan-out of broker messages to them.
+
+It owns "channel -> sessions" and nothing else (no I/O). ``dispatch`` is the hot path: one table
+lookup and one encoding per message, then a non-blocking hand-off to each recipient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from ...domain import Channel, Message, PresenceChange, SubscriptionTable
+from ...domain.protocol import encode_event
+from ...ports import Delivered
+from .presence import PresenceTracker
+from .session import Session, Subscription
+
+
+class Hub:
+    def __init__(self, presence: PresenceTracker) -> None:
+        self.presence = presence
+        self.table: SubscriptionTable[Session] = SubscriptionTable()
+        self.sessions: dict[str, Session] = {}
+
+    # -- Membership --------------------------------------------------------------------------
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.id] = session
+
+    def remove(self, session: Session) -> None:
+        """Forget a session that ended; presence leaves go out to the remaining members."""
+        self.sessions.pop(session.id, None)
+        for target in self.table.remove_subscriber(session):
+            if isinstance(target, Channel):
+                self._leave_presence(session, target)
+        session.subscriptions.clear()
+
+    def subscribe(self, session: Session, subscription: Subscription) -> None:
+        channel = subscription.channel
+        session.subscriptions[channel.name] = subscription
+        self.table.add(session, channel)
+        if channel.is_presence and session.identity.user_id is not None:
+            change = self.presence.join(
+                channel, session.ref, session.identity.user_id, session.identity.user_info
+            )
+            self.announce(channel, change, skip=session)
+
+    def unsubscribe(self, session: Session, channel: Channel) -> bool:
+        if not self.table.remove(session, channel):
+            return False
+        session.subscriptions.pop(channel.name, None)
+        self._leave_presence(session, channel)
+        return True
+
+    def _leave_presence(self, session: Session, channel: Channel) -> None:
+        if channel.is_presence:
+            self.announce(channel, self.presence.leave(channel, session.ref))
+
+    def announce(
+        self, channel: Channel, change: PresenceChange, skip: Session | None = None
+    ) -> None:
+        """Send ``presence.join`` / ``presence.leave`` for a change to the channel's sessions."""
+        if not change:
+            return
+        frames = [
+            encode_event(Message.event(channel, "presence.join", member.to_dict()))
+            for member in change.joined
+        ] + [
+            encode_event(Message.event(channel, "presence.leave", member.to_dict()))
+            for member in change.left
+        ]
+        for session in self.table.subscribers(channel):
+            if session is skip:
+                continue
+            for frame in frames:
+                session.offer(frame)
+
+    # -- Fan-out -----------------------------------------------------------------------------
+
+    def dispatch(self, batch: Sequence[Delivered]) -> int:
+        """Hand every message of a batch to its local subscribers; returns frames handed on."""
+        handed = 0
+        table = self.table
+        for delivered in batch:
+            message = delivered.message
+            name = message.channel.name
+            recipients = table.subscribers(name)
+            if not recipients:
+                continue
+            position = delivered.position
+            frame = encode_event(message, position)
+            exclude = message.exclude
+            for session in recipients:
+                if session.id != exclude:
+                    session.deliver(name, position, frame)
+                    handed += 1
+        return handed
+
+    def sessions_on(self, channel: Channel) -> Iterable[Session]:
+        return self.table.subscribers(channel)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def subscription_count(self) -> int:
+        return self.table.subscription_count

@@ -1,0 +1,26 @@
+"""The gateway's limits, named, with safe defaults; every one is configurable."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen
+class Limits:
+    max_frame_bytes: int = 65_536
+    """A client frame over this gets error 413; one over four times it closes the connection."""
+    max_message_bytes: int = 65_536
+    """An encoded broadcast or client event over this is refused (``MessageTooLarge``, 413)."""
+    max_channels: int = 100
+    """Channels one connection may hold; one more gets error 429."""
+    rate: float = 50.0
+    """Frames per second a client may send on average (a token bucket) ..."""
+    burst: int = 100
+    """... and in a burst. Frames over it get error 429; a client that keeps going is cut."""
+    queue_size: int = 1_000
+    """Frames queued for a client before it is cut off as a slow consumer (close 4008)."""
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 120.0
+    """Seconds without a frame from a client (clients ping) before it is disconnected."""
+    flood_refusals: int = 200
+    """Rate-limit refusals in a row after which a client is disconnected (close 4029)."""

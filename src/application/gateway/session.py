@@ -1,0 +1,155 @@
+"""One client connection's state on the gateway: its subscriptions and its bounded outbox.
+
+The dispatcher hands a session frames that are already encoded (one encoding per broadcast, shared
+by every recipient) and never waits on it: ``deliver`` only appends to a bounded queue. A writer
+task drains the queue and sends everything pending in one call, so a burst costs one write. A
+session whose queue fills is cut off with close code 4008 and resumes from its last position;
+the other sessions never notice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+
+import trio
+
+from ...domain import Channel, ConnectionRef, Identity, Position
+from ...domain.protocol import CloseCode
+from ...domain.ratelimit import TokenBucket
+from ...ports import ClientConnection
+from .limits import Limits
+
+
+class Subscription:
+    """One channel a session holds, with what it has already received of that channel."""
+
+    __slots__ = ("backlog", "channel", "last_offset", "stream")
+
+    def __init__(self, channel: Channel, since: Position | None = None) -> None:
+        self.channel = channel
+        self.stream: str | None = since.stream if since else None
+        self.last_offset = since.offset if since else -1
+        self.backlog: list[tuple[Position | None, str]] | None = [] if since else None
+        """Live frames held back while the session replays what it missed; None when live."""
+
+    def is_new(self, position: Position) -> bool:
+        """Whether ``position`` is after everything this subscription has received."""
+        return position.stream != self.stream or position.offset > self.last_offset
+
+    def advance(self, position: Position) -> None:
+        self.stream = position.stream
+        self.last_offset = position.offset
+
+
+class Session:
+    """A connected client: identity, subscriptions, outbox and the reason it is closing."""
+
+    __slots__ = (
+        "_drained",
+        "_queue",
+        "_ready",
+        "_scope",
+        "bucket",
+        "closing",
+        "connection",
+        "id",
+        "identity",
+        "limits",
+        "ref",
+        "refusals",
+        "subscriptions",
+    )
+
+    def __init__(
+        self, connection: ClientConnection, identity: Identity, limits: Limits, node: str
+    ) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.ref = ConnectionRef(node, self.id)
+        self.connection = connection
+        self.identity = identity
+        self.limits = limits
+        self.subscriptions: dict[str, Subscription] = {}
+        self.bucket = TokenBucket(limits.rate, limits.burst)
+        self.refusals = 0
+        """Rate-limit refusals in a row."""
+        self.closing: tuple[int, str] | None = None
+        self._queue: deque[str] = deque()
+        self._ready = trio.Event()
+        self._drained = trio.Event()
+        self._scope: trio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} user={self.identity.user_id!r} from {self.connection.remote}>"
+
+    # -- Outbox ------------------------------------------------------------------------------
+
+    def offer(self, frame: str) -> bool:
+        """Queue a frame without waiting; a full queue cuts the session off as too slow."""
+        if self.closing:
+            return False
+        if len(self._queue) >= self.limits.queue_size:
+            self.cut(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+            return False
+        self._queue.append(frame)
+        self._ready.set()
+        return True
+
+    async def put(self, frame: str) -> None:
+        """Queue a frame, waiting while the queue is half full (for replays, never the dispatcher)."""
+        while len(self._queue) >= max(1, self.limits.queue_size // 2) and not self.closing:
+            self._drained = trio.Event()
+            await self._drained.wait()
+        self.offer(frame)
+
+    def deliver(self, channel: str, position: Position | None, frame: str) -> None:
+        """Hand one broadcast frame to this session; duplicates of what it has are dropped."""
+        subscription = self.subscriptions.get(channel)
+        if subscription is None:
+            return
+        if subscription.backlog is not None:
+            if len(subscription.backlog) >= self.limits.queue_size:
+                self.cut(CloseCode.SLOW_CONSUMER, "slow consumer: too much arrived during resume")
+                return
+            subscription.backlog.append((position, frame))
+            return
+        if position is not None:
+            if not subscription.is_new(position):
+                return
+            subscription.advance(position)
+        self.offer(frame)
+
+    async def write_loop(self) -> None:
+        """Send queued frames, all pending ones in one call, until the session closes."""
+        while not self.closing:
+            await self._ready.wait()
+            self._ready = trio.Event()
+            if self.closing:
+                return
+            frames = list(self._queue)
+            self._queue.clear()
+            self._drained.set()
+            if frames:
+                await self.connection.send_many(frames)
+
+    async def flush(self) -> None:
+        """Send what is queued now (used right before a deliberate close)."""
+        frames = list(self._queue)
+        self._queue.clear()
+        if frames:
+            await self.connection.send_many(frames)
+
+    # -- Lifetime ----------------------------------------------------------------------------
+
+    def attach(self, scope: trio.CancelScope) -> None:
+        self._scope = scope
+
+    def cut(self, code: int, reason: str) -> None:
+        """Stop the session now: its tasks are cancelled and the connection closed with ``code``."""
+        if self.closing:
+            return
+        self.closing = (code, reason)
+        self._ready.set()
+        self._drained.set()
+        if self._scope is not None:
+            self._scope.cancel()

@@ -1,0 +1,95 @@
+"""``RealtimeService``: the application's implementation of ``RealtimePort`` over publishers.
+
+It validates every broadcast before it leaves the process (channel grammar, event name, JSON data,
+size limit), picks the configured broker, and lets the caller wait in its own style.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import Future
+from typing import Any
+
+from ..domain import JSON, Channel, Message, Position
+from ..domain.errors import UnknownBroker
+from ..ports import Pending, Publisher
+from .waiting import wait_future
+
+
+class PendingBroadcast:
+    """A published message and the future of its acknowledgement (implements ``Pending``)."""
+
+    __slots__ = ("_future", "message")
+
+    def __init__(self, message: Message, future: Future[Position]) -> None:
+        self.message = message
+        self._future = future
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> Position:
+        return self._future.result(timeout)
+
+    def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
+        self._future.add_done_callback(lambda _: callback(self))
+
+    def __await__(self) -> Generator[Any, None, Position]:
+        return wait_future(self._future).__await__()
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<PendingBroadcast {self.message.channel.name}/{self.message.event} {state}>"
+
+
+class RealtimeService:
+    """Broadcasts through the configured broker; other brokers are reachable by name."""
+
+    def __init__(
+        self,
+        publishers: Mapping[str, Callable[[], Publisher]],
+        default_broker: str,
+        max_message_bytes: int,
+    ) -> None:
+        if default_broker not in publishers:
+            raise UnknownBroker(default_broker, sorted(publishers))
+        self._publishers = publishers
+        self._default = default_broker
+        self._max_message_bytes = max_message_bytes
+
+    def broker(self, name: str | None = None) -> Publisher:
+        chosen = name or self._default
+        factory = self._publishers.get(chosen)
+        if factory is None:
+            raise UnknownBroker(chosen, sorted(self._publishers))
+        return factory()
+
+    def broadcast_nowait(
+        self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
+    ) -> PendingBroadcast:
+        message = Message.event(channel, event, data, exclude=exclude)
+        return self.publish(message)
+
+    def publish(self, message: Message) -> PendingBroadcast:
+        """Send a ready-made message through the default broker, after the size check."""
+        message.check_size(self._max_message_bytes)
+        return PendingBroadcast(message, self.broker().publish(message.channel, message))
+
+    def broadcast(
+        self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
+    ) -> Message:
+        pending = self.broadcast_nowait(channel, event, data, exclude=exclude)
+        pending.result()
+        return pending.message
+
+    async def abroadcast(
+        self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
+    ) -> Message:
+        pending = self.broadcast_nowait(channel, event, data, exclude=exclude)
+        await pending
+        return pending.message
+
+    def to_user(
+        self, user_id: str | int, event: str, data: JSON = None, *, exclude: str | None = None
+    ) -> Message:
+        return self.broadcast(f"user.{user_id}", event, data, exclude=exclude)

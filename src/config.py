@@ -1,0 +1,175 @@
+"""Configuration from the environment and ``.env`` (the environment wins), with the seed's names.
+
+One ``Settings`` object holds every setting, validated when it is loaded; a bad value is a
+``ConfigurationError`` that names the variable. Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .domain.access import AccessPolicy
+from .domain.errors import ConfigurationError, InvalidAccessRule
+from .domain.topics import TopicStrategy, topic_strategy
+
+BROKERS = ("memory", "kafka")
+
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def parse_kafka_settings(text: str, variable: str) -> dict[str, str]:
+    """``linger.ms=10,batch.size=16384`` -> {"linger.ms": "10", ...}; names checked by the adapter."""
+    settings: dict[str, str] = {}
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(f"{variable}: {part.strip()!r} is not of the form name=value")
+        settings[name.strip()] = value.strip()
+    return settings
+
+
+class Settings(BaseSettings):
+    """Every setting of tidings; the environment variable of a field is its name in upper case."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Broker choice and Kafka (the seed's names first).
+    realtime_broker: str = "memory"
+    kafka_brokers: str = "localhost:9092"
+    kafka_topic_prefix: str = "realtime"
+    kafka_consumer_group: str = "realtime-servers"
+    kafka_topic_strategy: str = "per-channel"
+    kafka_shared_topics: int = Field(default=4, ge=1, le=1000)
+    kafka_topic_partitions: int = Field(default=1, ge=1, le=10_000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=100)
+    kafka_compression: Compression = "none"
+    kafka_producer_settings: str = ""
+    """Producer settings by Kafka's own names: ``linger.ms=10,batch.size=16384``."""
+    kafka_consumer_settings: str = ""
+    """Consumer settings by Kafka's own names: ``fetch.min.bytes=1024,fetch.max.wait.ms=500``."""
+    kafka_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a publish may wait for an unreachable Kafka before it fails."""
+
+    # The gateway.
+    realtime_ws_host: str = "127.0.0.1"
+    realtime_ws_port: int = Field(default=6001, ge=0, le=65535)
+    realtime_secret: SecretStr | None = None
+    realtime_api_key: SecretStr | None = None
+    realtime_node_id: str | None = None
+    realtime_channel_rules: str = ""
+    realtime_demo: bool = False
+    """Demo mode (``tidings serve --demo``): the demo page may mint tokens and broadcast. Local only."""
+
+    # Limits, with safe defaults.
+    realtime_max_message_bytes: int = Field(default=65_536, ge=256)
+    realtime_max_frame_bytes: int = Field(default=65_536, ge=256)
+    realtime_max_channels: int = Field(default=100, ge=1)
+    realtime_rate_limit: float = Field(default=50.0, gt=0)
+    """Frames per second a client may send (a token bucket)."""
+    realtime_rate_burst: int = Field(default=100, ge=1)
+    realtime_queue_size: int = Field(default=1_000, ge=1)
+    """Frames queued for one client before it is cut off as too slow."""
+    realtime_history_size: int = Field(default=1_000, ge=0)
+    """Messages per channel the memory broker keeps for resume."""
+    realtime_handshake_timeout: float = Field(default=10.0, gt=0)
+    realtime_idle_timeout: float = Field(default=120.0, gt=0)
+    """Seconds without any frame from a client before it is disconnected (clients ping)."""
+    realtime_presence_timeout: float = Field(default=15.0, gt=0)
+    """Seconds after which a silent gateway node's presence members are considered gone."""
+
+    @field_validator("realtime_broker")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        if value not in BROKERS:
+            raise ValueError(f"unknown broker {value!r}; known brokers: {', '.join(BROKERS)}")
+        return value
+
+    @field_validator("kafka_producer_settings", "kafka_consumer_settings")
+    @classmethod
+    def _settings_syntax(cls, value: str, info: Any) -> str:
+        parse_kafka_settings(value, info.field_name.upper())
+        return value
+
+    @field_validator("realtime_channel_rules")
+    @classmethod
+    def _rules_syntax(cls, value: str) -> str:
+        try:
+            AccessPolicy.parse(value)
+        except InvalidAccessRule as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+        """Read the environment and ``env_file``; raise ``ConfigurationError`` naming the variable."""
+        try:
+            settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                f" (got {error.get('input')!r})"
+                for error in exc.errors()
+            )
+            raise ConfigurationError(f"invalid configuration: {problems}") from None
+        settings.topic_strategy()  # a bad prefix or strategy is a startup error, not a runtime one
+        return settings
+
+    @property
+    def broker_list(self) -> list[str]:
+        return [broker.strip() for broker in self.kafka_brokers.split(",") if broker.strip()]
+
+    @property
+    def producer_settings(self) -> dict[str, str]:
+        return parse_kafka_settings(self.kafka_producer_settings, "KAFKA_PRODUCER_SETTINGS")
+
+    @property
+    def consumer_settings(self) -> dict[str, str]:
+        return parse_kafka_settings(self.kafka_consumer_settings, "KAFKA_CONSUMER_SETTINGS")
+
+    def topic_strategy(self) -> TopicStrategy:
+        return topic_strategy(
+            self.kafka_topic_strategy, self.kafka_topic_prefix, self.kafka_shared_topics
+        )
+
+    def access_policy(self) -> AccessPolicy:
+        return AccessPolicy.parse(self.realtime_channel_rules)
+
+    def node_id(self, port: int | None = None) -> str:
+        """``REALTIME_NODE_ID``, or this host's name (plus the port, for gateways)."""
+        if self.realtime_node_id:
+            return self.realtime_node_id
+        host = socket.gethostname() or "localhost"
+        return f"{host}-{port}" if port is not None else host
+
+    def secret(self) -> str | None:
+        return self.realtime_secret.get_secret_value() if self.realtime_secret else None
+
+    def api_key(self) -> str | None:
+        return self.realtime_api_key.get_secret_value() if self.realtime_api_key else None
+
+    def effective(self) -> dict[str, Any]:
+        """Every setting by its environment name, secrets masked, for ``tidings config``."""
+        shown: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else "(empty)"
+            elif value is None:
+                value = "(not set)"
+            shown[name.upper()] = value
+        shown["(node id)"] = self.node_id()
+        shown["(env file)"] = str(Path(".env").resolve()) if Path(".env").exists() else "(none)"
+        shown["(environment overrides)"] = sorted(
+            name.upper() for name in type(self).model_fields if name.upper() in os.environ
+        )
+        return shown

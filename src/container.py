@@ -1,0 +1,188 @@
+"""The composition root: the one place that knows which adapter serves which port.
+
+Entrypoints build a ``Container`` (``Container.for_settings``), the library helpers use the
+process-wide one (``tidings.realtime()``), and tests override providers with fakes. Kafka adapters
+are imported only when a Kafka provider is first called, so the memory broker needs no Kafka code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from dependency_injector import containers, providers
+
+from .adapters.jwt_tokens import JwtTokens
+from .adapters.memory import MemoryBroker
+from .adapters.prometheus import PrometheusMetrics
+from .adapters.web import WebServer, bundled_file
+from .application.gateway import Gateway, Limits
+from .application.gateway.http_api import GatewayHttp
+from .application.realtime import RealtimeService
+from .config import Settings
+from .domain.errors import UnknownBroker
+from .ports import FeedOptions, GatewayMetrics, GroupMode, History, Publisher, Subscriber
+
+
+def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
+    broker = MemoryBroker(history_size=settings.realtime_history_size)
+    yield broker
+    broker.close()
+
+
+def _kafka_publisher(settings: Settings) -> Iterator[Publisher]:
+    from .adapters.kafka.publisher import KafkaPublisher
+
+    publisher = KafkaPublisher.from_settings(settings)
+    yield publisher
+    publisher.close()
+
+
+def _kafka_subscriber(settings: Settings) -> Iterator[Subscriber]:
+    from .adapters.kafka.subscriber import KafkaSubscriber
+
+    yield KafkaSubscriber.from_settings(settings)
+
+
+def _kafka_history(settings: Settings) -> Iterator[History]:
+    from .adapters.kafka.history import KafkaHistory
+
+    history = KafkaHistory.from_settings(settings)
+    yield history
+    history.close()
+
+
+def _limits(settings: Settings) -> Limits:
+    return Limits(
+        max_frame_bytes=settings.realtime_max_frame_bytes,
+        max_message_bytes=settings.realtime_max_message_bytes,
+        max_channels=settings.realtime_max_channels,
+        rate=settings.realtime_rate_limit,
+        burst=settings.realtime_rate_burst,
+        queue_size=settings.realtime_queue_size,
+        handshake_timeout=settings.realtime_handshake_timeout,
+        idle_timeout=settings.realtime_idle_timeout,
+    )
+
+
+def _gateway_node(settings: Settings) -> str:
+    return settings.node_id(settings.realtime_ws_port)
+
+
+def _feed_options(settings: Settings, node: str) -> FeedOptions:
+    """Gateways always fan out: each node reads every message (design.md §3, flaw 1)."""
+    return FeedOptions(
+        channels=None,
+        group_mode=GroupMode.FANOUT,
+        batch_size=500,
+        timeout=0.5,
+        group=settings.kafka_consumer_group,
+        node_id=node,
+    )
+
+
+def _gateway(
+    settings: Settings,
+    node: str,
+    subscriber: Subscriber,
+    history: History,
+    realtime: RealtimeService,
+    tokens: JwtTokens,
+    metrics: GatewayMetrics,
+    limits: Limits,
+) -> Gateway:
+    return Gateway(
+        node=node,
+        subscriber=subscriber,
+        history=history,
+        publish=realtime.publish,
+        tokens=tokens,
+        policy=settings.access_policy(),
+        limits=limits,
+        metrics=metrics,
+        feed_options=_feed_options(settings, node),
+    )
+
+
+def _web_server(
+    settings: Settings, gateway: Gateway, realtime: RealtimeService, tokens: JwtTokens
+) -> WebServer:
+    http = GatewayHttp(
+        gateway=gateway,
+        publish=realtime.publish,
+        api_key=settings.api_key(),
+        static=bundled_file,
+        broker=settings.realtime_broker,
+        demo_tokens=tokens if settings.realtime_demo else None,
+    )
+    return WebServer(
+        settings.realtime_ws_host,
+        settings.realtime_ws_port,
+        http,
+        max_frame_bytes=settings.realtime_max_frame_bytes,
+        max_body_bytes=max(1_048_576, settings.realtime_max_message_bytes * 4),
+        handshake_timeout=settings.realtime_handshake_timeout,
+    )
+
+
+def _select(settings: Settings, **brokers: Any) -> Any:
+    name = settings.realtime_broker
+    if name not in brokers:
+        raise UnknownBroker(name, sorted(brokers))
+    return brokers[name]()
+
+
+class Container(containers.DeclarativeContainer):
+    """Providers for every port; see the module doc."""
+
+    settings = providers.Singleton(Settings.load)
+
+    memory_broker = providers.Resource(_memory_broker, settings)
+    kafka_publisher = providers.Resource(_kafka_publisher, settings)
+    kafka_subscriber = providers.Resource(_kafka_subscriber, settings)
+
+    publishers = providers.Dict(
+        memory=memory_broker.provider,
+        kafka=kafka_publisher.provider,
+    )
+    subscriber = providers.Singleton(
+        _select, settings, memory=memory_broker.provider, kafka=kafka_subscriber.provider
+    )
+
+    realtime = providers.Singleton(
+        RealtimeService,
+        publishers=publishers,
+        default_broker=settings.provided.realtime_broker,
+        max_message_bytes=settings.provided.realtime_max_message_bytes,
+    )
+
+    tokens = providers.Singleton(
+        JwtTokens, secret=providers.Callable(lambda s: s.secret(), settings)
+    )
+
+    kafka_history = providers.Resource(_kafka_history, settings)
+    history = providers.Singleton(
+        _select, settings, memory=memory_broker.provider, kafka=kafka_history.provider
+    )
+    node = providers.Singleton(_gateway_node, settings)
+    metrics = providers.Singleton(PrometheusMetrics, node)
+    limits = providers.Singleton(_limits, settings)
+    gateway = providers.Singleton(
+        _gateway,
+        settings=settings,
+        node=node,
+        subscriber=subscriber,
+        history=history,
+        realtime=realtime,
+        tokens=tokens,
+        metrics=metrics,
+        limits=limits,
+    )
+    web_server = providers.Singleton(_web_server, settings, gateway, realtime, tokens)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Container:
+        """A container on ``settings``; ``shutdown_resources()`` closes the brokers it opened."""
+        container = cls()
+        container.settings.override(providers.Object(settings))
+        return container

@@ -1,0 +1,226 @@
+"""The message envelope: the same JSON object on the broker and on the wire to clients.
+
+Field names follow the original PHP system (``id``, ``type``, ``channel``, ``event``, ``data``,
+``timestamp``) so a PHP publisher and a tidings gateway can share a topic. ``exclude`` is ours: the
+connection that sent a message and must not receive it back. Decoding ignores fields it does not
+know, so newer publishers can add some without breaking older gateways.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Self, TypeAlias, overload
+
+import attrs
+
+from .channel import Channel
+from .errors import InvalidChannel, InvalidMessage, MessageTooLarge
+
+JSON: TypeAlias = Any
+"""A value that JSON can represent: dict, list, str, int, float, bool or None."""
+
+MAX_EVENT_LENGTH = 200
+MAX_ID_LENGTH = 128
+
+
+class MessageType(enum.StrEnum):
+    EVENT = "event"
+
+
+def _validate_event(instance: Message, attribute: attrs.Attribute[str], event: str) -> None:
+    if not isinstance(event, str):
+        raise InvalidMessage(f"event name must be a str, not {type(event).__name__}")
+    if not event:
+        raise InvalidMessage(f"event name for channel {instance.channel.name!r} is empty")
+    if len(event) > MAX_EVENT_LENGTH:
+        raise InvalidMessage(
+            f"event name {event[:40]!r}... is {len(event)} characters, over {MAX_EVENT_LENGTH}"
+        )
+    if not event.isprintable():
+        raise InvalidMessage(f"event name {event!r} contains control characters")
+
+
+def _validate_id(instance: Message, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+        raise InvalidMessage(f"message id must be a non-empty str of at most {MAX_ID_LENGTH} chars")
+
+
+def _validate_timestamp(instance: Message, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidMessage(f"timestamp must be a finite number of seconds, not {value!r}")
+
+
+def _encode_data(channel: str, data: JSON) -> str:
+    try:
+        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidMessage(f"data for channel {channel!r} is not JSON-serialisable: {exc}") from exc
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@attrs.frozen(eq=True)
+class _Envelope:
+    """The fields and codec of ``Message``; see ``Message`` for why there are two classes."""
+
+    channel: Channel
+    event: str = attrs.field(validator=_validate_event)
+    data: JSON = None
+    id: str = attrs.field(factory=_new_id, validator=_validate_id)
+    type: MessageType = MessageType.EVENT
+    timestamp: float = attrs.field(factory=time.time, validator=_validate_timestamp)
+    exclude: str | None = None
+    """Connection id that must not receive this message (the sender of a client event)."""
+
+    _data_json: str = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Encoding the data once proves it is JSON and gives the bytes every later encode reuses.
+        object.__setattr__(self, "_data_json", _encode_data(self.channel.name, self.data))
+
+    def to_dict(self) -> dict[str, JSON]:
+        envelope: dict[str, JSON] = {
+            "id": self.id,
+            "type": self.type.value,
+            "channel": self.channel.name,
+            "event": self.event,
+            "data": self.data,
+            "timestamp": self.timestamp,
+        }
+        if self.exclude is not None:
+            envelope["exclude"] = self.exclude
+        return envelope
+
+    def to_json(self, *, extra: str = "") -> str:
+        """The envelope as compact JSON; ``extra`` is pre-encoded ``,"key":value`` text to append.
+
+        Built by hand around the data encoded at construction, so a broadcast is encoded once.
+        """
+        head = json.dumps(
+            {
+                "id": self.id,
+                "type": self.type.value,
+                "channel": self.channel.name,
+                "event": self.event,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        tail = f',"timestamp":{json.dumps(self.timestamp)}'
+        if self.exclude is not None:
+            tail += f',"exclude":{json.dumps(self.exclude, ensure_ascii=False)}'
+        return f'{head[:-1]},"data":{self._data_json}{tail}{extra}}}'
+
+    def to_bytes(self) -> bytes:
+        return self.to_json().encode()
+
+    @property
+    def size(self) -> int:
+        """The size of the encoded envelope in bytes."""
+        return len(self.to_bytes())
+
+    def check_size(self, limit: int) -> Self:
+        """Return self, or raise ``MessageTooLarge`` when the encoding is over ``limit`` bytes."""
+        size = self.size
+        if size > limit:
+            raise MessageTooLarge(self.channel.name, size, limit)
+        return self
+
+    @classmethod
+    def from_dict(cls, envelope: object) -> Self:
+        if not isinstance(envelope, dict):
+            raise InvalidMessage(f"an envelope is a JSON object, not {type(envelope).__name__}")
+        missing = [key for key in ("id", "channel", "event") if key not in envelope]
+        if missing:
+            raise InvalidMessage(f"envelope lacks {', '.join(missing)}")
+        kind = envelope.get("type", MessageType.EVENT.value)
+        try:
+            message_type = MessageType(kind)
+        except ValueError:
+            raise InvalidMessage(f"unknown message type {kind!r}") from None
+        exclude = envelope.get("exclude")
+        if exclude is not None and not isinstance(exclude, str):
+            raise InvalidMessage(f"exclude must be a connection id string, not {exclude!r}")
+        try:
+            channel = Channel(envelope["channel"])
+        except InvalidChannel as exc:
+            raise InvalidMessage(str(exc)) from exc
+        return cls(
+            channel=channel,
+            event=envelope["event"],
+            data=envelope.get("data"),
+            id=envelope["id"],
+            type=message_type,
+            timestamp=envelope.get("timestamp", 0),
+            exclude=exclude,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Decode an envelope; raises ``InvalidMessage`` naming what was wrong."""
+        try:
+            envelope = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidMessage(f"envelope is not valid JSON: {exc}") from exc
+        return cls.from_dict(envelope)
+
+
+def _new_event(
+    cls: type[Message],
+    channel: Channel | str,
+    event: str,
+    data: JSON = None,
+    *,
+    exclude: str | None = None,
+) -> Message:
+    return cls(channel=Channel.of(channel), event=event, data=data, exclude=exclude)
+
+
+EventFactory = Callable[..., "Message"]
+
+
+class _EventNameOrFactory:
+    """``Message.event(...)`` is the seed's factory; ``message.event`` is the event name.
+
+    Python cannot hold a class method and a field under one name, so this descriptor answers
+    with the factory on the class and with the field's value on an instance.
+    """
+
+    def __init__(self, field: Any) -> None:
+        self._field = field
+
+    @overload
+    def __get__(self, instance: None, owner: type[Message]) -> EventFactory: ...
+
+    @overload
+    def __get__(self, instance: Message, owner: type[Message]) -> str: ...
+
+    def __get__(self, instance: Message | None, owner: type[Message]) -> EventFactory | str:
+        if instance is None:
+            factory: EventFactory = _new_event.__get__(owner, owner)
+            return factory
+        value: str = self._field.__get__(instance, owner)
+        return value
+
+    def __set__(self, instance: Message, value: str) -> None:
+        self._field.__set__(instance, value)
+
+
+class Message(_Envelope):
+    """One event on one channel, as in the seed: ``Message.event(channel, event, data)``.
+
+    ``message.event`` is the event name; ``Message.event(...)`` builds a message with a fresh id
+    and the current time. Validation happens on construction (``InvalidMessage``,
+    ``InvalidChannel``), so a ``Message`` that exists is a valid envelope.
+    """
+
+    __slots__ = ()
+
+    event = _EventNameOrFactory(_Envelope.__dict__["event"])  # type: ignore[assignment]

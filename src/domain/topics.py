@@ -1,0 +1,178 @@
+"""Where a channel's messages live in Kafka: the topic-mapping strategies.
+
+**Per channel** (the seed's naming, the default): channel ``user.1`` is topic ``realtime_user_1``.
+Dots become underscores, and every other character that could make two channels share a topic is
+escaped with ``-``: ``-`` becomes ``--``, ``_`` becomes ``-_`` and ``= @ , ; :`` become ``-`` plus
+two hex digits. The code is prefix-free, so the mapping is injective (``user:1`` and ``user_1`` get
+different topics, unlike the original system) and reversible. Topics never contain ``.``, so Kafka's
+rule that ``a.b`` and ``a_b`` collide cannot bite.
+
+**Shared** (for many channels): a fixed set of ``count`` topics named ``{prefix}-shared-{i}``; a
+channel lives in topic ``crc32(name) % count`` and is the record key, so one channel's messages stay
+in one partition, in order. Gateways read a few topics whatever the number of channels.
+
+The two strategies never produce the same topic name for one prefix: per-channel topics start with
+``{prefix}_``, shared ones with ``{prefix}-``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Protocol
+
+import attrs
+
+from .channel import Channel
+from .errors import ConfigurationError, InvalidTopicName
+
+MAX_TOPIC_LENGTH = 249
+"""Kafka's limit on a topic name."""
+
+_PREFIX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_ENCODE = {".": "_", "-": "--", "_": "-_"}
+_DECODE_ESCAPE = {"-": "-", "_": "_"}
+
+
+def _validate_prefix(instance: object, attribute: attrs.Attribute[str], prefix: str) -> None:
+    if not _PREFIX.fullmatch(prefix) or len(prefix) > 100:
+        raise ConfigurationError(
+            f"KAFKA_TOPIC_PREFIX {prefix!r} must be 1-100 letters, digits, '_' or '-', "
+            "starting with a letter or digit (no '.': Kafka treats '.' and '_' as colliding)"
+        )
+
+
+def encode_channel(name: str) -> str:
+    """The topic-safe spelling of a channel name (the part after ``{prefix}_``)."""
+    out: list[str] = []
+    for char in name:
+        if char in _PLAIN:
+            out.append(char)
+        else:
+            out.append(_ENCODE.get(char) or f"-{ord(char):02x}")
+    return "".join(out)
+
+
+def decode_channel(text: str) -> str:
+    """The inverse of ``encode_channel``; raises ``ValueError`` on text it cannot have produced."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "_":
+            out.append(".")
+            i += 1
+        elif char == "-":
+            nxt = text[i + 1 : i + 2]
+            if nxt in _DECODE_ESCAPE:
+                out.append(_DECODE_ESCAPE[nxt])
+                i += 2
+            else:
+                hex_digits = text[i + 1 : i + 3]
+                if len(hex_digits) != 2 or not re.fullmatch(r"[0-9a-f]{2}", hex_digits):
+                    raise ValueError(f"bad escape at index {i} of {text!r}")
+                out.append(chr(int(hex_digits, 16)))
+                i += 3
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+class TopicStrategy(Protocol):
+    """How channels map to topics; the Kafka adapters depend on nothing else."""
+
+    prefix: str
+
+    def topic_for(self, channel: Channel) -> str: ...
+
+    def owns(self, topic: str) -> bool:
+        """Whether ``topic`` holds channel messages under this strategy."""
+        ...
+
+    def subscription_pattern(self) -> str:
+        """A regular expression that matches exactly the topics this strategy writes."""
+        ...
+
+
+@attrs.frozen
+class PerChannelTopics:
+    """One topic per channel, named as in the seed: ``user.1`` -> ``realtime_user_1``."""
+
+    prefix: str = attrs.field(default="realtime", validator=_validate_prefix)
+
+    def topic_for(self, channel: Channel) -> str:
+        topic = f"{self.prefix}_{encode_channel(channel.name)}"
+        if len(topic) > MAX_TOPIC_LENGTH:
+            raise InvalidTopicName(
+                f"channel {channel.name!r} maps to a topic of {len(topic)} characters, over "
+                f"Kafka's {MAX_TOPIC_LENGTH}; use a shorter name or KAFKA_TOPIC_STRATEGY=shared"
+            )
+        return topic
+
+    def channel_for(self, topic: str) -> Channel:
+        """The channel a topic of this strategy carries; raises ``ValueError`` for other topics."""
+        head = f"{self.prefix}_"
+        if not topic.startswith(head):
+            raise ValueError(f"topic {topic!r} does not start with {head!r}")
+        encoded = topic[len(head) :]
+        name = decode_channel(encoded)
+        if encode_channel(name) != encoded:
+            raise ValueError(f"topic {topic!r} is not in the canonical per-channel spelling")
+        return Channel(name)
+
+    def owns(self, topic: str) -> bool:
+        try:
+            self.channel_for(topic)
+        except ValueError:
+            return False
+        return True
+
+    def subscription_pattern(self) -> str:
+        return f"^{re.escape(self.prefix)}_[A-Za-z0-9_-]+$"
+
+
+@attrs.frozen
+class SharedTopics:
+    """A fixed set of topics keyed by channel, for deployments with many channels."""
+
+    prefix: str = attrs.field(default="realtime", validator=_validate_prefix)
+    count: int = attrs.field(default=1)
+
+    @count.validator
+    def _check_count(self, attribute: attrs.Attribute[int], count: int) -> None:
+        if not 1 <= count <= 1000:
+            raise ConfigurationError(f"KAFKA_SHARED_TOPICS must be between 1 and 1000, not {count}")
+
+    def topics(self) -> list[str]:
+        return [f"{self.prefix}-shared-{index}" for index in range(self.count)]
+
+    def topic_for(self, channel: Channel) -> str:
+        index = zlib.crc32(channel.name.encode()) % self.count
+        return f"{self.prefix}-shared-{index}"
+
+    def owns(self, topic: str) -> bool:
+        return topic in self.topics()
+
+    def subscription_pattern(self) -> str:
+        return f"^{re.escape(self.prefix)}-shared-[0-9]+$"
+
+
+STRATEGIES = ("per-channel", "shared")
+
+
+def topic_strategy(name: str, prefix: str = "realtime", shared_topics: int = 1) -> TopicStrategy:
+    """The strategy configured by ``KAFKA_TOPIC_STRATEGY``; unknown names are a clear error."""
+    if name == "per-channel":
+        return PerChannelTopics(prefix)
+    if name == "shared":
+        return SharedTopics(prefix, shared_topics)
+    raise ConfigurationError(
+        f"KAFKA_TOPIC_STRATEGY {name!r} is unknown; known strategies: {', '.join(STRATEGIES)}"
+    )
+
+
+def presence_topic(prefix: str) -> str:
+    """The compacted topic where gateways share who is present (never a channel topic)."""
+    return f"{prefix}-presence"

@@ -1,0 +1,211 @@
+"""The ``tidings`` command: parse arguments, build the container, call one thing.
+
+Bad arguments and bad configuration exit with status 2 and a message naming what was wrong;
+broker failures exit with status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from ..config import BROKERS, Settings
+from ..domain.errors import ConfigurationError, TidingsError
+
+log = logging.getLogger("tidings")
+
+
+def _fail(message: str, status: int = 2) -> NoReturn:
+    click.echo(f"tidings: {message}", err=True)
+    sys.exit(status)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and .env, with command-line values on top."""
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings.load(**given)
+    except ConfigurationError as exc:
+        _fail(str(exc))
+
+
+def _json_argument(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Logging threshold (logs go to stderr).",
+)
+@click.version_option(package_name="tidings")
+def cli(log_level: str) -> None:
+    """tidings: realtime broadcasting over Kafka or an in-memory broker."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+@click.option("--host", help="Interface to listen on [REALTIME_WS_HOST, 127.0.0.1].")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port [REALTIME_WS_PORT, 6001].")
+@click.option("--broker", type=click.Choice(BROKERS), help="Broker [REALTIME_BROKER, memory].")
+@click.option("--node-id", help="This gateway's stable identity [REALTIME_NODE_ID, HOST-PORT].")
+@click.option(
+    "--demo", is_flag=True, default=None,
+    help="Demo mode for local development: the page can mint tokens and broadcast; "
+    "the dashboard moves.",
+)
+def serve(
+    host: str | None, port: int | None, broker: str | None, node_id: str | None, demo: bool | None
+) -> None:
+    """Run the gateway: WebSocket, HTTP and the broker consumer in one process."""
+    import trio
+
+    from ..container import Container
+    from .serve import run_gateway
+
+    settings = load_settings(
+        realtime_ws_host=host,
+        realtime_ws_port=port,
+        realtime_broker=broker,
+        realtime_node_id=node_id,
+        realtime_demo=demo,
+    )
+    if settings.realtime_demo and not settings.secret():
+        import secrets
+
+        settings = load_settings(
+            realtime_ws_host=host, realtime_ws_port=port, realtime_broker=broker,
+            realtime_node_id=node_id, realtime_demo=True, realtime_secret=secrets.token_hex(32),
+        )
+    container = Container.for_settings(settings)
+    try:
+        trio.run(run_gateway, container)
+    except TidingsError as exc:
+        _fail(str(exc), 1)
+    except OSError as exc:
+        _fail(f"cannot listen on {settings.realtime_ws_host}:{settings.realtime_ws_port}: {exc}", 1)
+    finally:
+        container.shutdown_resources()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def config(as_json: bool) -> None:
+    """Show the effective configuration (environment over .env over defaults), secrets masked."""
+    effective = load_settings().effective()
+    if as_json:
+        click.echo(json.dumps(effective, indent=2, default=str))
+        return
+    width = max(len(name) for name in effective)
+    for name, value in effective.items():
+        click.echo(f"{name.ljust(width)}  {value}")
+
+
+@cli.command()
+@click.argument("user_id")
+@click.option("--info", help='User info as JSON, shown to presence members: \'{"name":"Ann"}\'.')
+@click.option("--ttl", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Seconds until the token expires.")
+@click.option("--channels", default="", help="Comma list of channel patterns the token grants.")
+def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
+    """Print a connection token for USER_ID, signed with REALTIME_SECRET."""
+    from ..container import Container
+
+    user_info = _json_argument(info, "--info")
+    grants = tuple(pattern.strip() for pattern in channels.split(",") if pattern.strip())
+    tokens = Container.for_settings(load_settings()).tokens()
+    try:
+        click.echo(tokens.issue(user_id, info=user_info, ttl=ttl, channels=grants))
+    except (TidingsError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@click.argument("channel")
+@click.argument("event")
+@click.argument("data", required=False)
+@click.option("--broker", type=click.Choice(BROKERS), help="Broker [REALTIME_BROKER].")
+@click.option("--url", help="Publish through a running gateway's HTTP API instead, e.g. "
+              "http://127.0.0.1:6001 (uses REALTIME_API_KEY).")
+@click.option("--exclude", help="Connection id that must not receive the message.")
+def publish(
+    channel: str, event: str, data: str | None, broker: str | None, url: str | None,
+    exclude: str | None,
+) -> None:
+    """Publish one message: EVENT on CHANNEL with DATA (JSON)."""
+    payload = _json_argument(data, "DATA")
+    settings = load_settings(realtime_broker=broker)
+    if url:
+        click.echo(json.dumps(_publish_http(url, settings, channel, event, payload, exclude)))
+        return
+    from ..container import Container
+
+    container = Container.for_settings(settings)
+    try:
+        pending = container.realtime().broadcast_nowait(channel, event, payload, exclude=exclude)
+        position = pending.result()
+    except (TidingsError, ValueError) as exc:
+        _fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
+    finally:
+        container.shutdown_resources()
+    click.echo(json.dumps({**pending.message.to_dict(), "position": str(position)}))
+
+
+def _publish_http(
+    url: str, settings: Settings, channel: str, event: str, data: Any, exclude: str | None
+) -> Any:
+    import urllib.error
+    import urllib.request
+
+    body: dict[str, Any] = {"channel": channel, "event": event, "data": data}
+    if exclude:
+        body["exclude"] = exclude
+    request = urllib.request.Request(
+        url.rstrip("/") + "/broadcast",
+        data=json.dumps(body).encode(),
+        headers={
+            "content-type": "application/json",
+            "authorization": f"Bearer {settings.api_key() or ''}",
+        },
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.kafka_timeout + 5) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        _fail(f"gateway refused the message ({exc.code}): {detail}", 1)
+    except (urllib.error.URLError, OSError) as exc:
+        _fail(f"cannot reach the gateway at {url}: {exc}", 1)
+
+
+def _register_kafka_commands(group: click.Group) -> None:
+    from .kafka_cli import kafka
+
+    group.add_command(kafka)
+
+
+_register_kafka_commands(cli)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    run: Callable[..., Any] = cli.main
+    run(args=argv, prog_name="tidings")

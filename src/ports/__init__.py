@@ -1,0 +1,43 @@
+"""The ports: what the application needs from the outside world, as small protocols.
+
+Adapters implement them; the container wires one adapter to each; services depend only on these.
+"""
+
+from .metrics import GatewayMetrics
+from .publisher import Publisher
+from .realtime import Pending, RealtimePort
+from .subscriber import Delivered, Feed, FeedOptions, GroupMode, History, Subscriber
+from .tokens import TokenIssuer, TokenVerifier
+from .transport import (
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionHandler,
+    FrameTooLarge,
+    HttpApi,
+    HttpRequest,
+    HttpResponse,
+    Transport,
+)
+
+__all__ = [
+    "ClientConnection",
+    "ConnectionClosed",
+    "ConnectionHandler",
+    "Delivered",
+    "Feed",
+    "FeedOptions",
+    "FrameTooLarge",
+    "GatewayMetrics",
+    "GroupMode",
+    "History",
+    "HttpApi",
+    "HttpRequest",
+    "HttpResponse",
+    "Pending",
+    "Publisher",
+    "RealtimePort",
+    "Subscriber",
+    "TokenIssuer",
+    "TokenVerifier",
+    "Transport",
+]

@@ -1,0 +1,98 @@
+"""Subscribing: how messages reach a consumer from the broker, in batches, with commits."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+import attrs
+
+from ..domain import Channel, Message, Position
+
+
+class GroupMode(enum.StrEnum):
+    """How several consumers of one name share the stream.
+
+    ``fanout``: every process sees every message (each node has its own stable group); gateways
+    always fan out. ``shared``: the processes of one group split the messages between them (the
+    seed's load balancing), for worker-style processing.
+    """
+
+    FANOUT = "fanout"
+    SHARED = "shared"
+
+
+@attrs.frozen
+class Delivered:
+    """A message read from the broker, with its position in its stream."""
+
+    message: Message
+    position: Position | None
+
+
+@attrs.frozen
+class FeedOptions:
+    channels: tuple[Channel, ...] | None = None
+    """The channels to read; None reads every channel the broker carries (gateways)."""
+    group_mode: GroupMode = GroupMode.FANOUT
+    batch_size: int = 100
+    timeout: float = 1.0
+    """Seconds one poll waits for messages before yielding an empty batch."""
+    group: str = "realtime-servers"
+    """``KAFKA_CONSUMER_GROUP``: the group itself in shared mode, the base of it in fan-out mode."""
+    node_id: str = "node"
+    """This process's stable identity; names its own group in fan-out mode."""
+
+    def group_id(self) -> str:
+        """The consumer group: shared by all in shared mode, one per node in fan-out mode."""
+        if self.group_mode is GroupMode.SHARED:
+            return self.group
+        return f"{self.group}.{self.node_id}"
+
+
+class Feed(Protocol):
+    """An open subscription: batches in order, and a commit once a batch has been handed on."""
+
+    def batches(self) -> AsyncIterator[Sequence[Delivered]]:
+        """Batches of at most ``batch_size`` messages; an empty batch means a poll timed out."""
+        ...
+
+    async def commit(self) -> None:
+        """Every batch yielded so far has been handed on: its offsets may be committed."""
+        ...
+
+    def caught_up(self) -> bool:
+        """Whether everything that was in the broker when the feed opened has been yielded."""
+        ...
+
+    def frontier(self, channel: Channel) -> Position:
+        """How far this feed has handed over ``channel``'s stream.
+
+        Everything after the returned position will still come out of ``batches``; a client that
+        subscribes now is told this position, so it can resume from it after a disconnect even if
+        it never received a message.
+        """
+        ...
+
+
+class Subscriber(Protocol):
+    """A broker's read side."""
+
+    @property
+    def name(self) -> str: ...
+
+    def open_feed(self, options: FeedOptions) -> AbstractAsyncContextManager[Feed]: ...
+
+
+class History(Protocol):
+    """What a broker still retains of a channel, for clients that resume from a position."""
+
+    def replay(self, channel: Channel, since: Position) -> AsyncIterator[Sequence[Delivered]]:
+        """Messages of ``channel`` after ``since``, up to the present, in batches.
+
+        Raises ``InvalidPosition`` when ``since`` belongs to another stream (topic, cluster or
+        broker run) and ``PositionExpired`` when the broker no longer holds what follows it.
+        """
+        ...

@@ -1,0 +1,80 @@
+"""Client connections: how the gateway talks to browsers and other clients."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+import attrs
+
+
+class ConnectionClosed(Exception):
+    """The client went away; ``code`` is the close code it sent or 1006 for an abrupt loss."""
+
+    def __init__(self, code: int = 1006, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"connection closed ({code}) {reason}".rstrip())
+
+
+class FrameTooLarge(Exception):
+    """A client frame over the transport's hard limit; the connection cannot continue."""
+
+
+class ClientConnection(Protocol):
+    """One client, seen by the gateway: frames in, frames out, a close."""
+
+    @property
+    def token(self) -> str | None:
+        """The connection token the client presented when connecting, if any."""
+        ...
+
+    @property
+    def remote(self) -> str:
+        """Where the client connects from, for logs."""
+        ...
+
+    async def receive(self) -> str | bytes:
+        """The next frame; raises ``ConnectionClosed`` when the client is gone."""
+        ...
+
+    async def send_many(self, frames: Sequence[str]) -> None:
+        """Send frames in order, as few writes as the transport allows."""
+        ...
+
+    async def close(self, code: int, reason: str = "") -> None: ...
+
+
+ConnectionHandler = Callable[[ClientConnection], Awaitable[None]]
+
+
+class Transport(Protocol):
+    """Accepts client connections and hands each to the gateway until it ends."""
+
+    async def serve(self, handler: ConnectionHandler) -> None:
+        """Serve until cancelled."""
+        ...
+
+
+@attrs.frozen
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, str] = attrs.field(factory=dict)
+    headers: dict[str, str] = attrs.field(factory=dict)
+    """Header names in lower case."""
+    body: bytes = b""
+
+
+@attrs.frozen
+class HttpResponse:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = attrs.field(factory=dict)
+
+
+class HttpApi(Protocol):
+    """The gateway's HTTP side (broadcast, health, metrics, the demo page), transport-neutral."""
+
+    async def handle(self, request: HttpRequest) -> HttpResponse: ...
