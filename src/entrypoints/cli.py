@@ -59,6 +59,10 @@ def cli(log_level: str) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_level.upper() != "DEBUG":
+        # kafka-python narrates every rebalance and connection at INFO.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+        logging.getLogger("kafka.coordinator.assignors").setLevel(logging.ERROR)
 
 
 @cli.command()

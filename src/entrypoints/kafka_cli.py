@@ -1,10 +1,199 @@
-"""``tidings kafka ...``: the seed's consumer and Kafka monitoring."""
+"""``tidings kafka ...``: the seed's consumer, and monitoring without Kafka's shell tools."""
 
 from __future__ import annotations
 
+import signal
+import sys
+from typing import Any
+
 import click
+import trio
+
+from ..config import BROKERS, Settings
+from ..domain import Channel
+from ..domain.errors import InvalidChannel, TidingsError
+from ..domain.topics import presence_topic
+from ..ports import FeedOptions, GroupMode
+
+
+def _channels(values: tuple[str, ...]) -> tuple[Channel, ...]:
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter("give at least one channel", param_hint="--channels")
+    try:
+        return tuple(dict.fromkeys(Channel(name) for name in names))
+    except InvalidChannel as exc:
+        raise click.BadParameter(str(exc), param_hint="--channels") from None
+
+
+def _err(text: str) -> None:
+    click.echo(text, err=True)
 
 
 @click.group()
 def kafka() -> None:
-    """Consume from Kafka and inspect topics and consumer lag."""
+    """The seed's consumer, and Kafka topics and consumer lag."""
+
+
+@kafka.command()
+@click.option("--channels", "channel_values", multiple=True, required=True,
+              help="Channels to consume: a comma list, or the option repeated. Required.")
+@click.option("--broker", type=click.Choice(BROKERS), default="kafka", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="Messages per batch (and per poll).")
+@click.option("--timeout", type=click.IntRange(1, 600_000), default=1000, show_default=True,
+              help="Poll timeout in milliseconds.")
+@click.option("--max-messages", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Exit after exactly this many messages (0: no limit).")
+@click.option("--stop-when-empty", is_flag=True,
+              help="Exit 0 once caught up with the end and nothing new arrives within --timeout.")
+@click.option("--group-mode", type=click.Choice([mode.value for mode in GroupMode]),
+              default=GroupMode.SHARED.value, show_default=True,
+              help="shared: the processes of KAFKA_CONSUMER_GROUP split the messages; "
+              "fanout: this process (REALTIME_NODE_ID) sees them all.")
+@click.option("--from-end", is_flag=True,
+              help="A group that has committed nothing starts at the end, not the beginning.")
+def consume(
+    channel_values: tuple[str, ...], broker: str, batch_size: int, timeout: int,
+    max_messages: int, stop_when_empty: bool, group_mode: str, from_end: bool,
+) -> None:
+    """Consume channels: each message as one JSON line on stdout; progress on stderr.
+
+    Offsets are committed only after a batch's lines are written. SIGTERM or Ctrl+C: the batch in
+    hand is finished and committed, then it exits 0. It never publishes what it reads.
+    """
+    from ..container import Container
+    from .cli import load_settings
+
+    channels = _channels(channel_values)
+    settings = load_settings(realtime_broker=broker)
+    options = FeedOptions(
+        channels=channels,
+        group_mode=GroupMode(group_mode),
+        batch_size=batch_size,
+        timeout=timeout / 1000,
+        group=settings.kafka_consumer_group,
+        node_id=settings.node_id(),
+        start_at_end=from_end,
+    )
+    container = Container.for_settings(settings)
+    try:
+        report = trio.run(_consume, container, options, max_messages, stop_when_empty)
+    except TidingsError as exc:
+        _err(f"tidings: {exc}")
+        sys.exit(1)
+    finally:
+        container.shutdown_resources()
+    _err(f"consumed {report.count} message(s) in {report.seconds:.1f}s ({report.reason})")
+
+
+async def _consume(
+    container: Any, options: FeedOptions, max_messages: int, stop_when_empty: bool
+) -> Any:
+    from ..application.consumer import consume_lines
+
+    subscriber = container.subscriber()
+    names = ", ".join(channel.name for channel in options.channels or ())
+    stop = trio.Event()
+
+    def write(line: str) -> None:
+        sys.stdout.write(line + "\n")
+
+    def flush_and_report(count: int, seconds: float) -> None:
+        _err(f"consumed {count} message(s), {count / max(seconds, 1e-9):.0f}/s")
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    _err("stopping: finishing the batch in hand")
+                    stop.set()
+                    return
+
+        nursery.start_soon(watch_signals)
+        async with subscriber.open_feed(options) as feed:
+            _err(f"consuming {names} ({options.group_mode} group {options.group_id()})")
+
+            def write_and_flush(line: str) -> None:
+                write(line)
+
+            report = await consume_lines(
+                feed, write_and_flush, max_messages=max_messages,
+                stop_when_empty=stop_when_empty, stop=stop, progress=flush_and_report,
+            )
+            sys.stdout.flush()
+        nursery.cancel_scope.cancel()
+    return report
+
+
+def _admin(settings: Settings) -> Any:
+    from ..adapters.kafka.admin import KafkaAdmin
+
+    return KafkaAdmin(settings.broker_list, timeout=settings.kafka_timeout)
+
+
+@kafka.command()
+def topics() -> None:
+    """The realtime topics: partitions, start and end offsets, channel."""
+    from .cli import load_settings
+
+    settings = load_settings()
+    strategy = settings.topic_strategy()
+    admin = _admin(settings)
+    try:
+        names = [
+            topic for topic in admin.topics()
+            if strategy.owns(topic) or topic == presence_topic(settings.kafka_topic_prefix)
+        ]
+        rows = admin.offsets(names)
+    except TidingsError as exc:
+        _err(f"tidings: {exc}")
+        sys.exit(1)
+    finally:
+        admin.close()
+    click.echo(f"{'TOPIC':40} {'PARTITION':>9} {'START':>10} {'END':>10} {'MESSAGES':>10}  CHANNEL")
+    for row in rows:
+        channel = ""
+        channel_for = getattr(strategy, "channel_for", None)
+        if channel_for is not None:
+            try:
+                channel = channel_for(row.topic).name
+            except ValueError:
+                channel = "(presence)" if "presence" in row.topic else ""
+        click.echo(
+            f"{row.topic:40} {row.partition:>9} {row.start:>10} {row.end:>10} "
+            f"{row.end - row.start:>10}  {channel}"
+        )
+    _err(f"{len({row.topic for row in rows})} topic(s)")
+
+
+@kafka.command()
+@click.option("--group", help="A consumer group; default: KAFKA_CONSUMER_GROUP and every "
+              "fan-out group derived from it (KAFKA_CONSUMER_GROUP.NODE).")
+def lag(group: str | None) -> None:
+    """Consumer-group lag per partition: committed offset, end offset, lag."""
+    from .cli import load_settings
+
+    settings = load_settings()
+    admin = _admin(settings)
+    base = settings.kafka_consumer_group
+    try:
+        groups = [group] if group else [
+            name for name in admin.groups() if name == base or name.startswith(base + ".")
+        ]
+        rows = [(name, row) for name in groups for row in admin.lag(name)]
+    except TidingsError as exc:
+        _err(f"tidings: {exc}")
+        sys.exit(1)
+    finally:
+        admin.close()
+    click.echo(f"{'GROUP':32} {'TOPIC':36} {'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}")
+    for name, row in rows:
+        committed = "-" if row.committed is None else str(row.committed)
+        click.echo(
+            f"{name:32} {row.topic:36} {row.partition:>9} {committed:>10} {row.end:>10} "
+            f"{row.lag:>8}"
+        )
+    if not rows:
+        _err("no committed offsets for " + (group or f"{base} or {base}.*"))

@@ -44,6 +44,11 @@ class FeedOptions:
     """``KAFKA_CONSUMER_GROUP``: the group itself in shared mode, the base of it in fan-out mode."""
     node_id: str = "node"
     """This process's stable identity; names its own group in fan-out mode."""
+    start_at_end: bool = False
+    """Where a group that has committed nothing starts: at the end of the channels that exist
+    (gateways: nobody was there to want the past) or at their beginning (workers, the consume
+    command: process everything retained). Channels created later always start at the beginning.
+    """
 
     def group_id(self) -> str:
         """The consumer group: shared by all in shared mode, one per node in fan-out mode."""
@@ -59,8 +64,11 @@ class Feed(Protocol):
         """Batches of at most ``batch_size`` messages; an empty batch means a poll timed out."""
         ...
 
-    async def commit(self) -> None:
-        """Every batch yielded so far has been handed on: its offsets may be committed."""
+    async def commit(self, handed: Sequence[Delivered] | None = None) -> None:
+        """Record as handed on every batch yielded so far, or exactly ``handed`` of the last one.
+
+        Committed messages are not delivered again to this group after a restart; the rest are.
+        """
         ...
 
     def caught_up(self) -> bool:

@@ -89,7 +89,7 @@ class MemoryFeed:
                 await trio.lowlevel.checkpoint()
             yield batch
 
-    async def commit(self) -> None:
+    async def commit(self, handed: Sequence[Delivered] | None = None) -> None:
         """Nothing to persist: the memory broker keeps no offsets across runs."""
         await trio.lowlevel.checkpoint()
 

@@ -279,7 +279,9 @@ class Gateway:
             subscription.advance(frontier)
         self.hub.subscribe(session, subscription)
         self.metrics.subscribed()
-        session.offer(encode_subscribed(channel, self._subscribed_data(channel, frontier)))
+        # A resuming client is told its own position back: it has nothing newer until the replay.
+        told = frontier if frame.since is None else frame.since
+        session.offer(encode_subscribed(channel, self._subscribed_data(channel, told)))
         if frame.since is not None:
             await self._replay(session, subscription, frame.since)
 

@@ -1,0 +1,192 @@
+"""Topic administration: create on first use, cluster identity, offsets and lag.
+
+A ``KafkaAdmin`` is owned by one thread (kafka-python's clients are not shared across threads);
+each adapter that needs one makes its own. Its admin client is created lazily and dropped after a
+connection failure, so a broker that comes back is picked up on the next call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from .common import unavailable
+
+
+@attrs.frozen
+class PartitionOffsets:
+    topic: str
+    partition: int
+    start: int
+    end: int
+
+
+@attrs.frozen
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int | None
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return self.end - (self.committed if self.committed is not None else 0)
+
+
+class KafkaAdmin:
+    def __init__(
+        self,
+        brokers: Sequence[str],
+        *,
+        partitions: int = 1,
+        replication_factor: int = 1,
+        timeout: float = 10.0,
+        client_settings: dict[str, Any] | None = None,
+    ) -> None:
+        self.brokers = list(brokers)
+        self._partitions = partitions
+        self._replication = replication_factor
+        self._timeout_ms = int(timeout * 1000)
+        self._client_settings = client_settings or {}
+        self._admin: KafkaAdminClient | None = None
+        self._known: set[str] = set()
+        self._cluster_id: str | None = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> KafkaAdminClient:
+        if self._admin is None:
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=self.brokers,
+                request_timeout_ms=self._timeout_ms,
+                bootstrap_timeout_ms=self._timeout_ms,
+                **self._client_settings,
+            )
+        return self._admin
+
+    def _call(self, action: str, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            try:
+                return getattr(self._client(), action)(*args, **kwargs)
+            except TopicAlreadyExistsError:
+                raise
+            except (KafkaError, OSError) as exc:
+                self._drop()
+                raise unavailable(self.brokers, exc) from exc
+
+    def _drop(self) -> None:
+        if self._admin is not None:
+            try:
+                self._admin.close()
+            except Exception:  # noqa: BLE001 - closing a broken client must not hide the error
+                pass
+            self._admin = None
+
+    def cluster_id(self) -> str:
+        if self._cluster_id is None:
+            self._cluster_id = str(self._call("describe_cluster")["cluster_id"])
+        return self._cluster_id
+
+    def ensure_topic(self, topic: str, *, compacted: bool = False) -> None:
+        """Create ``topic`` unless it exists; remembered, so a known topic costs nothing."""
+        if topic in self._known:
+            return
+        configs = {"cleanup.policy": "compact"} if compacted else {}
+        try:
+            self._call(
+                "create_topics",
+                [NewTopic(topic, self._partitions if not compacted else 1,
+                          self._replication, topic_configs=configs)],
+            )
+        except TopicAlreadyExistsError:
+            pass
+        self._known.add(topic)
+
+    def topics(self) -> list[str]:
+        return sorted(self._call("list_topics"))
+
+    def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        described = self._call("describe_topics", list(topics))
+        return {
+            entry["topic"]: len(entry["partitions"])
+            for entry in described
+            if not entry.get("error_code")
+        }
+
+    def offsets(self, topics: Iterable[str]) -> list[PartitionOffsets]:
+        """Start and end offsets of every partition of ``topics``."""
+        with self._offset_reader() as reader:
+            partitions = [
+                TopicPartition(topic, partition)
+                for topic in topics
+                for partition in sorted(reader.partitions_for_topic(topic) or ())
+            ]
+            if not partitions:
+                return []
+            starts = reader.beginning_offsets(partitions, timeout_ms=self._timeout_ms)
+            ends = reader.end_offsets(partitions, timeout_ms=self._timeout_ms)
+        return [
+            PartitionOffsets(tp.topic, tp.partition, starts[tp], ends[tp]) for tp in partitions
+        ]
+
+    def lag(self, group: str, topics: Iterable[str] | None = None) -> list[PartitionLag]:
+        """Committed offset, end offset and lag of ``group`` on each partition it has committed."""
+        committed = self._call("list_group_offsets", group).get(group, {})
+        wanted = set(topics) if topics is not None else None
+        partitions = [
+            tp for tp in committed if wanted is None or tp.topic in wanted
+        ]
+        if not partitions:
+            return []
+        with self._offset_reader() as reader:
+            ends = reader.end_offsets(partitions, timeout_ms=self._timeout_ms)
+        return sorted(
+            (
+                PartitionLag(tp.topic, tp.partition, committed[tp].offset, ends[tp])
+                for tp in partitions
+            ),
+            key=lambda lag: (lag.topic, lag.partition),
+        )
+
+    def groups(self) -> list[str]:
+        return sorted(str(group["group_id"]) for group in self._call("list_groups"))
+
+    def _offset_reader(self) -> _Reader:
+        return _Reader(self.brokers, self._timeout_ms, self._client_settings)
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+
+class _Reader:
+    """A short-lived group-less consumer for offset look-ups."""
+
+    def __init__(self, brokers: list[str], timeout_ms: int, settings: dict[str, Any]) -> None:
+        self._brokers = brokers
+        self._timeout_ms = timeout_ms
+        self._settings = settings
+        self._consumer: KafkaConsumer | None = None
+
+    def __enter__(self) -> KafkaConsumer:
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self._brokers,
+                group_id=None,
+                enable_auto_commit=False,
+                request_timeout_ms=self._timeout_ms,
+                bootstrap_timeout_ms=self._timeout_ms,
+                **self._settings,
+            )
+        except (KafkaError, OSError) as exc:
+            raise unavailable(self._brokers, exc) from exc
+        return self._consumer
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._consumer is not None:
+            self._consumer.close(autocommit=False)

@@ -1,0 +1,53 @@
+"""What the Kafka adapters share: stream identity, partitioning, errors, record decoding."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from kafka.errors import KafkaError
+from kafka.partitioner.default import murmur2
+
+from ...domain import Channel, Message
+from ...domain.errors import BrokerUnavailable, InvalidMessage
+from ...domain.position import stream_id
+
+log = logging.getLogger("tidings.kafka")
+
+
+def kafka_stream(cluster_id: str, topic: str, partition: int) -> str:
+    """The stream id of one partition: positions from another cluster or topic never match."""
+    return stream_id("kafka", cluster_id, topic, partition)
+
+
+def partition_for(channel: Channel, partitions: int) -> int:
+    """The partition kafka-python's default partitioner gives a record keyed by ``channel``."""
+    return (murmur2(channel.name.encode()) & 0x7FFFFFFF) % partitions
+
+
+def unavailable(brokers: Sequence[str], exc: BaseException) -> BrokerUnavailable:
+    detail = str(exc) or type(exc).__name__
+    return BrokerUnavailable(list(brokers), f"Kafka did not answer: {detail}")
+
+
+def is_kafka_error(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaError | OSError | TimeoutError)
+
+
+class UndecodableRecords:
+    """Counts records that are not tidings envelopes; logs the first and then every 1000th."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def decode(self, value: bytes | None, where: str) -> Message | None:
+        try:
+            if value is None:
+                raise InvalidMessage("record has no value")
+            return Message.from_json(value)
+        except InvalidMessage as exc:
+            self.count += 1
+            if self.count == 1 or self.count % 1000 == 0:
+                log.warning("skipping %d undecodable record(s); latest at %s: %s",
+                            self.count, where, exc)
+            return None

@@ -1,0 +1,271 @@
+"""Publishing to Kafka with kafka-python: one shared producer, topics created on first use.
+
+Records are keyed by channel name, so one channel's messages share a partition and keep their
+order; the producer runs with ``acks=all`` and idempotence, so an acknowledged message survives a
+broker failure and a retry never duplicates it.
+
+``publish`` never blocks its caller: a message for a topic already known goes straight to the
+producer's buffer (kafka-python's ``send`` is thread-safe and only appends); anything that may
+block (connecting, creating a topic) happens on this adapter's own worker thread. Every future
+resolves within ``KAFKA_TIMEOUT``: with the position the broker gave the message, or with
+``BrokerUnavailable`` naming the brokers tried. In-flight messages are bounded
+(``BrokerOverloaded`` beyond), so a dead broker cannot make memory grow without end.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from ...config import Settings
+from ...domain import Channel, Message, Position, TopicStrategy
+from ...domain.errors import BrokerOverloaded, BrokerUnavailable
+from .admin import KafkaAdmin
+from .common import kafka_stream, unavailable
+from .settings import PRODUCER_SETTINGS, translate
+
+log = logging.getLogger("tidings.kafka.publisher")
+
+MAX_IN_FLIGHT = 100_000
+"""Messages accepted but not yet acknowledged, at most."""
+
+_STOP = object()
+
+
+def security_settings(translated: dict[str, Any]) -> dict[str, Any]:
+    """The part of client settings every Kafka client (admin, consumer) must share."""
+    return {
+        name: value
+        for name, value in translated.items()
+        if name.startswith(("ssl_", "sasl_", "security_protocol", "client_dns_lookup"))
+    }
+
+
+class KafkaPublisher:
+    """Implements ``Publisher`` over Kafka (see the module doc)."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        brokers: list[str],
+        strategy: TopicStrategy,
+        admin: KafkaAdmin,
+        producer_config: dict[str, Any],
+        *,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        self.brokers = brokers
+        self._strategy = strategy
+        self._admin = admin
+        self._config = producer_config
+        self._producer: KafkaProducer | None = None
+        self._cluster_id: str | None = None
+        self._known: set[str] = set()
+        self._queued: dict[str, int] = {}
+        """Messages per topic waiting on the worker; while any wait, later ones queue behind."""
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._max_in_flight = max_in_flight
+        self._work: queue.Queue[Any] = queue.Queue(maxsize=max_in_flight)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaPublisher:
+        timeout_ms = int(settings.kafka_timeout * 1000)
+        passed = translate(
+            settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS"
+        )
+        compression = passed.pop("compression_type", settings.kafka_compression)
+        config: dict[str, Any] = {
+            "bootstrap_servers": settings.broker_list,
+            "acks": "all",
+            "enable_idempotence": True,
+            "compression_type": None if compression == "none" else compression,
+            "bootstrap_timeout_ms": timeout_ms,
+            "max_block_ms": timeout_ms,
+            "request_timeout_ms": max(1000, timeout_ms // 2),
+            "delivery_timeout_ms": timeout_ms,
+            "client_id": f"tidings-publisher-{settings.node_id()}",
+        }
+        config.update(passed)
+        admin = KafkaAdmin(
+            settings.broker_list,
+            partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            timeout=settings.kafka_timeout,
+            client_settings=security_settings(passed),
+        )
+        return cls(settings.broker_list, settings.topic_strategy(), admin, config)
+
+    # -- Publisher ---------------------------------------------------------------------------
+
+    def publish(self, channel: Channel | str, message: Message) -> Future[Position]:
+        target = Channel.of(channel)
+        if target != message.channel:
+            raise ValueError(
+                f"publish on {target.name!r} of a message for {message.channel.name!r}"
+            )
+        topic = self._strategy.topic_for(target)
+        future: Future[Position] = Future()
+        with self._lock:
+            if self._closed:
+                future.set_exception(BrokerUnavailable(self.brokers, "the publisher is closed"))
+                return future
+            if self._in_flight >= self._max_in_flight:
+                future.set_exception(
+                    BrokerOverloaded(
+                        f"{self._in_flight} messages await Kafka's acknowledgement, the limit; "
+                        f"message {message.id} on {target.name!r} was not published"
+                    )
+                )
+                return future
+            self._in_flight += 1
+            direct = topic in self._known and not self._queued.get(topic)
+            producer = self._producer if direct else None
+            if producer is None:
+                self._queued[topic] = self._queued.get(topic, 0) + 1
+                self._start_worker()
+                self._work.put_nowait((topic, message, future))
+                return future
+        self._send(producer, topic, message, future)
+        return future
+
+    def _send(
+        self, producer: KafkaProducer, topic: str, message: Message, future: Future[Position]
+    ) -> None:
+        try:
+            record = producer.send(
+                topic, value=message.to_bytes(), key=message.channel.name.encode()
+            )
+        except (KafkaError, OSError) as exc:
+            self._settle(future, error=unavailable(self.brokers, exc))
+            return
+        cluster_id = self._cluster_id or ""
+        record.add_callback(
+            lambda metadata: self._settle(
+                future, Position(kafka_stream(cluster_id, topic, metadata.partition),
+                                 metadata.offset)
+            )
+        )
+        record.add_errback(lambda exc: self._settle(future, error=unavailable(self.brokers, exc)))
+
+    def _settle(
+        self, future: Future[Position], position: Position | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            self._in_flight -= 1
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            assert position is not None
+            future.set_result(position)
+
+    # -- The worker thread: everything that may block ------------------------------------------
+
+    def _start_worker(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._work_loop, name="tidings-kafka-publisher", daemon=True
+            )
+            self._thread.start()
+
+    def _work_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is _STOP:
+                return
+            topic, message, future = item
+            try:
+                producer = self._ready_producer()
+                self._admin.ensure_topic(topic)
+            except (BrokerUnavailable, KafkaError, OSError) as exc:
+                error = exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
+                self._fail_queued(error, (topic, message, future))
+                continue
+            self._send(producer, topic, message, future)
+            with self._lock:
+                self._dequeued(topic)
+                self._known.add(topic)
+
+    def _dequeued(self, topic: str) -> None:
+        left = self._queued.get(topic, 0) - 1
+        if left > 0:
+            self._queued[topic] = left
+        else:
+            self._queued.pop(topic, None)
+
+    def _fail_queued(self, error: BrokerUnavailable, first: tuple[str, Message, Any]) -> None:
+        """Kafka is unreachable: fail this message and every one queued behind it, now.
+
+        Waiting out the timeout once per queued message would make a burst fail slowly.
+        """
+        failed = [first]
+        while True:
+            try:
+                item = self._work.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._work.put(_STOP)
+                break
+            failed.append(item)
+        for topic, _, future in failed:
+            with self._lock:
+                self._dequeued(topic)
+            self._settle(future, error=error)
+
+    def _ready_producer(self) -> KafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        self._cluster_id = self._admin.cluster_id()
+        producer = KafkaProducer(**self._config)
+        with self._lock:
+            self._producer = producer
+        return producer
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every accepted message is acknowledged or failed (at most ``timeout``)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            producer = self._producer
+            if producer is not None:
+                try:
+                    producer.flush(timeout=0 if deadline is None else
+                                   max(0.0, deadline - time.monotonic()))
+                except KafkaError:
+                    pass  # what did not make it fails its own future
+            with self._lock:
+                if self._in_flight == 0:
+                    return
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(0.005)
+
+    def close(self) -> None:
+        """Deliver what is in flight (bounded by the delivery timeout), then release the client."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread is not None:
+            self._work.put(_STOP)
+            self._thread.join()
+        if self._producer is not None:
+            timeout = self._config.get("delivery_timeout_ms", 10_000) / 1000
+            try:
+                self._producer.close(timeout=timeout)
+            except KafkaError as exc:
+                log.warning("producer did not close cleanly: %s", exc)
+        self._admin.close()

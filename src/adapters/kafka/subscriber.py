@@ -1,0 +1,352 @@
+"""Consuming from Kafka: one consumer per feed, owned by a thread, handing batches to trio.
+
+kafka-python consumers are not thread-safe, so each feed's consumer lives and dies on the
+feed's own thread. The thread polls, decodes, and hands each batch to trio through a channel of
+size one, so a slow consumer on the trio side holds the thread back (backpressure) instead of
+buffering without bound. Offsets are committed on the thread, before its next poll, and only
+for batches the trio side has reported as handed on: at-least-once, never commit-before-deliver.
+
+Groups: ``fanout`` gives each node its own stable group (``{group}.{node}``), so every gateway
+sees every message and a restarted node resumes where it stopped; ``shared`` is the seed's one
+group for all, which splits the partitions (worker-style processing). See ADR 0005.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
+from kafka.structs import OffsetAndMetadata
+
+from ...config import Settings
+from ...domain import Channel, Position, TopicStrategy
+from ...domain.errors import BrokerUnavailable
+from ...ports import Delivered, FeedOptions
+from .admin import KafkaAdmin
+from .common import UndecodableRecords, kafka_stream, partition_for, unavailable
+from .publisher import security_settings
+from .settings import CONSUMER_SETTINGS, translate
+
+log = logging.getLogger("tidings.kafka.subscriber")
+
+DISCOVERY_INTERVAL_MS = 2_000
+"""How often a gateway looks for new channel topics (metadata refresh), when reading them all."""
+
+
+@attrs.frozen
+class KafkaBatch:
+    """A poll's worth of messages plus where each partition stands after it."""
+
+    deliveries: list[Delivered]
+    next_offsets: dict[TopicPartition, int]
+    """Position of every assigned partition after this batch: what committing it commits."""
+    caught_up: bool
+
+
+class KafkaFeed:
+    """One open subscription (implements ``Feed``)."""
+
+    def __init__(
+        self,
+        options: FeedOptions,
+        *,
+        brokers: list[str],
+        strategy: TopicStrategy,
+        admin: KafkaAdmin,
+        consumer_config: dict[str, Any],
+        default_partitions: int,
+    ) -> None:
+        self.options = options
+        self._brokers = brokers
+        self._strategy = strategy
+        self._admin = admin
+        self._config = consumer_config
+        self._default_partitions = default_partitions
+        self._wanted = (
+            None if options.channels is None else {channel.name for channel in options.channels}
+        )
+        self._send, self._receive = trio.open_memory_channel[KafkaBatch | BaseException](1)
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = threading.Event()
+        self._commit_lock = threading.Lock()
+        self._to_commit: dict[TopicPartition, int] = {}
+        self._frontiers: dict[TopicPartition, int] = {}
+        self._partitions: dict[str, int] = {}
+        self._streams: dict[str, TopicPartition] = {}
+        self._existing: set[str] | None = None
+        self._caught_up = False
+        self._cluster_id = ""
+        self._pending: KafkaBatch | None = None
+        self.last_error: str | None = None
+        self._undecodable = UndecodableRecords()
+        self._thread = threading.Thread(
+            target=self._run, name=f"tidings-kafka-feed-{options.group_id()}", daemon=True
+        )
+
+    # -- The trio side -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._cluster_id = await trio.to_thread.run_sync(self._admin.cluster_id)
+        if self._wanted is not None:
+            topics = sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
+            await trio.to_thread.run_sync(self._ensure_topics, topics)
+        self._thread.start()
+
+    def _ensure_topics(self, topics: list[str]) -> None:
+        for topic in topics:
+            self._admin.ensure_topic(topic)
+
+    async def batches(self) -> AsyncIterator[Sequence[Delivered]]:
+        async for item in self._receive:
+            if isinstance(item, BaseException):
+                raise item
+            for tp, offset in item.next_offsets.items():
+                self._frontiers[tp] = offset - 1
+            self._caught_up = item.caught_up
+            self._pending = item
+            yield item.deliveries
+
+    async def commit(self, handed: Sequence[Delivered] | None = None) -> None:
+        """Mark handed-on messages; the thread commits them before its next poll."""
+        pending = self._pending
+        if pending is not None:
+            if handed is None or len(handed) == len(pending.deliveries):
+                offsets = pending.next_offsets
+            else:
+                offsets = {}
+                for delivered in handed:
+                    assert delivered.position is not None
+                    tp = self._streams[delivered.position.stream]
+                    offsets[tp] = max(offsets.get(tp, 0), delivered.position.offset + 1)
+            with self._commit_lock:
+                self._to_commit.update(offsets)
+        await trio.lowlevel.checkpoint()
+
+    def caught_up(self) -> bool:
+        return self._caught_up
+
+    def frontier(self, channel: Channel) -> Position:
+        topic = self._strategy.topic_for(channel)
+        partitions = self._partitions.get(topic, self._default_partitions)
+        partition = partition_for(channel, partitions)
+        tp = TopicPartition(topic, partition)
+        return Position(kafka_stream(self._cluster_id, topic, partition),
+                        self._frontiers.get(tp, -1))
+
+    async def close(self) -> None:
+        self._stop.set()
+        await self._receive.aclose()
+        if self._thread.ident is not None:
+            await trio.to_thread.run_sync(self._thread.join)
+
+    # -- The consumer thread -----------------------------------------------------------------
+
+    def _hand_over(self, item: KafkaBatch | BaseException) -> bool:
+        """Give an item to trio, waiting while the previous one is unread; False once closed."""
+        try:
+            trio.from_thread.run(self._send.send, item, trio_token=self._token)
+            return True
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+            return False
+
+    def _run(self) -> None:
+        """Consume until closed; ride out broker outages by reconnecting with backoff."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            consumer: KafkaConsumer | None = None
+            try:
+                consumer = self._open_consumer()
+                self.last_error = None
+                backoff = 0.5
+                self._poll_loop(consumer)
+                return
+            except (BrokerUnavailable, KafkaError, OSError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("Kafka consumer failed (%s); reconnecting in %.1fs",
+                            self.last_error, backoff)
+            finally:
+                if consumer is not None:
+                    self._commit_handed(consumer)
+                    try:
+                        consumer.close(autocommit=False)
+                    except (KafkaError, OSError) as exc:
+                        log.warning("consumer did not close cleanly: %s", exc)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    def _open_consumer(self) -> KafkaConsumer:
+        options = self.options
+        config = dict(self._config)
+        if self._wanted is None:
+            config.setdefault("metadata_max_age_ms", DISCOVERY_INTERVAL_MS)
+        # "none": a partition without a committed offset raises, and _place decides where it
+        # starts, on this thread (kafka-python 3 runs rebalance callbacks on its IO thread,
+        # where the look-ups this needs may not block).
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._brokers,
+            group_id=options.group_id(),
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            max_poll_records=options.batch_size,
+            client_id=f"tidings-{options.group_id()}",
+            **config,
+        )
+        if options.start_at_end and self._existing is None:
+            self._existing = set(self._admin.topics())
+        if self._wanted is None:
+            consumer.subscribe(pattern=self._strategy.subscription_pattern())
+        else:
+            topics = sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
+            consumer.subscribe(topics=topics)
+        return consumer
+
+    def _place(self, consumer: KafkaConsumer, partitions: set[TopicPartition]) -> None:
+        """Where partitions without a usable committed offset start.
+
+        Feeds that start at the end (gateways) skip the past of topics that existed when they
+        first opened (nobody was connected to want it); topics created later start at their
+        beginning, so the first messages of a new channel are not lost. Other feeds start at the
+        beginning, and so does any partition whose committed offset fell out of retention.
+        """
+        existing = self._existing or set()
+        to_end = [tp for tp in partitions if self.options.start_at_end and tp.topic in existing]
+        to_start = [tp for tp in partitions if tp not in to_end]
+        if to_end:
+            consumer.seek_to_end(*to_end)
+        if to_start:
+            consumer.seek_to_beginning(*to_start)
+
+    def _poll_loop(self, consumer: KafkaConsumer) -> None:
+        timeout_ms = max(1, int(self.options.timeout * 1000))
+        while not self._stop.is_set():
+            self._commit_handed(consumer)
+            try:
+                records = consumer.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
+            except NoOffsetForPartitionError as exc:
+                self._place(consumer, set(exc.args[0]))
+                continue
+            except OffsetOutOfRangeError as exc:
+                gone = set(exc.args[0]) if exc.args and isinstance(exc.args[0], dict) else set()
+                log.warning("committed offsets out of retention for %s; from the start", gone)
+                consumer.seek_to_beginning(*gone)
+                continue
+            deliveries: list[Delivered] = []
+            for tp, batch in records.items():
+                stream = kafka_stream(self._cluster_id, tp.topic, tp.partition)
+                self._streams[stream] = tp
+                for record in batch:
+                    message = self._undecodable.decode(record.value, f"{tp.topic}/{tp.partition}")
+                    if message is None:
+                        continue
+                    if self._wanted is not None and message.channel.name not in self._wanted:
+                        continue
+                    deliveries.append(Delivered(message, Position(stream, record.offset)))
+            assignment = consumer.assignment()
+            for topic in {tp.topic for tp in assignment} - set(self._partitions):
+                found = consumer.partitions_for_topic(topic)
+                if found:
+                    self._partitions[topic] = len(found)
+            next_offsets = {tp: consumer.position(tp) for tp in assignment}
+            caught_up = not records and bool(assignment) and self._at_end(consumer, next_offsets)
+            if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up)):
+                return
+
+    def _at_end(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> bool:
+        """Whether every partition is read to its end (high-water marks, else a request)."""
+        ends = {tp: consumer.highwater(tp) for tp in positions}
+        if any(end is None for end in ends.values()):
+            ends = consumer.end_offsets(list(positions))
+        return all(positions[tp] >= ends[tp] for tp in positions)
+
+    def _commit_handed(self, consumer: KafkaConsumer) -> None:
+        with self._commit_lock:
+            offsets, self._to_commit = self._to_commit, {}
+        if not offsets:
+            return
+        assigned = consumer.assignment()
+        to_commit = {
+            tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items() if tp in assigned
+        }
+        if not to_commit:
+            return
+        try:
+            consumer.commit(to_commit)
+        except KafkaError as exc:
+            # The messages were handed on; a failed commit only means they may come again.
+            log.warning("commit failed (messages may be redelivered): %s", exc)
+
+
+class KafkaSubscriber:
+    """Implements ``Subscriber`` over Kafka: each feed gets its own consumer thread."""
+
+    name = "kafka"
+
+    def __init__(
+        self,
+        brokers: list[str],
+        strategy: TopicStrategy,
+        consumer_config: dict[str, Any],
+        *,
+        partitions: int,
+        replication_factor: int,
+        timeout: float,
+    ) -> None:
+        self._brokers = brokers
+        self._strategy = strategy
+        self._config = consumer_config
+        self._partitions = partitions
+        self._replication = replication_factor
+        self._timeout = timeout
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> KafkaSubscriber:
+        config = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+        timeout_ms = int(settings.kafka_timeout * 1000)
+        config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
+        config.setdefault("bootstrap_timeout_ms", timeout_ms)
+        return cls(
+            settings.broker_list,
+            settings.topic_strategy(),
+            config,
+            partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            timeout=settings.kafka_timeout,
+        )
+
+    def _admin(self) -> KafkaAdmin:
+        return KafkaAdmin(
+            self._brokers,
+            partitions=self._partitions,
+            replication_factor=self._replication,
+            timeout=self._timeout,
+            client_settings=security_settings(self._config),
+        )
+
+    @asynccontextmanager
+    async def open_feed(self, options: FeedOptions) -> AsyncIterator[KafkaFeed]:
+        admin = self._admin()
+        feed = KafkaFeed(
+            options,
+            brokers=self._brokers,
+            strategy=self._strategy,
+            admin=admin,
+            consumer_config=self._config,
+            default_partitions=self._partitions,
+        )
+        try:
+            await feed.start()
+            yield feed
+        finally:
+            with trio.CancelScope(shield=True):
+                await feed.close()
+                await trio.to_thread.run_sync(admin.close)
+
+    def close(self) -> None:
+        """Feeds close with their context; nothing is shared between them."""
