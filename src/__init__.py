@@ -30,7 +30,7 @@ from .domain.errors import (
 )
 
 if TYPE_CHECKING:
-    from .container import Container
+    from .bootstrap import Container
     from .ports import Pending, RealtimePort
 
 __version__ = "0.1.0"
@@ -72,7 +72,7 @@ def container() -> Container:
     global _container
     with _lock:
         if _container is None:
-            from .container import Container
+            from .bootstrap import Container
 
             _container = Container()
         return _container

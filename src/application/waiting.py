@@ -17,15 +17,23 @@ T = TypeVar("T")
 
 
 async def wait_future(future: Future[T]) -> T:
-    """Await a thread-resolved future under asyncio or trio without blocking the event loop."""
-    if future.done():
-        return future.result()
+    """Await a thread-resolved future under asyncio or trio without blocking the event loop.
+
+    Like every async call it is a checkpoint, even when the future is already resolved (the
+    memory broker resolves at once): a loop of broadcasts lets other tasks run.
+    """
     library = sniffio.current_async_library()
     if library == "asyncio":
+        if future.done():
+            await asyncio.sleep(0)
+            return future.result()
         return await asyncio.wrap_future(future)
     if library == "trio":
         import trio
 
+        if future.done():
+            await trio.lowlevel.checkpoint()
+            return future.result()
         token = trio.lowlevel.current_trio_token()
         resolved = trio.Event()
 

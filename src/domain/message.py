@@ -223,4 +223,4 @@ class Message(_Envelope):
 
     __slots__ = ()
 
-    event = _EventNameOrFactory(_Envelope.__dict__["event"])  # type: ignore[assignment]
+    event = _EventNameOrFactory(_Envelope.__dict__["event"])

@@ -83,7 +83,8 @@ def decode_channel(text: str) -> str:
 class TopicStrategy(Protocol):
     """How channels map to topics; the Kafka adapters depend on nothing else."""
 
-    prefix: str
+    @property
+    def prefix(self) -> str: ...
 
     def topic_for(self, channel: Channel) -> str: ...
 

@@ -81,7 +81,7 @@ def serve(
     """Run the gateway: WebSocket, HTTP and the broker consumer in one process."""
     import trio
 
-    from ..container import Container
+    from ..bootstrap import Container
     from .serve import run_gateway
 
     settings = load_settings(
@@ -130,7 +130,7 @@ def config(as_json: bool) -> None:
 @click.option("--channels", default="", help="Comma list of channel patterns the token grants.")
 def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
     """Print a connection token for USER_ID, signed with REALTIME_SECRET."""
-    from ..container import Container
+    from ..bootstrap import Container
 
     user_info = _json_argument(info, "--info")
     grants = tuple(pattern.strip() for pattern in channels.split(",") if pattern.strip())
@@ -159,7 +159,7 @@ def publish(
     if url:
         click.echo(json.dumps(_publish_http(url, settings, channel, event, payload, exclude)))
         return
-    from ..container import Container
+    from ..bootstrap import Container
 
     container = Container.for_settings(settings)
     try:

@@ -62,7 +62,7 @@ def consume(
     Offsets are committed only after a batch's lines are written. SIGTERM or Ctrl+C: the batch in
     hand is finished and committed, then it exits 0. It never publishes what it reads.
     """
-    from ..container import Container
+    from ..bootstrap import Container
     from .cli import load_settings
 
     channels = _channels(channel_values)

@@ -13,7 +13,7 @@ import sys
 import trio
 
 from ..application.demo import run_demo_feed
-from ..container import Container
+from ..bootstrap import Container
 
 log = logging.getLogger("tidings.serve")
 
@@ -31,7 +31,9 @@ async def run_gateway(
         async with trio.open_nursery() as nursery:
             feed_done = trio.Event()
 
-            async def pump(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED):
+            async def pump(
+                *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+            ) -> None:
                 try:
                     await gateway.run(task_status=task_status)
                 finally:
@@ -49,8 +51,7 @@ async def run_gateway(
             server.stop_accepting()
             gateway.stop()
             with trio.move_on_after(DRAIN_TIMEOUT):
-                while gateway.hub.connection_count:
-                    await trio.sleep(0.05)
+                await gateway.wait_drained()
                 await feed_done.wait()
             if not feed_done.is_set() or gateway.hub.connection_count:
                 log.warning(

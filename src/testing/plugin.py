@@ -13,9 +13,9 @@ from . import FakeRealtime
 @pytest.fixture
 def fake_realtime() -> Iterator[FakeRealtime]:
     """A ``FakeRealtime``, also what ``tidings.realtime()`` and ``broadcast()`` use meanwhile."""
-    import tidings
+    from .. import container as process_container
 
     fake = FakeRealtime()
-    container = tidings.container()
+    container = process_container()
     with container.realtime.override(providers.Object(fake)):
         yield fake

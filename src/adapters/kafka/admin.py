@@ -83,7 +83,7 @@ class KafkaAdmin:
         if self._admin is not None:
             try:
                 self._admin.close()
-            except Exception:  # noqa: BLE001 - closing a broken client must not hide the error
+            except Exception:
                 pass
             self._admin = None
 

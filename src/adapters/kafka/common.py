@@ -22,7 +22,8 @@ def kafka_stream(cluster_id: str, topic: str, partition: int) -> str:
 
 def partition_for(channel: Channel, partitions: int) -> int:
     """The partition kafka-python's default partitioner gives a record keyed by ``channel``."""
-    return (murmur2(channel.name.encode()) & 0x7FFFFFFF) % partitions
+    hashed: int = murmur2(channel.name.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def unavailable(brokers: Sequence[str], exc: BaseException) -> BrokerUnavailable:

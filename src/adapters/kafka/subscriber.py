@@ -30,7 +30,7 @@ from ...domain import Channel, Position, TopicStrategy
 from ...domain.errors import BrokerUnavailable
 from ...ports import Delivered, FeedOptions
 from .admin import KafkaAdmin
-from .common import UndecodableRecords, kafka_stream, partition_for, unavailable
+from .common import UndecodableRecords, kafka_stream, partition_for
 from .publisher import security_settings
 from .settings import CONSUMER_SETTINGS, translate
 

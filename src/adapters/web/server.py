@@ -37,7 +37,7 @@ class _Replayed(trio.abc.Stream):
         if self._prefix:
             data, self._prefix = self._prefix, b""
             return data
-        return await self._stream.receive_some(max_bytes)
+        return bytes(await self._stream.receive_some(max_bytes))
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._stream.send_all(data)
@@ -70,7 +70,9 @@ class WebSocketClient:
             return await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
             reason = exc.reason
-            raise ConnectionClosed(reason.code if reason else 1006, reason.reason or "") from None
+            if reason is None:
+                raise ConnectionClosed(1006, "connection lost") from None
+            raise ConnectionClosed(reason.code, reason.reason or "") from None
 
     async def send_many(self, frames: Sequence[str]) -> None:
         """Encode every frame with the connection's wsproto and write them with one ``send_all``.
@@ -79,8 +81,9 @@ class WebSocketClient:
         what keeps fan-out cheap. Uses the connection's own lock, as its ``send_message`` does.
         """
         ws = self._ws
-        if ws._close_reason:
-            raise ConnectionClosed(ws._close_reason.code, ws._close_reason.reason or "")
+        closed = ws._close_reason
+        if closed is not None:
+            raise ConnectionClosed(closed.code, closed.reason or "")
         encode = ws._wsproto.send
         data = b"".join([encode(TextMessage(data=frame)) for frame in frames])
         async with ws._stream_lock:

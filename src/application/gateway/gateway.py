@@ -104,6 +104,7 @@ class Gateway:
         self._feed: Feed | None = None
         self._feed_open = trio.Event()
         self._stopping = False
+        self._drained = trio.Event()
 
     # -- The broker side ---------------------------------------------------------------------
 
@@ -129,6 +130,12 @@ class Gateway:
         self._stopping = True
         for session in list(self.hub.sessions.values()):
             session.cut(CloseCode.GOING_AWAY, "gateway shutting down: reconnect and resume")
+        if not self.hub.sessions:
+            self._drained.set()
+
+    async def wait_drained(self) -> None:
+        """Return once ``stop`` was called and every session has ended."""
+        await self._drained.wait()
 
     @property
     def stopping(self) -> bool:
@@ -159,8 +166,13 @@ class Gateway:
                     await self._read(session)
                     nursery.cancel_scope.cancel()
         finally:
+            held = len(session.subscriptions)
             self.hub.remove(session)
+            if held:
+                self.metrics.unsubscribed(held)
             self.metrics.connection_closed()
+            if self._stopping and not self.hub.sessions:
+                self._drained.set()
             if session.closing and session.closing[0] == CloseCode.SLOW_CONSUMER:
                 self.metrics.queue_overflow()
             with trio.CancelScope(shield=True):

@@ -1,0 +1,41 @@
+"""The real Kafka broker the tests talk to, started by scripts/kafka when it is not running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "kafka"
+PORT = int(os.environ.get("TIDINGS_KAFKA_PORT", "9092"))
+BOOTSTRAP = f"127.0.0.1:{PORT}"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ensure_kafka() -> str:
+    """The broker's address; starts it (idempotently) when nothing listens on its port."""
+    if not _listening(PORT):
+        result = subprocess.run(
+            [str(SCRIPT), "start", "--port", str(PORT)],
+            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"scripts/kafka start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+    return BOOTSTRAP
+
+
+def kafka_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run scripts/kafka (stop, start, kill ...) for fault tests."""
+    return subprocess.run(
+        [str(SCRIPT), *args, "--port", str(PORT)],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )

@@ -1,0 +1,88 @@
+"""Settings: the seed's names, environment over .env, errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidings import ConfigurationError
+from tidings.config import Settings
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("REALTIME_", "KAFKA_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_defaults_are_the_seeds(clean_env: Path) -> None:
+    settings = Settings.load()
+    assert settings.realtime_broker == "memory"
+    assert settings.broker_list == ["localhost:9092"]
+    assert settings.kafka_topic_prefix == "realtime"
+    assert settings.kafka_consumer_group == "realtime-servers"
+    assert (settings.realtime_ws_host, settings.realtime_ws_port) == ("127.0.0.1", 6001)
+
+
+def test_environment_wins_over_dotenv(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / ".env").write_text(
+        "KAFKA_BROKERS=a:1,b:2\nKAFKA_TOPIC_PREFIX=fromfile\nREALTIME_BROKER=kafka\n"
+    )
+    monkeypatch.setenv("KAFKA_TOPIC_PREFIX", "fromenv")
+    settings = Settings.load()
+    assert settings.broker_list == ["a:1", "b:2"]
+    assert settings.kafka_topic_prefix == "fromenv"
+    assert settings.realtime_broker == "kafka"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("REALTIME_BROKER", "redis", "known brokers: memory, kafka"),
+        ("REALTIME_WS_PORT", "abc", "REALTIME_WS_PORT"),
+        ("KAFKA_COMPRESSION", "brotli", "KAFKA_COMPRESSION"),
+        ("KAFKA_TOPIC_STRATEGY", "random", "known strategies"),
+        ("KAFKA_TOPIC_PREFIX", "a.b", "KAFKA_TOPIC_PREFIX"),
+        ("KAFKA_PRODUCER_SETTINGS", "linger.ms", "not of the form name=value"),
+        ("REALTIME_CHANNEL_RULES", "private-*=maybe", "unknown rule 'maybe'"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=expected):
+        Settings.load()
+
+
+def test_effective_configuration_masks_secrets(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REALTIME_SECRET", "very-secret-value")
+    shown = Settings.load().effective()
+    assert shown["REALTIME_SECRET"] == "********"
+    assert shown["REALTIME_API_KEY"] == "(not set)"
+    assert "very-secret-value" not in repr(shown)
+    assert "REALTIME_SECRET" in shown["(environment overrides)"]
+
+
+def test_node_id_defaults_to_host_and_port(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    assert Settings.load().node_id(6001) == f"{socket.gethostname()}-6001"
+    monkeypatch.setenv("REALTIME_NODE_ID", "edge-1")
+    assert Settings.load().node_id(6001) == "edge-1"
+
+
+def test_kafka_pass_through_settings_parse(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KAFKA_PRODUCER_SETTINGS", "linger.ms=10, batch.size=16384")
+    monkeypatch.setenv("KAFKA_CONSUMER_SETTINGS", "fetch.min.bytes=1024;fetch.max.wait.ms=500")
+    settings = Settings.load()
+    assert settings.producer_settings == {"linger.ms": "10", "batch.size": "16384"}
+    assert settings.consumer_settings == {"fetch.min.bytes": "1024", "fetch.max.wait.ms": "500"}

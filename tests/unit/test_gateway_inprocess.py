@@ -1,0 +1,206 @@
+"""The gateway's application logic driven in-process over the memory transport (fast tier)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from tidings.adapters.jwt_tokens import JwtTokens
+from tidings.adapters.memory import MemoryBroker, MemoryClient, MemoryTransport
+from tidings.adapters.prometheus import PrometheusMetrics
+from tidings.application.gateway import Gateway, Limits
+from tidings.application.realtime import RealtimeService
+from tidings.domain import AccessPolicy, Message
+from tidings.domain.protocol import CloseCode
+from tidings.ports import ConnectionClosed, FeedOptions
+
+SECRET = "in-process-" + "z" * 32
+
+
+@attrs.define
+class Rig:
+    broker: MemoryBroker
+    transport: MemoryTransport
+    gateway: Gateway
+    realtime: RealtimeService
+    tokens: JwtTokens
+
+    async def client(self, user: str | None = None, **info: object) -> MemoryClient:
+        token = self.tokens.issue(user, info=info or None) if user else None
+        client = await self.transport.connect(token)
+        connected = await client.receive()
+        assert connected["type"] == "connected"
+        return client
+
+
+@asynccontextmanager
+async def rig(limits: Limits = Limits(), history: int = 100) -> AsyncIterator[Rig]:
+    broker = MemoryBroker(history_size=history)
+    realtime = RealtimeService({"memory": lambda: broker}, "memory", limits.max_message_bytes)
+    tokens = JwtTokens(SECRET)
+    gateway = Gateway(
+        node="n1", subscriber=broker, history=broker, publish=realtime.publish, tokens=tokens,
+        policy=AccessPolicy.parse("private-room.*=authenticated;presence-room.*=authenticated"), limits=limits,
+        metrics=PrometheusMetrics("n1"), feed_options=FeedOptions(timeout=0.05),
+    )
+    transport = MemoryTransport()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)
+        nursery.start_soon(transport.serve, gateway.handle)
+        yield Rig(broker, transport, gateway, realtime, tokens)
+        nursery.cancel_scope.cancel()
+
+
+async def _subscribe(client: MemoryClient, channel: str, since: str | None = None) -> dict:
+    frame = {"type": "subscribe", "channel": channel}
+    if since:
+        frame["since"] = since
+    await client.send(frame)
+    reply = await client.receive()
+    assert reply["type"] == "subscribed", reply
+    return reply
+
+
+async def _events(client: MemoryClient, count: int) -> list[dict]:
+    found = []
+    with trio.fail_after(5):
+        while len(found) < count:
+            frame = await client.receive()
+            if frame["type"] == "event":
+                found.append(frame)
+    return found
+
+
+async def test_resume_replays_the_gap_then_goes_live_without_duplicates() -> None:
+    async with rig() as r:
+        first = await r.client()
+        await _subscribe(first, "public.feed")
+        r.realtime.broadcast("public.feed", "e", 0)
+        (seen,) = await _events(first, 1)
+        await first.close()
+        for i in range(1, 6):
+            r.realtime.broadcast("public.feed", "e", i)
+        second = await r.client()
+        await _subscribe(second, "public.feed", since=seen["position"])
+        r.realtime.broadcast("public.feed", "e", 6)
+        got = await _events(second, 6)
+        assert [frame["data"] for frame in got] == [1, 2, 3, 4, 5, 6]
+        positions = [frame["position"] for frame in got]
+        assert len(set(positions)) == 6
+
+
+async def test_resume_from_the_subscribed_position_when_nothing_was_received() -> None:
+    async with rig() as r:
+        first = await r.client()
+        subscribed = await _subscribe(first, "public.quiet")
+        await first.close()
+        r.realtime.broadcast("public.quiet", "e", "while away")
+        second = await r.client()
+        await _subscribe(second, "public.quiet", since=subscribed["data"]["position"])
+        (frame,) = await _events(second, 1)
+        assert frame["data"] == "while away"
+
+
+async def test_resume_past_history_is_410_and_the_subscription_stays_live() -> None:
+    async with rig(history=3) as r:
+        first = await r.client()
+        subscribed = await _subscribe(first, "public.h")
+        for i in range(10):
+            r.realtime.broadcast("public.h", "e", i)
+        second = await r.client()
+        await _subscribe(second, "public.h", since=subscribed["data"]["position"])
+        error = await second.receive()
+        assert error["type"] == "error" and error["data"]["code"] == 410
+        assert error["channel"] == "public.h"
+        r.realtime.broadcast("public.h", "e", "live")
+        (frame,) = await _events(second, 1)
+        assert frame["data"] == "live"
+
+
+async def test_a_client_that_stops_reading_is_cut_and_others_keep_everything() -> None:
+    async with rig(Limits(queue_size=150)) as r:
+        slow = await r.client()
+        fast = await r.client()
+        await _subscribe(slow, "public.burst")
+        await _subscribe(fast, "public.burst")
+        async with trio.open_nursery() as nursery:
+            received: list[dict] = []
+
+            async def read_all() -> None:
+                received.extend(await _events(fast, 600))
+
+            nursery.start_soon(read_all)
+            for i in range(600):
+                await r.realtime.abroadcast("public.burst", "e", i)
+        assert [frame["data"] for frame in received] == list(range(600))
+        with trio.fail_after(5):
+            try:
+                while True:
+                    await slow.receive()
+            except ConnectionClosed as closed:
+                assert closed.code == CloseCode.SLOW_CONSUMER
+
+
+async def test_presence_members_join_and_leave_across_connections() -> None:
+    async with rig() as r:
+        ann = await r.client("1", name="Ann")
+        joined = await _subscribe(ann, "presence-room.1")
+        assert joined["data"]["members"] == [{"user_id": "1", "user_info": {"name": "Ann"}}]
+        bob = await r.client("2", name="Bob")
+        bob_sub = await _subscribe(bob, "presence-room.1")
+        assert [m["user_id"] for m in bob_sub["data"]["members"]] == ["1", "2"]
+        join = (await _events(ann, 1))[0]
+        assert (join["event"], join["data"]["user_id"]) == ("presence.join", "2")
+        bob_tab = await r.client("2", name="Bob")
+        await _subscribe(bob_tab, "presence-room.1")
+        await bob.close()
+        await bob_tab.close()
+        leave = (await _events(ann, 1))[0]  # one leave, after the last tab, and no second join
+        assert (leave["event"], leave["data"]["user_id"]) == ("presence.leave", "2")
+
+
+async def test_client_events_reach_the_others_but_not_the_sender() -> None:
+    async with rig() as r:
+        ann = await r.client("1")
+        bob = await r.client("2")
+        await _subscribe(ann, "private-room.9")
+        await _subscribe(bob, "private-room.9")
+        await ann.send({"type": "event", "channel": "private-room.9", "event": "client-typing",
+                        "data": {"on": True}})
+        (frame,) = await _events(bob, 1)
+        assert frame["event"] == "client-typing" and frame["data"] == {"on": True}
+        await ann.send({"type": "ping"})
+        assert (await ann.receive())["type"] == "pong"  # nothing came back to the sender first
+
+
+async def test_exclude_skips_exactly_that_connection() -> None:
+    async with rig() as r:
+        one = await r.client()
+        two = await r.client()
+        await _subscribe(one, "public.x")
+        await _subscribe(two, "public.x")
+        await one.send({"type": "ping"})
+        await one.receive()
+        excluded = r.gateway.hub.sessions
+        first_id = next(s.id for s in excluded.values() if s.connection.remote.endswith("-1"))
+        r.realtime.publish(Message.event("public.x", "e", "not for one", exclude=first_id))
+        r.realtime.broadcast("public.x", "e", "for all")
+        assert [f["data"] for f in await _events(two, 2)] == ["not for one", "for all"]
+        assert [f["data"] for f in await _events(one, 1)] == ["for all"]
+
+
+async def test_stop_closes_every_client_with_going_away() -> None:
+    async with rig() as r:
+        client = await r.client()
+        await _subscribe(client, "public.bye")
+        r.gateway.stop()
+        with trio.fail_after(5):
+            await r.gateway.wait_drained()
+            try:
+                while True:
+                    await client.receive()
+            except ConnectionClosed as closed:
+                assert closed.code == CloseCode.GOING_AWAY

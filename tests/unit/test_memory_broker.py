@@ -1,0 +1,130 @@
+"""The embedded broker: fan-out, shared groups, bounded queues, history and positions."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+
+from tidings import BrokerOverloaded, BrokerUnavailable, Channel, Message, Position
+from tidings.adapters.memory import MemoryBroker
+from tidings.domain.errors import InvalidPosition, PositionExpired
+from tidings.ports import FeedOptions, GroupMode
+
+
+def _publish(broker: MemoryBroker, channel: str, n: int = 1) -> list[Message]:
+    messages = [Message.event(channel, "e", {"i": i}) for i in range(n)]
+    for message in messages:
+        broker.publish(channel, message).result(1)
+    return messages
+
+
+async def _drain(feed, count: int) -> list:  # type: ignore[no-untyped-def]
+    got: list = []
+    with trio.fail_after(5):
+        async for batch in feed.batches():
+            got.extend(batch)
+            if len(got) >= count:
+                return got
+    return got
+
+
+async def test_every_fanout_feed_gets_every_message() -> None:
+    broker = MemoryBroker()
+    async with broker.open_feed(FeedOptions(node_id="a")) as one, broker.open_feed(
+        FeedOptions(node_id="b")
+    ) as two:
+        sent = _publish(broker, "public.news", 3) + _publish(broker, "user.1", 2)
+        for feed in (one, two):
+            got = await _drain(feed, 5)
+            assert [d.message for d in got] == sent
+
+
+async def test_shared_feeds_split_channels_and_lose_nothing() -> None:
+    broker = MemoryBroker()
+    options = FeedOptions(group_mode=GroupMode.SHARED, group="workers", timeout=0.05)
+    async with broker.open_feed(options) as one, broker.open_feed(options) as two:
+        sent = [m for i in range(40) for m in _publish(broker, f"chat.{i}")]
+        got_one: list = []
+        got_two: list = []
+        for feed, got in ((one, got_one), (two, got_two)):
+            async for batch in feed.batches():
+                if not batch:
+                    break
+                got.extend(d.message for d in batch)
+        assert got_one and got_two
+        assert sorted(m.id for m in got_one + got_two) == sorted(m.id for m in sent)
+        assert not {m.channel for m in got_one} & {m.channel for m in got_two}
+
+
+async def test_a_full_feed_refuses_the_whole_publish() -> None:
+    broker = MemoryBroker(queue_size=3)
+    async with broker.open_feed(FeedOptions()) as slow, broker.open_feed(FeedOptions()) as fast:
+        _publish(broker, "public.x", 3)
+        await _drain(fast, 3)
+        refused = broker.publish("public.x", Message.event("public.x", "e", 4))
+        with pytest.raises(BrokerOverloaded, match="queue"):
+            refused.result(1)
+        # Nobody got the refused message, and the log did not record it either.
+        assert [d.message.data for d in await _drain(slow, 3)] == [{"i": i} for i in range(3)]
+        assert fast.caught_up()
+
+
+async def test_publish_from_another_thread_wakes_the_feed() -> None:
+    broker = MemoryBroker()
+    async with broker.open_feed(FeedOptions(timeout=10)) as feed:
+        thread = threading.Thread(target=_publish, args=(broker, "public.t", 2))
+        thread.start()
+        got = await _drain(feed, 2)
+        thread.join()
+        assert [d.message.data for d in got] == [{"i": 0}, {"i": 1}]
+
+
+async def test_replay_returns_exactly_what_followed_a_position() -> None:
+    broker = MemoryBroker(history_size=10)
+    _publish(broker, "public.r", 6)
+    channel = Channel("public.r")
+    since = Position(broker.stream_of(channel), 2)
+    replayed = [d async for batch in broker.replay(channel, since) for d in batch]
+    assert [d.position.offset for d in replayed] == [3, 4, 5]
+
+
+async def test_replay_past_history_is_expired_and_foreign_positions_invalid() -> None:
+    broker = MemoryBroker(history_size=3)
+    _publish(broker, "public.h", 10)
+    channel = Channel("public.h")
+    stream = broker.stream_of(channel)
+    with pytest.raises(PositionExpired):
+        [x async for x in broker.replay(channel, Position(stream, 2))]
+    assert [
+        d.position.offset async for batch in broker.replay(channel, Position(stream, 6))
+        for d in batch
+    ] == [7, 8, 9]
+    with pytest.raises(InvalidPosition, match="not from channel"):
+        [x async for x in broker.replay(channel, Position(broker.stream_of(Channel("x")), 1))]
+    with pytest.raises(InvalidPosition, match="ahead"):
+        [x async for x in broker.replay(channel, Position(stream, 10))]
+
+
+async def test_frontier_is_what_the_feed_handed_over() -> None:
+    broker = MemoryBroker()
+    channel = Channel("public.f")
+    async with broker.open_feed(FeedOptions()) as feed:
+        assert feed.frontier(channel).offset == -1
+        _publish(broker, "public.f", 3)
+        assert feed.frontier(channel).offset == -1  # queued, not handed over yet
+        await _drain(feed, 3)
+        assert feed.frontier(channel).offset == 2
+
+
+def test_closed_broker_fails_publishes() -> None:
+    broker = MemoryBroker()
+    broker.close()
+    with pytest.raises(BrokerUnavailable, match="closed"):
+        broker.publish("public.x", Message.event("public.x", "e")).result(1)
+
+
+def test_publish_checks_the_channel_matches() -> None:
+    with pytest.raises(ValueError, match="public.b"):
+        MemoryBroker().publish("public.a", Message.event("public.b", "e"))
