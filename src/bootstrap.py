@@ -7,6 +7,7 @@ are imported only when a Kafka provider is first called, so the memory broker ne
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from dependency_injector import containers, providers
 
 from .adapters.jwt_tokens import JwtTokens
 from .adapters.memory import MemoryBroker
+from .adapters.memory.presence import LocalPresenceBus
 from .adapters.prometheus import PrometheusMetrics
 from .adapters.web import WebServer, bundled_file
 from .application.gateway import Gateway, Limits
@@ -21,7 +23,15 @@ from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
 from .config import Settings
 from .domain.errors import UnknownBroker
-from .ports import FeedOptions, GatewayMetrics, GroupMode, History, Publisher, Subscriber
+from .ports import (
+    FeedOptions,
+    GatewayMetrics,
+    GroupMode,
+    History,
+    PresenceBus,
+    Publisher,
+    Subscriber,
+)
 
 
 def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
@@ -78,14 +88,23 @@ def _feed_options(settings: Settings, node: str) -> FeedOptions:
         timeout=0.5,
         group=settings.kafka_consumer_group,
         node_id=node,
+        start_at_end=True,
     )
+
+
+def _kafka_presence(settings: Settings, node: str, epoch: str) -> PresenceBus:
+    from .adapters.kafka.presence import KafkaPresenceBus
+
+    return KafkaPresenceBus.from_settings(settings, node, epoch)
 
 
 def _gateway(
     settings: Settings,
     node: str,
+    epoch: str,
     subscriber: Subscriber,
     history: History,
+    presence_bus: PresenceBus,
     realtime: RealtimeService,
     tokens: JwtTokens,
     metrics: GatewayMetrics,
@@ -93,6 +112,9 @@ def _gateway(
 ) -> Gateway:
     return Gateway(
         node=node,
+        epoch=epoch,
+        presence_bus=presence_bus,
+        presence_timeout=settings.realtime_presence_timeout,
         subscriber=subscriber,
         history=history,
         publish=realtime.publish,
@@ -165,14 +187,22 @@ class Container(containers.DeclarativeContainer):
         _select, settings, memory=memory_broker.provider, kafka=kafka_history.provider
     )
     node = providers.Singleton(_gateway_node, settings)
+    epoch = providers.Singleton(secrets.token_hex, 6)
+    local_presence = providers.Singleton(LocalPresenceBus)
+    kafka_presence = providers.Singleton(_kafka_presence, settings, node, epoch)
+    presence_bus = providers.Singleton(
+        _select, settings, memory=local_presence.provider, kafka=kafka_presence.provider
+    )
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
     gateway = providers.Singleton(
         _gateway,
         settings=settings,
         node=node,
+        epoch=epoch,
         subscriber=subscriber,
         history=history,
+        presence_bus=presence_bus,
         realtime=realtime,
         tokens=tokens,
         metrics=metrics,

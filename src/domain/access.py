@@ -3,7 +3,8 @@
 Public channels are open to anyone. ``user.{id}`` belongs to user ``id`` alone. Other private and
 presence channels need a token and then either a grant in the token itself (its ``channels``
 claim, a list of patterns the application signed) or a configured rule. Rules come from
-``REALTIME_CHANNEL_RULES`` as ``pattern=rule`` pairs separated by ``;``:
+``REALTIME_CHANNEL_RULES`` as ``pattern=rule`` pairs separated by ``;`` or new lines (so a pattern
+in a rule cannot contain ``;``; grant such channels in tokens instead):
 
 * ``authenticated``: any user with a valid token;
 * ``users:1|2|3``: only the listed user ids;
@@ -86,8 +87,13 @@ class AccessRule:
 
 
 def parse_rule(text: str) -> AccessRule:
-    """One ``pattern=rule`` pair; raises ``InvalidAccessRule`` naming the bad part."""
-    pattern_text, sep, rule_text = text.strip().partition("=")
+    """One ``pattern=rule`` pair; raises ``InvalidAccessRule`` naming the bad part.
+
+    The rule is what follows the last ``=``, so patterns may contain ``=`` (a channel character).
+    """
+    if ";" in text or "\n" in text:
+        raise InvalidAccessRule(f"rule {text!r}: ';' and new lines separate rules")
+    pattern_text, sep, rule_text = text.strip().rpartition("=")
     if not sep:
         raise InvalidAccessRule(f"rule {text!r} is not of the form pattern=rule")
     try:
@@ -102,6 +108,8 @@ def parse_rule(text: str) -> AccessRule:
         known = ", ".join(kind.value for kind in RuleKind)
         raise InvalidAccessRule(f"rule {text!r}: unknown rule {name!r}; known: {known}") from None
     users = frozenset(user for user in argument.split("|") if user)
+    if kind is RuleKind.USERS and any("=" in user for user in users):
+        raise InvalidAccessRule(f"rule {text!r}: user ids in rules cannot contain '='")
     if kind is RuleKind.USERS and not users:
         raise InvalidAccessRule(f"rule {text!r}: users: needs at least one user id, as users:1|2")
     if kind is not RuleKind.USERS and argument:
@@ -117,7 +125,8 @@ class AccessPolicy:
 
     @classmethod
     def parse(cls, text: str) -> AccessPolicy:
-        return cls(tuple(parse_rule(part) for part in text.split(";") if part.strip()))
+        parts = text.replace("\n", ";").split(";")
+        return cls(tuple(parse_rule(part) for part in parts if part.strip()))
 
     def decide(self, identity: Identity, channel: Channel) -> Decision:
         kind = channel.kind

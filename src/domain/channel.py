@@ -69,7 +69,7 @@ def _explain_bad_name(name: str) -> str | None:
     if not _NAME.fullmatch(name):
         return "segments between dots must not be empty"
     for prefix, _ in _KIND_PREFIXES:
-        if name == prefix.rstrip("."):
+        if name == prefix:
             return f"{prefix!r} needs a name after it"
     return None
 

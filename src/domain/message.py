@@ -46,8 +46,18 @@ def _validate_event(instance: Message, attribute: attrs.Attribute[str], event: s
 
 
 def _validate_id(instance: Message, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
-        raise InvalidMessage(f"message id must be a non-empty str of at most {MAX_ID_LENGTH} chars")
+    if (
+        not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH
+        or not value.isprintable()
+    ):
+        raise InvalidMessage(
+            f"message id must be printable text of 1 to {MAX_ID_LENGTH} characters, not {value!r}"
+        )
+
+
+def _validate_exclude(instance: Message, attribute: attrs.Attribute[str], value: str) -> None:
+    if value is not None:
+        _validate_id(instance, attribute, value)
 
 
 def _validate_timestamp(instance: Message, attribute: attrs.Attribute[float], value: float) -> None:
@@ -57,9 +67,18 @@ def _validate_timestamp(instance: Message, attribute: attrs.Attribute[float], va
 
 def _encode_data(channel: str, data: JSON) -> str:
     try:
-        return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessage(f"data for channel {channel!r} is not JSON-serialisable: {exc}") from exc
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text.encode()  # a lone surrogate is valid in a str but not in UTF-8 on the wire
+    except (TypeError, ValueError, RecursionError) as exc:
+        reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise InvalidMessage(
+            f"data for channel {channel!r} is not JSON-serialisable: {reason}"
+        ) from None
+    return text
+
+
+def _to_channel(value: Channel | str) -> Channel:
+    return Channel.of(value)
 
 
 def _new_id() -> str:
@@ -70,13 +89,13 @@ def _new_id() -> str:
 class _Envelope:
     """The fields and codec of ``Message``; see ``Message`` for why there are two classes."""
 
-    channel: Channel
+    channel: Channel = attrs.field(converter=_to_channel)
     event: str = attrs.field(validator=_validate_event)
     data: JSON = None
     id: str = attrs.field(factory=_new_id, validator=_validate_id)
     type: MessageType = MessageType.EVENT
     timestamp: float = attrs.field(factory=time.time, validator=_validate_timestamp)
-    exclude: str | None = None
+    exclude: str | None = attrs.field(default=None, validator=_validate_exclude)
     """Connection id that must not receive this message (the sender of a client event)."""
 
     _data_json: str = attrs.field(init=False, eq=False, repr=False)
@@ -168,7 +187,9 @@ class _Envelope:
         try:
             envelope = json.loads(text)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidMessage(f"envelope is not valid JSON: {exc}") from exc
+            raise InvalidMessage(f"envelope is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise InvalidMessage("envelope is nested too deeply") from None
         return cls.from_dict(envelope)
 
 

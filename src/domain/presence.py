@@ -140,7 +140,8 @@ class Presence:
         return self.entries() == other.entries()
 
     def __hash__(self) -> int:
-        return hash(tuple((u, r, _canonical(i)) for u, r, i in self.entries()))
+        # Infos stay out of the hash: equal infos may differ in spelling (1 and 1.0).
+        return hash(tuple((user_id, ref) for user_id, ref, _ in self.entries()))
 
     def diff(self, after: Presence) -> PresenceChange:
         """Members who joined and left going from this view to ``after``."""
@@ -155,3 +156,84 @@ class Presence:
             if user_id not in after_members
         )
         return PresenceChange(joined, left)
+
+
+@attrs.frozen
+class PresenceRecord:
+    """What one gateway node tells the others about presence (the wire form of the cluster).
+
+    A node announces, per channel, the part of the presence it owns (``entries``; an empty
+    tuple when it holds nobody there any more), and sends heartbeats (``channel`` is None).
+    ``epoch`` changes each time a node process starts, so the others can tell a restarted node
+    from a live one and forget what its previous run held.
+    """
+
+    node: str
+    epoch: str
+    at: float
+    """Wall-clock time the record was made, in Unix seconds."""
+    channel: str | None = None
+    entries: tuple[tuple[str, str, JSON], ...] = ()
+    """(user id, connection id, user info) of the node's connections on the channel."""
+    leaving: bool = False
+    """A heartbeat saying the node is shutting down cleanly: forget it now."""
+
+    @property
+    def is_heartbeat(self) -> bool:
+        return self.channel is None
+
+    def key(self) -> str:
+        """The compaction key: the latest record per key is all a new node needs to read."""
+        return f"hb|{self.node}" if self.channel is None else f"ch|{self.node}|{self.channel}"
+
+    def part(self) -> Presence:
+        return Presence.of(
+            (user_id, ConnectionRef(self.node, connection), info)
+            for user_id, connection, info in self.entries
+        )
+
+    @classmethod
+    def snapshot(
+        cls, node: str, epoch: str, at: float, channel: str, part: Presence
+    ) -> PresenceRecord:
+        entries = tuple(
+            (user_id, ref.connection, info) for user_id, ref, info in part.entries()
+            if ref.node == node
+        )
+        return cls(node, epoch, at, channel, entries)
+
+    def to_json(self) -> str:
+        payload: dict[str, JSON] = {"v": 1, "node": self.node, "epoch": self.epoch, "at": self.at}
+        if self.channel is not None:
+            payload["channel"] = self.channel
+            payload["entries"] = [list(entry) for entry in self.entries]
+        if self.leaving:
+            payload["leaving"] = True
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PresenceRecord:
+        """Decode a record; raises ``ValueError`` naming what is wrong."""
+        try:
+            payload = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"presence record is not JSON: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("v") != 1:
+            raise ValueError("presence record is not a version 1 object")
+        node, epoch, at = payload.get("node"), payload.get("epoch"), payload.get("at")
+        if not isinstance(node, str) or not isinstance(epoch, str):
+            raise ValueError("presence record lacks node or epoch")
+        if isinstance(at, bool) or not isinstance(at, int | float):
+            raise ValueError("presence record lacks its time")
+        channel = payload.get("channel")
+        if channel is not None and not isinstance(channel, str):
+            raise ValueError("presence record channel must be a string")
+        raw_entries = payload.get("entries", [])
+        if not isinstance(raw_entries, list) or not all(
+            isinstance(entry, list) and len(entry) == 3
+            and isinstance(entry[0], str) and isinstance(entry[1], str)
+            for entry in raw_entries
+        ):
+            raise ValueError("presence record entries must be [user, connection, info] lists")
+        entries = tuple((entry[0], entry[1], entry[2]) for entry in raw_entries)
+        return cls(node, epoch, float(at), channel, entries, bool(payload.get("leaving", False)))

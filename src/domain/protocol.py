@@ -107,6 +107,8 @@ def decode_client_frame(text: str | bytes) -> ClientFrame:
         frame = json.loads(text)
     except ValueError as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError(ErrorCode.BAD_FRAME, "frame is nested too deeply") from None
     if not isinstance(frame, dict):
         raise ProtocolError(
             ErrorCode.BAD_FRAME, f"a frame is a JSON object, not {type(frame).__name__}"

@@ -157,7 +157,8 @@ class SharedTopics:
         return topic in self.topics()
 
     def subscription_pattern(self) -> str:
-        return f"^{re.escape(self.prefix)}-shared-[0-9]+$"
+        indexes = "|".join(str(index) for index in range(self.count))
+        return f"^{re.escape(self.prefix)}-shared-({indexes})$"
 
 
 STRATEGIES = ("per-channel", "shared")

@@ -4,9 +4,18 @@ Adapters implement them; the container wires one adapter to each; services depen
 """
 
 from .metrics import GatewayMetrics
+from .presence import PresenceBus, PresenceSink
 from .publisher import Publisher
 from .realtime import Pending, RealtimePort
-from .subscriber import Delivered, Feed, FeedOptions, GroupMode, History, Subscriber
+from .subscriber import (
+    Delivered,
+    Feed,
+    FeedOptions,
+    FeedStatus,
+    GroupMode,
+    History,
+    Subscriber,
+)
 from .tokens import TokenIssuer, TokenVerifier
 from .transport import (
     ClientConnection,
@@ -26,6 +35,7 @@ __all__ = [
     "Delivered",
     "Feed",
     "FeedOptions",
+    "FeedStatus",
     "FrameTooLarge",
     "GatewayMetrics",
     "GroupMode",
@@ -34,6 +44,8 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "Pending",
+    "PresenceBus",
+    "PresenceSink",
     "Publisher",
     "RealtimePort",
     "Subscriber",

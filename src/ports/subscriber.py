@@ -57,6 +57,17 @@ class FeedOptions:
         return f"{self.group}.{self.node_id}"
 
 
+@attrs.frozen
+class FeedStatus:
+    """How a feed is doing, for health checks."""
+
+    connected: bool
+    lag: int | None = None
+    """Messages in the broker not yet handed over, when known."""
+    error: str | None = None
+    """The last error talking to the broker, while it lasts."""
+
+
 class Feed(Protocol):
     """An open subscription: batches in order, and a commit once a batch has been handed on."""
 
@@ -74,6 +85,8 @@ class Feed(Protocol):
     def caught_up(self) -> bool:
         """Whether everything that was in the broker when the feed opened has been yielded."""
         ...
+
+    def status(self) -> FeedStatus: ...
 
     def frontier(self, channel: Channel) -> Position:
         """How far this feed has handed over ``channel``'s stream.

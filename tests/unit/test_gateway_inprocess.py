@@ -10,6 +10,7 @@ import trio
 
 from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.adapters.memory import MemoryBroker, MemoryClient, MemoryTransport
+from tidings.adapters.memory.presence import LocalPresenceBus
 from tidings.adapters.prometheus import PrometheusMetrics
 from tidings.application.gateway import Gateway, Limits
 from tidings.application.realtime import RealtimeService
@@ -43,8 +44,10 @@ async def rig(limits: Limits = Limits(), history: int = 100) -> AsyncIterator[Ri
     tokens = JwtTokens(SECRET)
     gateway = Gateway(
         node="n1", subscriber=broker, history=broker, publish=realtime.publish, tokens=tokens,
-        policy=AccessPolicy.parse("private-room.*=authenticated;presence-room.*=authenticated"), limits=limits,
+        policy=AccessPolicy.parse("private-room.*=authenticated;presence-room.*=authenticated"),
+        limits=limits,
         metrics=PrometheusMetrics("n1"), feed_options=FeedOptions(timeout=0.05),
+        presence_bus=LocalPresenceBus(),
     )
     transport = MemoryTransport()
     async with trio.open_nursery() as nursery:

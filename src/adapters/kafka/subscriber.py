@@ -28,7 +28,7 @@ from kafka.structs import OffsetAndMetadata
 from ...config import Settings
 from ...domain import Channel, Position, TopicStrategy
 from ...domain.errors import BrokerUnavailable
-from ...ports import Delivered, FeedOptions
+from ...ports import Delivered, FeedOptions, FeedStatus
 from .admin import KafkaAdmin
 from .common import UndecodableRecords, kafka_stream, partition_for
 from .publisher import security_settings
@@ -48,6 +48,7 @@ class KafkaBatch:
     next_offsets: dict[TopicPartition, int]
     """Position of every assigned partition after this batch: what committing it commits."""
     caught_up: bool
+    lag: int | None = None
 
 
 class KafkaFeed:
@@ -84,6 +85,8 @@ class KafkaFeed:
         self._caught_up = False
         self._cluster_id = ""
         self._pending: KafkaBatch | None = None
+        self._lag: int | None = None
+        self._connected = False
         self.last_error: str | None = None
         self._undecodable = UndecodableRecords()
         self._thread = threading.Thread(
@@ -110,6 +113,7 @@ class KafkaFeed:
             for tp, offset in item.next_offsets.items():
                 self._frontiers[tp] = offset - 1
             self._caught_up = item.caught_up
+            self._lag = item.lag
             self._pending = item
             yield item.deliveries
 
@@ -131,6 +135,9 @@ class KafkaFeed:
 
     def caught_up(self) -> bool:
         return self._caught_up
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(self._connected and self.last_error is None, self._lag, self.last_error)
 
     def frontier(self, channel: Channel) -> Position:
         topic = self._strategy.topic_for(channel)
@@ -163,11 +170,13 @@ class KafkaFeed:
             consumer: KafkaConsumer | None = None
             try:
                 consumer = self._open_consumer()
+                self._connected = True
                 self.last_error = None
                 backoff = 0.5
                 self._poll_loop(consumer)
                 return
             except (BrokerUnavailable, KafkaError, OSError) as exc:
+                self._connected = False
                 self.last_error = str(exc) or type(exc).__name__
                 log.warning("Kafka consumer failed (%s); reconnecting in %.1fs",
                             self.last_error, backoff)
@@ -255,7 +264,8 @@ class KafkaFeed:
                     self._partitions[topic] = len(found)
             next_offsets = {tp: consumer.position(tp) for tp in assignment}
             caught_up = not records and bool(assignment) and self._at_end(consumer, next_offsets)
-            if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up)):
+            lag = _lag(consumer, next_offsets)
+            if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up, lag)):
                 return
 
     def _at_end(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> bool:
@@ -350,3 +360,14 @@ class KafkaSubscriber:
 
     def close(self) -> None:
         """Feeds close with their context; nothing is shared between them."""
+
+
+def _lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | None:
+    """Messages behind the high-water marks the last fetches reported; None before any fetch."""
+    total = 0
+    for tp, position in positions.items():
+        end = consumer.highwater(tp)
+        if end is None:
+            return None
+        total += max(0, end - position)
+    return total

@@ -29,7 +29,7 @@ import trio
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable, InvalidPosition, PositionExpired
 from ...domain.position import stream_id
-from ...ports import Delivered, FeedOptions, GroupMode
+from ...ports import Delivered, FeedOptions, FeedStatus, GroupMode
 
 
 class _ChannelLog:
@@ -98,6 +98,9 @@ class MemoryFeed:
 
     def frontier(self, channel: Channel) -> Position:
         return self._broker.frontier(channel, self._queue)
+
+    def status(self) -> FeedStatus:
+        return FeedStatus(connected=True, lag=len(self._queue))
 
 
 class MemoryBroker:

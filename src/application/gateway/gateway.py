@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 
 import attrs
 import trio
 
-from ...domain import AccessPolicy, Channel, Identity, Message, Position
+from ...domain import AccessPolicy, Channel, Identity, Message, Position, Presence
+from ...domain.presence import PresenceRecord
 from ...domain.access import ANONYMOUS
 from ...domain.errors import (
     BrokerError,
@@ -48,13 +50,16 @@ from ...ports import (
     ConnectionClosed,
     Feed,
     FeedOptions,
+    FeedStatus,
     FrameTooLarge,
     GatewayMetrics,
     History,
     Pending,
+    PresenceBus,
     Subscriber,
     TokenVerifier,
 )
+from .cluster import ClusterPresence
 from .hub import Hub
 from .limits import Limits
 from .presence import PresenceTracker
@@ -68,12 +73,10 @@ IDLE_CLOSE = 4000
 
 @attrs.define
 class FeedHealth:
-    """What ``/healthz`` reports about the broker side."""
+    """Counts of what the broker feed delivered, for ``/healthz``."""
 
-    connected: bool = False
     batches: int = 0
     messages: int = 0
-    last_error: str | None = None
 
 
 class Gateway:
@@ -89,9 +92,17 @@ class Gateway:
         limits: Limits,
         metrics: GatewayMetrics,
         feed_options: FeedOptions,
+        presence_bus: PresenceBus,
+        presence_timeout: float = 15.0,
+        epoch: str = "",
     ) -> None:
         self.node = node
-        self.hub = Hub(PresenceTracker(node))
+        self.epoch = epoch or secrets.token_hex(6)
+        self.hub = Hub(PresenceTracker(node, self._local_presence_changed))
+        self.cluster = ClusterPresence(
+            self.hub.presence, self.hub.announce, timeout=presence_timeout
+        )
+        self._presence_bus = presence_bus
         self.limits = limits
         self.metrics = metrics
         self.health = FeedHealth()
@@ -109,10 +120,23 @@ class Gateway:
     # -- The broker side ---------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Pump the broker feed into the hub until ``stop`` (then the batch in hand is committed)."""
+        """Rebuild cluster presence, then pump the broker feed into the hub until ``stop``.
+
+        The batch in hand when ``stop`` is called is dispatched and committed first.
+        """
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._presence_bus.run, self.cluster)
+            await self._pump(task_status)
+            nursery.cancel_scope.cancel()
+
+    def _local_presence_changed(self, channel: str, part: Presence) -> None:
+        self._presence_bus.publish(
+            PresenceRecord.snapshot(self.node, self.epoch, time.time(), channel, part)
+        )
+
+    async def _pump(self, task_status: trio.TaskStatus[None]) -> None:
         async with self._subscriber.open_feed(self._feed_options) as feed:
             self._feed = feed
-            self.health.connected = True
             self._feed_open.set()
             task_status.started()
             async for batch in feed.batches():
@@ -124,6 +148,11 @@ class Gateway:
                     await feed.commit()
                 if self._stopping:
                     break
+
+    def feed_status(self) -> FeedStatus:
+        if self._feed is None:
+            return FeedStatus(connected=False, error="the broker feed is not open yet")
+        return self._feed.status()
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and end ``run``; close every session (1001)."""

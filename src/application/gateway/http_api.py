@@ -133,20 +133,25 @@ class GatewayHttp:
         return json_response(200, results if isinstance(payload, list) else results[0])
 
     def _healthz(self) -> HttpResponse:
+        """200 while the gateway is serving and its broker feed is connected, 503 otherwise."""
         gateway = self._gateway
-        health = gateway.health
-        ok = health.connected and not gateway.stopping
+        status = gateway.feed_status()
+        ok = status.connected and not gateway.stopping
         payload = {
-            "status": "ok" if ok else "unavailable",
+            "status": "ok" if ok else ("stopping" if gateway.stopping else "degraded"),
             "node": gateway.node,
             "broker": {
                 "name": self._broker,
-                "connected": health.connected,
-                "messages": health.messages,
-                "last_error": health.last_error,
+                "connected": status.connected,
+                "lag": status.lag,
+                "error": status.error,
+                "messages": gateway.health.messages,
             },
             "connections": gateway.hub.connection_count,
             "subscriptions": gateway.hub.subscription_count,
+            "cluster": {
+                node: round(seconds, 1) for node, seconds in gateway.cluster.nodes().items()
+            },
         }
         return json_response(200 if ok else 503, payload)
 

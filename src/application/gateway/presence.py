@@ -8,7 +8,7 @@ the diff of the view before and after, so joins and leaves are exact whichever n
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ...domain import Channel, ConnectionRef, Member, Presence, PresenceChange
 from ...domain.message import JSON
@@ -17,8 +17,10 @@ from ...domain.message import JSON
 class PresenceTracker:
     """Presence views of every presence channel this node knows about."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, on_local_change: Callable[[str, Presence], None] | None = None):
         self.node = node
+        self._on_local_change = on_local_change
+        """Told this node's new part of a channel after every local join or leave."""
         self._local: dict[str, Presence] = {}
         self._remote: dict[str, dict[str, Presence]] = {}
         """channel -> node -> that node's part."""
@@ -44,6 +46,8 @@ class PresenceTracker:
             self._local[channel] = after
         else:
             self._local.pop(channel, None)
+        if self._on_local_change is not None:
+            self._on_local_change(channel, after)
         return before.diff(self.view(channel))
 
     def join(self, channel: Channel, ref: ConnectionRef, user_id: str, info: JSON) -> PresenceChange:

@@ -1,0 +1,228 @@
+"""Presence between gateway nodes over one compacted Kafka topic, ``{prefix}-presence``.
+
+Every node writes, keyed ``ch|{node}|{channel}``, its latest part of each presence channel, and
+``hb|{node}`` heartbeats. Compaction keeps the latest record per key, so a node that starts reads
+the topic from the beginning and knows the cluster's presence without waiting for traffic; then it
+keeps reading live. The topic has one partition: every node sees every record in one order.
+
+Records a previous run of this node left behind are overwritten with empty parts once the topic
+is read, so others never keep members of connections that died with that run.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import trio
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
+
+from ...config import Settings
+from ...domain.presence import PresenceRecord
+from ...domain.topics import presence_topic
+from ...ports import PresenceSink
+from .admin import KafkaAdmin
+from .publisher import security_settings
+
+log = logging.getLogger("tidings.kafka.presence")
+
+_CAUGHT_UP = object()
+
+
+class KafkaPresenceBus:
+    """Implements ``PresenceBus`` over Kafka (see the module doc)."""
+
+    def __init__(
+        self,
+        brokers: list[str],
+        topic: str,
+        *,
+        node: str,
+        epoch: str,
+        timeout: float,
+        client_settings: dict[str, Any],
+        kafka_timeout: float,
+    ) -> None:
+        self._brokers = brokers
+        self._topic = topic
+        self._node = node
+        self._epoch = epoch
+        self._interval = max(0.2, timeout / 3)
+        self._client_settings = client_settings
+        self._kafka_timeout = kafka_timeout
+        self._pending: dict[str, PresenceRecord] = {}
+        self._wake = trio.Event()
+        self._producer: KafkaProducer | None = None
+        self._stop = threading.Event()
+        self._stale_own: dict[str, PresenceRecord] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, node: str, epoch: str) -> KafkaPresenceBus:
+        from .settings import CONSUMER_SETTINGS, translate
+
+        passed = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+        return cls(
+            settings.broker_list,
+            presence_topic(settings.kafka_topic_prefix),
+            node=node,
+            epoch=epoch,
+            timeout=settings.realtime_presence_timeout,
+            client_settings=security_settings(passed),
+            kafka_timeout=settings.kafka_timeout,
+        )
+
+    def publish(self, record: PresenceRecord) -> None:
+        self._pending[record.key()] = record
+        self._wake.set()
+
+    async def run(
+        self, sink: PresenceSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await trio.to_thread.run_sync(self._prepare)
+        send, receive = trio.open_memory_channel[Any](1)
+        token = trio.lowlevel.current_trio_token()
+        reader = threading.Thread(
+            target=self._read, args=(send, token), name="tidings-kafka-presence", daemon=True
+        )
+        reader.start()
+        try:
+            async with trio.open_nursery() as nursery:
+                started = False
+                async for item in receive:
+                    if item is _CAUGHT_UP:
+                        if not started:
+                            self._forget_previous_run()
+                            sink.expire()
+                            nursery.start_soon(self._beat, sink)
+                            nursery.start_soon(self._flush_loop)
+                            task_status.started()
+                            started = True
+                        continue
+                    for record in item:
+                        self._note(record)
+                        sink.apply(record)
+        finally:
+            self._stop.set()
+            with trio.CancelScope(shield=True):
+                await receive.aclose()
+                await trio.to_thread.run_sync(self._say_goodbye)
+                await trio.to_thread.run_sync(reader.join, 10)
+
+    # -- Writing -----------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        admin = KafkaAdmin(self._brokers, timeout=self._kafka_timeout,
+                           client_settings=self._client_settings)
+        try:
+            admin.ensure_topic(self._topic, compacted=True)
+        finally:
+            admin.close()
+        timeout_ms = int(self._kafka_timeout * 1000)
+        self._producer = KafkaProducer(
+            bootstrap_servers=self._brokers, acks="all", linger_ms=5,
+            bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
+            request_timeout_ms=max(1000, timeout_ms // 2), delivery_timeout_ms=timeout_ms,
+            client_id=f"tidings-presence-{self._node}", **self._client_settings,
+        )
+
+    def _send(self, record: PresenceRecord) -> None:
+        assert self._producer is not None
+        try:
+            self._producer.send(
+                self._topic, key=record.key().encode(), value=record.to_json().encode()
+            )
+        except (KafkaError, OSError) as exc:
+            log.warning("presence record not sent (%s); the next heartbeat retries", exc)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            pending, self._pending = self._pending, {}
+            for record in pending.values():
+                self._send(record)
+            await trio.sleep(0.02)  # coalesce a burst of joins into one record per channel
+
+    async def _beat(self, sink: PresenceSink) -> None:
+        while True:
+            self._send(PresenceRecord(self._node, self._epoch, time.time()))
+            sink.expire()
+            await trio.sleep(self._interval)
+
+    def _note(self, record: PresenceRecord) -> None:
+        if record.node == self._node and record.epoch != self._epoch and record.channel:
+            self._stale_own[record.key()] = record
+
+    def _forget_previous_run(self) -> None:
+        for key, stale in self._stale_own.items():
+            if key not in self._pending:
+                self._send(PresenceRecord(self._node, self._epoch, time.time(), stale.channel))
+        self._stale_own.clear()
+
+    def _say_goodbye(self) -> None:
+        """Flush what is pending and tell the others to forget this node now."""
+        producer = self._producer
+        if producer is None:
+            return
+        for record in self._pending.values():
+            self._send(record)
+        self._send(PresenceRecord(self._node, self._epoch, time.time(), leaving=True))
+        try:
+            producer.flush(timeout=self._kafka_timeout)
+            producer.close(timeout=self._kafka_timeout)
+        except KafkaError as exc:
+            log.warning("presence producer did not close cleanly: %s", exc)
+
+    # -- Reading (its own thread) ------------------------------------------------------------
+
+    def _read(self, send: trio.MemorySendChannel[Any], token: trio.lowlevel.TrioToken) -> None:
+        def hand(item: Any) -> bool:
+            try:
+                trio.from_thread.run(send.send, item, trio_token=token)
+                return True
+            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+                return False
+
+        backoff = 0.5
+        while not self._stop.is_set():
+            consumer: KafkaConsumer | None = None
+            try:
+                consumer = KafkaConsumer(
+                    bootstrap_servers=self._brokers, group_id=None, enable_auto_commit=False,
+                    client_id=f"tidings-presence-{self._node}", **self._client_settings,
+                )
+                partition = TopicPartition(self._topic, 0)
+                consumer.assign([partition])
+                consumer.seek_to_beginning(partition)
+                end = consumer.end_offsets([partition])[partition]
+                caught_up = False
+                while not self._stop.is_set():
+                    polled = consumer.poll(timeout_ms=200).get(partition, [])
+                    records = [decoded for r in polled if (decoded := _decode(r.value))]
+                    if records and not hand(records):
+                        return
+                    if not caught_up and consumer.position(partition) >= end:
+                        caught_up = True
+                        if not hand(_CAUGHT_UP):
+                            return
+                    backoff = 0.5
+            except (KafkaError, OSError) as exc:
+                log.warning("presence reader failed (%s); reconnecting in %.1fs", exc, backoff)
+            finally:
+                if consumer is not None:
+                    consumer.close(autocommit=False)
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+
+def _decode(value: bytes | None) -> PresenceRecord | None:
+    if value is None:
+        return None
+    try:
+        return PresenceRecord.from_json(value)
+    except ValueError as exc:
+        log.debug("skipping a presence record: %s", exc)
+        return None

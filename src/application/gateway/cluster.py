@@ -1,0 +1,82 @@
+"""Presence from other gateway nodes: their records in, joins and leaves out.
+
+Each node's part of a channel's presence arrives as a snapshot and replaces what was known of
+it. Nodes prove they are alive with heartbeats; one silent for longer than the presence timeout
+is forgotten, and its members leave on every other node. A node that restarts comes back with a
+new epoch, and whatever its previous run held is forgotten at once. Records of this node itself
+are ignored: its own connections are known first-hand.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ...domain import Channel, PresenceChange
+from ...domain.presence import PresenceRecord
+from .presence import PresenceTracker
+
+Announce = Callable[[Channel, PresenceChange], None]
+
+
+class ClusterPresence:
+    """Implements ``PresenceSink`` for one node."""
+
+    def __init__(
+        self,
+        tracker: PresenceTracker,
+        announce: Announce,
+        *,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._tracker = tracker
+        self._announce = announce
+        self._timeout = timeout
+        self._clock = clock
+        self._wall = wall
+        self._epochs: dict[str, str] = {}
+        self._heard: dict[str, float] = {}
+
+    @property
+    def node(self) -> str:
+        return self._tracker.node
+
+    def nodes(self) -> dict[str, float]:
+        """Other live nodes and how many seconds ago each was last heard from."""
+        now = self._clock()
+        return {node: now - heard for node, heard in self._heard.items()}
+
+    def apply(self, record: PresenceRecord) -> None:
+        node = record.node
+        if node == self.node:
+            return
+        if self._epochs.get(node, record.epoch) != record.epoch:
+            self.forget(node)  # it restarted: what its previous run held is gone
+        self._epochs[node] = record.epoch
+        if record.leaving:
+            self.forget(node)
+            return
+        # When it was made, on this node's monotonic clock (the record carries wall time).
+        made = self._clock() - max(0.0, self._wall() - record.at)
+        self._heard[node] = max(self._heard.get(node, made), made)
+        if record.channel is not None:
+            change = self._tracker.apply_remote(node, record.channel, record.part())
+            self._announce_change(record.channel, change)
+
+    def expire(self) -> None:
+        now = self._clock()
+        for node, heard in list(self._heard.items()):
+            if now - heard > self._timeout:
+                self.forget(node)
+
+    def forget(self, node: str) -> None:
+        self._heard.pop(node, None)
+        self._epochs.pop(node, None)
+        for channel, change in self._tracker.drop_node(node).items():
+            self._announce_change(channel, change)
+
+    def _announce_change(self, channel: str, change: PresenceChange) -> None:
+        if change:
+            self._announce(Channel(channel), change)
