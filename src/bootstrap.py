@@ -41,9 +41,14 @@ def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
 
 
 def _kafka_publisher(settings: Settings) -> Iterator[Publisher]:
+    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
     from .adapters.kafka.publisher import KafkaPublisher
 
-    publisher = KafkaPublisher.from_settings(settings)
+    publisher: Publisher = KafkaPublisher.from_settings(settings)
+    if settings.realtime_outbox:
+        from .adapters.outbox import OutboxPublisher, SqliteOutbox
+
+        publisher = OutboxPublisher(SqliteOutbox(settings.realtime_outbox), publisher)
     yield publisher
     publisher.close()
 

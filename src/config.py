@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     """Consumer settings by Kafka's own names: ``fetch.min.bytes=1024,fetch.max.wait.ms=500``."""
     kafka_timeout: float = Field(default=10.0, gt=0, le=600)
     """Seconds a publish may wait for an unreachable Kafka before it fails."""
+    realtime_outbox: str | None = None
+    """Path of a SQLite outbox: Kafka broadcasts are stored first and survive an outage."""
 
     # The gateway.
     realtime_ws_host: str = "127.0.0.1"

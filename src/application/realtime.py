@@ -21,20 +21,20 @@ class PendingBroadcast:
 
     __slots__ = ("_future", "message")
 
-    def __init__(self, message: Message, future: Future[Position]) -> None:
+    def __init__(self, message: Message, future: Future[Position | None]) -> None:
         self.message = message
         self._future = future
 
     def done(self) -> bool:
         return self._future.done()
 
-    def result(self, timeout: float | None = None) -> Position:
+    def result(self, timeout: float | None = None) -> Position | None:
         return self._future.result(timeout)
 
     def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
         self._future.add_done_callback(lambda _: callback(self))
 
-    def __await__(self) -> Generator[Any, None, Position]:
+    def __await__(self) -> Generator[Any, None, Position | None]:
         return wait_future(self._future).__await__()
 
     def __repr__(self) -> str:

@@ -169,7 +169,8 @@ def publish(
         _fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
     finally:
         container.shutdown_resources()
-    click.echo(json.dumps({**pending.message.to_dict(), "position": str(position)}))
+    shown = None if position is None else str(position)  # None: queued in the outbox
+    click.echo(json.dumps({**pending.message.to_dict(), "position": shown}))
 
 
 def _publish_http(
@@ -198,6 +199,59 @@ def _publish_http(
         _fail(f"gateway refused the message ({exc.code}): {detail}", 1)
     except (urllib.error.URLError, OSError) as exc:
         _fail(f"cannot reach the gateway at {url}: {exc}", 1)
+
+
+@cli.group()
+def outbox() -> None:
+    """The durable outbox of Kafka broadcasts (REALTIME_OUTBOX)."""
+
+
+@outbox.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def outbox_status(as_json: bool) -> None:
+    """Messages waiting in the outbox: how many, the oldest's age, the last error."""
+    from ..adapters.outbox import SqliteOutbox
+
+    settings = load_settings()
+    if not settings.realtime_outbox:
+        _fail("no outbox configured: set REALTIME_OUTBOX to a file path")
+    store = SqliteOutbox(settings.realtime_outbox)
+    try:
+        status = store.status()
+    finally:
+        store.close()
+    if as_json:
+        import attrs
+
+        click.echo(json.dumps(attrs.asdict(status)))
+        return
+    age = "-" if status.oldest_age is None else f"{status.oldest_age:.1f}s"
+    click.echo(f"outbox    {status.path}")
+    click.echo(f"pending   {status.pending}")
+    click.echo(f"oldest    {age}")
+    click.echo(f"attempts  {status.attempts}")
+    click.echo(f"error     {status.last_error or '-'}")
+
+
+@outbox.command("flush")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True)
+def outbox_flush(timeout: float) -> None:
+    """Relay every stored message to Kafka now; exit 1 if some are still waiting after TIMEOUT."""
+    from ..bootstrap import Container
+
+    settings = load_settings(realtime_broker="kafka")
+    if not settings.realtime_outbox:
+        _fail("no outbox configured: set REALTIME_OUTBOX to a file path")
+    container = Container.for_settings(settings)
+    try:
+        publisher = container.kafka_publisher()
+        publisher.flush(timeout)
+        status = publisher.status()  # type: ignore[attr-defined]
+    finally:
+        container.shutdown_resources()
+    click.echo(f"{status.pending} message(s) still waiting")
+    if status.pending:
+        sys.exit(1)
 
 
 def _register_kafka_commands(group: click.Group) -> None:

@@ -11,8 +11,9 @@ from ..domain import Channel, Message, Position
 class Publisher(Protocol):
     """A broker's write side. ``publish`` never blocks beyond enqueueing the message.
 
-    The returned future resolves to the message's position once the broker has acknowledged it,
-    or fails with ``BrokerUnavailable`` / ``BrokerOverloaded``; nothing is dropped silently.
+    The returned future resolves to the message's position once the broker has acknowledged it
+    (None when a durable outbox took it first), or fails with ``BrokerUnavailable`` /
+    ``BrokerOverloaded``; nothing is dropped silently. It always resolves in bounded time.
     """
 
     @property
@@ -20,7 +21,7 @@ class Publisher(Protocol):
         """The broker's name in configuration (``memory``, ``kafka``)."""
         ...
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position]: ...
+    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]: ...
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything published so far is acknowledged or failed."""

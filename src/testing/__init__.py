@@ -39,27 +39,27 @@ ANY: Any = _Any()
 class _Recorded:
     """A broadcast that the fake took: already acknowledged, or failed as configured."""
 
-    def __init__(self, message: Message, future: Future[Position]) -> None:
+    def __init__(self, message: Message, future: Future[Position | None]) -> None:
         self.message = message
         self._future = future
 
     def done(self) -> bool:
         return True
 
-    def result(self, timeout: float | None = None) -> Position:
+    def result(self, timeout: float | None = None) -> Position | None:
         return self._future.result(timeout)
 
     def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
         callback(self)
 
-    def __await__(self) -> Generator[Any, None, Position]:
+    def __await__(self) -> Generator[Any, None, Position | None]:
         return wait_future(self._future).__await__()
 
 
 class FakePublisher:
     """A publisher that records instead of sending (implements ``Publisher``)."""
 
-    def __init__(self, name: str, record: Callable[[Message], Future[Position]]) -> None:
+    def __init__(self, name: str, record: Callable[[Message], Future[Position | None]]) -> None:
         self._name = name
         self._record = record
 
@@ -67,7 +67,7 @@ class FakePublisher:
     def name(self) -> str:
         return self._name
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position]:
+    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
         if Channel.of(channel) != message.channel:
             raise ValueError(f"publish on {channel!s} of a message for {message.channel.name}")
         return self._record(message)
@@ -90,9 +90,9 @@ class FakeRealtime:
 
     # -- RealtimePort ------------------------------------------------------------------------
 
-    def _record(self, message: Message) -> Future[Position]:
+    def _record(self, message: Message) -> Future[Position | None]:
         message.check_size(self._max_message_bytes)
-        future: Future[Position] = Future()
+        future: Future[Position | None] = Future()
         if self._failure is not None:
             future.set_exception(self._failure)
             return future

@@ -87,6 +87,10 @@ class KafkaAdmin:
                 pass
             self._admin = None
 
+    def ping(self) -> None:
+        """A real request to the cluster; raises ``BrokerUnavailable`` when it does not answer."""
+        self._call("describe_cluster")
+
     def cluster_id(self) -> str:
         if self._cluster_id is None:
             self._cluster_id = str(self._call("describe_cluster")["cluster_id"])

@@ -108,14 +108,14 @@ class KafkaPublisher:
 
     # -- Publisher ---------------------------------------------------------------------------
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position]:
+    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
         target = Channel.of(channel)
         if target != message.channel:
             raise ValueError(
                 f"publish on {target.name!r} of a message for {message.channel.name!r}"
             )
         topic = self._strategy.topic_for(target)
-        future: Future[Position] = Future()
+        future: Future[Position | None] = Future()
         with self._lock:
             if self._closed:
                 future.set_exception(BrokerUnavailable(self.brokers, "the publisher is closed"))
@@ -140,7 +140,7 @@ class KafkaPublisher:
         return future
 
     def _send(
-        self, producer: KafkaProducer, topic: str, message: Message, future: Future[Position]
+        self, producer: KafkaProducer, topic: str, message: Message, future: Future[Position | None]
     ) -> None:
         try:
             record = producer.send(
@@ -159,7 +159,7 @@ class KafkaPublisher:
         record.add_errback(lambda exc: self._settle(future, error=unavailable(self.brokers, exc)))
 
     def _settle(
-        self, future: Future[Position], position: Position | None = None,
+        self, future: Future[Position | None], position: Position | None = None,
         error: BaseException | None = None,
     ) -> None:
         with self._lock:

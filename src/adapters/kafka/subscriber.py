@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,9 @@ from .publisher import security_settings
 from .settings import CONSUMER_SETTINGS, translate
 
 log = logging.getLogger("tidings.kafka.subscriber")
+
+PROBE_INTERVAL = 5.0
+"""Seconds between liveness probes of the cluster (for health checks)."""
 
 DISCOVERY_INTERVAL_MS = 2_000
 """How often a gateway looks for new channel topics (metadata refresh), when reading them all."""
@@ -232,9 +236,27 @@ class KafkaFeed:
         if to_start:
             consumer.seek_to_beginning(*to_start)
 
+    def _probe(self) -> None:
+        """Ask the cluster something: kafka-python reconnects silently, so an idle feed would
+        never notice the broker is gone. Health checks read the answer from ``last_error``."""
+        try:
+            self._admin.ping()
+        except BrokerUnavailable as exc:
+            if self.last_error is None:
+                log.warning("Kafka unreachable: %s", exc)
+            self.last_error = str(exc)
+        else:
+            if self.last_error is not None:
+                log.warning("Kafka reachable again")
+            self.last_error = None
+
     def _poll_loop(self, consumer: KafkaConsumer) -> None:
         timeout_ms = max(1, int(self.options.timeout * 1000))
+        next_probe = time.monotonic() + PROBE_INTERVAL
         while not self._stop.is_set():
+            if time.monotonic() >= next_probe:
+                self._probe()
+                next_probe = time.monotonic() + PROBE_INTERVAL
             self._commit_handed(consumer)
             try:
                 records = consumer.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)

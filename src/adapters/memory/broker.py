@@ -119,8 +119,8 @@ class MemoryBroker:
 
     # -- Publisher ---------------------------------------------------------------------------
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position]:
-        future: Future[Position] = Future()
+    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
+        future: Future[Position | None] = Future()
         target = Channel.of(channel)
         if target != message.channel:
             raise ValueError(

@@ -128,7 +128,7 @@ class GatewayHttp:
                 return _error(503, f"broker did not take message {pending.message.id}: {exc}")
             results.append(
                 {"id": pending.message.id, "channel": pending.message.channel.name,
-                 "position": str(position)}
+                 "position": None if position is None else str(position)}
             )
         return json_response(200, results if isinstance(payload, list) else results[0])
 
