@@ -213,10 +213,13 @@ class OutboxPublisher:
         futures: list[tuple[int, Future[Position | None]]] = []
         for seq, message in batch:
             try:
-                futures.append((seq, self._broker.publish(message.channel, message)))
+                future = self._broker.publish(message.channel, message)
             except (BrokerError, ValueError) as exc:
                 self._outbox.failed(seq, str(exc))
                 break
+            futures.append((seq, future))
+            if future.done() and future.exception() is not None:
+                break  # refused at once: send nothing after it
         sent: list[int] = []
         error: str | None = None
         for seq, future in futures:

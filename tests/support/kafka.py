@@ -39,3 +39,35 @@ def kafka_command(*args: str, timeout: float = 120) -> subprocess.CompletedProce
         [str(SCRIPT), *args, "--port", str(PORT)],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+class KafkaNode:
+    """A second, disposable broker for fault tests: stopped, killed and restarted at will."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.bootstrap = f"127.0.0.1:{port}"
+
+    def _run(self, *args: str, timeout: float = 300) -> str:
+        result = subprocess.run(
+            [str(SCRIPT), *args, "--port", str(self.port)],
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"scripts/kafka {' '.join(args)} --port {self.port} failed "
+                f"({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+        return result.stdout
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def kill(self) -> None:
+        self._run("kill")
+
+    def wipe(self) -> None:
+        self._run("stop", "--wipe")

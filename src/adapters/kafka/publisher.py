@@ -189,7 +189,11 @@ class KafkaPublisher:
             topic, message, future = item
             try:
                 producer = self._ready_producer()
-                self._admin.ensure_topic(topic)
+                if topic not in self._known:
+                    self._admin.ensure_topic(topic)
+                    # A topic just created may not be in the producer's metadata yet; sending
+                    # before it is would fail the first message with a retriable error.
+                    producer.partitions_for(topic)
             except (BrokerUnavailable, KafkaError, OSError) as exc:
                 error = exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
                 self._fail_queued(error, (topic, message, future))
