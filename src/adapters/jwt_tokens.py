@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import jwt
 
 from ..domain import JSON, ChannelPattern, Identity
+from ..domain.channel import is_valid_name
 from ..domain.errors import InvalidPattern, InvalidToken, TokenSecretMissing
 
 ALGORITHM = "HS256"
@@ -38,8 +39,11 @@ class JwtTokens:
         ttl: float = 3600,
         channels: Sequence[str] = (),
     ) -> str:
-        if not isinstance(user_id, str) or not user_id or len(user_id) > 128:
-            raise ValueError(f"a user id is a non-empty string of at most 128 characters: {user_id!r}")
+        if not isinstance(user_id, str) or not is_valid_name(f"user.{user_id}") or len(user_id) > 128:
+            raise ValueError(
+                f"user id {user_id!r} must be 1 to 128 letters, digits or '_-=@,;:.' with no "
+                "empty part between dots, so that its channel user.{id} is valid"
+            )
         if ttl <= 0:
             raise ValueError(f"ttl must be a positive number of seconds, not {ttl!r}")
         for pattern in channels:

@@ -107,10 +107,13 @@ class Channel:
 
     @property
     def owner(self) -> str | None:
-        """The user a ``user.{id}`` channel (or ``user.{id}.anything``) belongs to."""
+        """The user a ``user.{id}`` channel belongs to: everything after ``user.``.
+
+        ``user.john.doe`` belongs to user ``john.doe`` and to nobody else, not to ``john``.
+        """
         if not self.name.startswith("user."):
             return None
-        return self.name.split(".", 2)[1]
+        return self.name[len("user.") :]
 
     def __str__(self) -> str:
         return self.name

@@ -1,8 +1,9 @@
 """The message envelope: the same JSON object on the broker and on the wire to clients.
 
 Field names follow the original PHP system (``id``, ``type``, ``channel``, ``event``, ``data``,
-``timestamp``) so a PHP publisher and a tidings gateway can share a topic. ``exclude`` is ours: the
-connection that sent a message and must not receive it back. Decoding ignores fields it does not
+``timestamp``) so a PHP publisher and a tidings gateway can share a topic. Two optional fields are
+ours: ``exclude``, the connection that must not receive a message (its sender), and ``user_id``,
+the verified user who sent a client event. Decoding ignores fields it does not
 know, so newer publishers can add some without breaking older gateways.
 """
 
@@ -97,6 +98,8 @@ class _Envelope:
     timestamp: float = attrs.field(factory=time.time, validator=_validate_timestamp)
     exclude: str | None = attrs.field(default=None, validator=_validate_exclude)
     """Connection id that must not receive this message (the sender of a client event)."""
+    user_id: str | None = attrs.field(default=None, validator=_validate_exclude)
+    """The user who sent a client event, from their verified token; None for broadcasts."""
 
     _data_json: str = attrs.field(init=False, eq=False, repr=False)
 
@@ -115,6 +118,8 @@ class _Envelope:
         }
         if self.exclude is not None:
             envelope["exclude"] = self.exclude
+        if self.user_id is not None:
+            envelope["user_id"] = self.user_id
         return envelope
 
     def to_json(self, *, extra: str = "") -> str:
@@ -135,6 +140,8 @@ class _Envelope:
         tail = f',"timestamp":{json.dumps(self.timestamp)}'
         if self.exclude is not None:
             tail += f',"exclude":{json.dumps(self.exclude, ensure_ascii=False)}'
+        if self.user_id is not None:
+            tail += f',"user_id":{json.dumps(self.user_id, ensure_ascii=False)}'
         return f'{head[:-1]},"data":{self._data_json}{tail}{extra}}}'
 
     def to_bytes(self) -> bytes:
@@ -167,6 +174,9 @@ class _Envelope:
         exclude = envelope.get("exclude")
         if exclude is not None and not isinstance(exclude, str):
             raise InvalidMessage(f"exclude must be a connection id string, not {exclude!r}")
+        user_id = envelope.get("user_id")
+        if user_id is not None and not isinstance(user_id, str):
+            raise InvalidMessage(f"user_id must be a string, not {user_id!r}")
         try:
             channel = Channel(envelope["channel"])
         except InvalidChannel as exc:
@@ -179,6 +189,7 @@ class _Envelope:
             type=message_type,
             timestamp=envelope.get("timestamp", 0),
             exclude=exclude,
+            user_id=user_id,
         )
 
     @classmethod

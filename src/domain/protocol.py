@@ -186,9 +186,13 @@ def error_from(exc: ProtocolError) -> str:
     return encode_error(exc.code, exc.message, exc.channel)
 
 
-def client_message(frame: ClientEvent, connection_id: str) -> Message:
-    """The broker message a client event becomes: sent to the others, never back to its sender."""
+def client_message(frame: ClientEvent, connection_id: str, user_id: str | None = None) -> Message:
+    """The broker message a client event becomes: sent to the others, never back to its sender,
+    and signed with the sender's verified user id so receivers can trust who sent it."""
     try:
-        return Message.event(frame.channel, frame.event, frame.data, exclude=connection_id)
+        return Message(
+            channel=frame.channel, event=frame.event, data=frame.data, exclude=connection_id,
+            user_id=user_id,
+        )
     except InvalidMessage as exc:
         raise ProtocolError(ErrorCode.BAD_FRAME, str(exc), frame.channel.name) from None

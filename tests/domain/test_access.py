@@ -127,7 +127,9 @@ def test_anonymous_needs_a_token_for_every_other_channel(
 def test_a_user_channel_is_allowed_to_its_owner_alone(
     policy: AccessPolicy, owner: str, user: str, rest: list[str], grants: list[ChannelPattern]
 ) -> None:
-    channel = Channel(".".join(["user", owner, *rest]))
+    # The owner is everything after "user.": user.1.x belongs to "1.x", not to "1".
+    owner = ".".join([owner, *rest])
+    channel = Channel(f"user.{owner}")
     identity = Identity(user, grants=(ChannelPattern("**"), *grants))
     decision = policy.decide(identity, channel)
     if user == owner:
@@ -141,7 +143,9 @@ def test_a_user_channel_is_allowed_to_its_owner_alone(
 def test_user_channel_examples() -> None:
     policy = AccessPolicy.parse("user.**=authenticated")
     assert policy.decide(Identity("1"), Channel("user.1")).allowed
-    assert policy.decide(Identity("1"), Channel("user.1.inbox")).allowed
+    assert not policy.decide(Identity("1"), Channel("user.1.inbox")).allowed
+    assert policy.decide(Identity("john.doe"), Channel("user.john.doe")).allowed
+    assert not policy.decide(Identity("john"), Channel("user.john.doe")).allowed
     refused = policy.decide(Identity("2"), Channel("user.1"))
     assert refused.verdict is Verdict.FORBIDDEN
     assert "'1'" in refused.reason and "'2'" in refused.reason

@@ -224,16 +224,17 @@ def test_kind_examples(name: str, kind: ChannelKind) -> None:
 
 
 @given(segments, st.lists(segments, max_size=3))
-def test_owner_of_a_user_channel_is_its_second_segment(user_id: str, rest: list[str]) -> None:
+def test_owner_of_a_user_channel_is_everything_after_user(user_id: str, rest: list[str]) -> None:
+    # user.john.doe belongs to "john.doe", never to "john": an owner is matched exactly.
     name = ".".join(["user", user_id, *rest])
-    assert Channel(name).owner == user_id
+    assert Channel(name).owner == ".".join([user_id, *rest])
 
 
 @given(any_channel_names)
 def test_only_user_channels_have_an_owner(name: str) -> None:
     owner = Channel(name).owner
     if name.startswith("user."):
-        assert owner == name.split(".")[1]
+        assert owner == name.removeprefix("user.")
     else:
         assert owner is None
 

@@ -265,7 +265,12 @@ def test_subscribed_unsubscribed_and_pong(channel: Channel, data: object) -> Non
 
 
 @HEAVY
-@given(channels, client_event_names, json_values, st.text(min_size=1, max_size=10))
+@given(
+    channels,
+    client_event_names,
+    json_values,
+    st.text(st.characters(codec="utf-8").filter(str.isprintable), min_size=1, max_size=10),
+)
 def test_a_client_event_becomes_a_message_excluding_its_sender(
     channel: Channel, event: str, data: object, connection: str
 ) -> None:

@@ -393,7 +393,7 @@ class Gateway:
                 ErrorCode.FORBIDDEN, f"subscribe to {channel.name!r} before sending on it",
                 channel.name,
             )
-        message = client_message(frame, session.id)
+        message = client_message(frame, session.id, session.identity.user_id)
         try:
             pending = self._publish(message)
         except InvalidMessage as exc:
