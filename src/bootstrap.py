@@ -85,11 +85,15 @@ def _gateway_node(settings: Settings) -> str:
 
 
 def _feed_options(settings: Settings, node: str) -> FeedOptions:
-    """Gateways always fan out: each node reads every message (design.md §3, flaw 1)."""
+    """Gateways always fan out: each node reads every message (design.md §3, flaw 1).
+
+    A batch is dispatched to the sessions at once, so it is kept to half a session's queue:
+    a client that keeps up is never cut off by a single burst.
+    """
     return FeedOptions(
         channels=None,
         group_mode=GroupMode.FANOUT,
-        batch_size=500,
+        batch_size=max(1, min(500, settings.realtime_queue_size // 2)),
         timeout=0.5,
         group=settings.kafka_consumer_group,
         node_id=node,

@@ -122,10 +122,11 @@ class _Envelope:
             envelope["user_id"] = self.user_id
         return envelope
 
-    def to_json(self, *, extra: str = "") -> str:
+    def to_json(self, *, extra: str = "", for_client: bool = False) -> str:
         """The envelope as compact JSON; ``extra`` is pre-encoded ``,"key":value`` text to append.
 
         Built by hand around the data encoded at construction, so a broadcast is encoded once.
+        ``for_client`` leaves out ``exclude``: the sender's connection id is nobody else's business.
         """
         head = json.dumps(
             {
@@ -138,7 +139,7 @@ class _Envelope:
             separators=(",", ":"),
         )
         tail = f',"timestamp":{json.dumps(self.timestamp)}'
-        if self.exclude is not None:
+        if self.exclude is not None and not for_client:
             tail += f',"exclude":{json.dumps(self.exclude, ensure_ascii=False)}'
         if self.user_id is not None:
             tail += f',"user_id":{json.dumps(self.user_id, ensure_ascii=False)}'

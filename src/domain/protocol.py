@@ -157,7 +157,7 @@ def _dump(frame: dict[str, JSON]) -> str:
 def encode_event(message: Message, position: Position | None = None) -> str:
     """The frame that delivers ``message``: its envelope plus ``position`` when it has one."""
     extra = f',"position":"{position}"' if position is not None else ""
-    return message.to_json(extra=extra)
+    return message.to_json(extra=extra, for_client=True)
 
 
 def encode_subscribed(channel: Channel, data: JSON = None) -> str:

@@ -24,6 +24,10 @@ log = logging.getLogger("tidings.web")
 
 MAX_HEAD_BYTES = 16_384
 CLOSE_TIMEOUT = 1.0
+WRITE_TIMEOUT = 10.0
+"""Seconds a write to a client may take. A write is never cancelled half-way (that would leave
+half a frame on the wire); one that stalls this long means the client stopped reading, and the
+connection is dropped."""
 
 
 class _Replayed(trio.abc.Stream):
@@ -86,16 +90,22 @@ class WebSocketClient:
             raise ConnectionClosed(closed.code, closed.reason or "")
         encode = ws._wsproto.send
         data = b"".join([encode(TextMessage(data=frame)) for frame in frames])
-        async with ws._stream_lock:
-            try:
-                await ws._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise ConnectionClosed(1006, "connection lost") from None
+        with trio.CancelScope(shield=True) as write:
+            write.deadline = trio.current_time() + WRITE_TIMEOUT
+            async with ws._stream_lock:
+                try:
+                    await ws._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    raise ConnectionClosed(1006, "connection lost") from None
+        if write.cancelled_caught:
+            await trio.aclose_forcefully(ws._stream)
+            raise ConnectionClosed(1006, f"write stalled for {WRITE_TIMEOUT:g}s; dropped")
 
     async def close(self, code: int, reason: str = "") -> None:
-        with trio.move_on_after(CLOSE_TIMEOUT):
+        """Say goodbye with ``code`` if the client can still hear it, then drop the socket."""
+        with trio.move_on_after(CLOSE_TIMEOUT) as closing:
             await self._ws.aclose(code, reason or None)
-        if not self._ws.closed:
+        if closing.cancelled_caught or not self._ws.closed:
             await trio.aclose_forcefully(self._ws._stream)
 
 

@@ -181,7 +181,7 @@ class Gateway:
             await connection.close(CloseCode.GOING_AWAY, "gateway shutting down")
             return
         await self._feed_open.wait()
-        session = Session(connection, identity, self.limits, self.node)
+        session = Session(connection, identity, self.limits, self.node, self._session_cut)
         self.hub.add(session)
         self.metrics.connection_opened()
         session.offer(_connected_frame(session, self.node))
@@ -202,10 +202,12 @@ class Gateway:
             self.metrics.connection_closed()
             if self._stopping and not self.hub.sessions:
                 self._drained.set()
-            if session.closing and session.closing[0] == CloseCode.SLOW_CONSUMER:
-                self.metrics.queue_overflow()
             with trio.CancelScope(shield=True):
                 await self._close(session)
+
+    def _session_cut(self, code: int) -> None:
+        if code == CloseCode.SLOW_CONSUMER:
+            self.metrics.queue_overflow()
 
     async def _authenticate(self, connection: ClientConnection) -> Identity | None:
         token = connection.token
@@ -301,8 +303,10 @@ class Gateway:
 
     async def _subscribe(self, session: Session, frame: Subscribe) -> None:
         channel = frame.channel
-        if channel.name in session.subscriptions:
-            session.offer(encode_subscribed(channel, self._subscribed_data(channel, None)))
+        held = session.subscriptions.get(channel.name)
+        if held is not None:  # subscribing twice is harmless: say where the subscription stands
+            current = Position(held.stream, held.last_offset) if held.stream else None
+            session.offer(encode_subscribed(channel, self._subscribed_data(channel, current)))
             return
         if len(session.subscriptions) >= self.limits.max_channels:
             raise ProtocolError(

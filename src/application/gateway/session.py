@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
+from collections.abc import Callable
 
 import trio
 
@@ -47,6 +48,7 @@ class Session:
 
     __slots__ = (
         "_drained",
+        "_on_cut",
         "_queue",
         "_ready",
         "_scope",
@@ -62,7 +64,12 @@ class Session:
     )
 
     def __init__(
-        self, connection: ClientConnection, identity: Identity, limits: Limits, node: str
+        self,
+        connection: ClientConnection,
+        identity: Identity,
+        limits: Limits,
+        node: str,
+        on_cut: Callable[[int], None] | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
         self.ref = ConnectionRef(node, self.id)
@@ -78,6 +85,7 @@ class Session:
         self._ready = trio.Event()
         self._drained = trio.Event()
         self._scope: trio.CancelScope | None = None
+        self._on_cut = on_cut
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.identity.user_id!r} from {self.connection.remote}>"
@@ -149,6 +157,8 @@ class Session:
         if self.closing:
             return
         self.closing = (code, reason)
+        if self._on_cut is not None:
+            self._on_cut(code)
         self._ready.set()
         self._drained.set()
         if self._scope is not None:

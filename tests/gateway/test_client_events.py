@@ -1,0 +1,78 @@
+"""Client events: ``client-*`` events on private and presence channels the sender holds (§4)."""
+
+from __future__ import annotations
+
+from tests.support.processes import Gateway
+from tests.support.wsclient import connect
+
+from .support import WAIT, broadcast, events_of, expect_error, ping_pong, token, unique
+
+
+async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gateway) -> None:
+    room = unique("private-room")
+    async with connect(gateway.ws_url, token("1")) as ann, \
+            connect(gateway.ws_url, token("2")) as bob, \
+            connect(gateway.ws_url, token("3")) as cy:
+        for client in (ann, bob, cy):
+            await client.subscribe(room)
+        await ann.send(type="event", channel=room, event="client-typing", data={"who": "Ann"})
+        for other in (bob, cy):
+            [event] = await other.events(1, WAIT)
+            assert event["channel"] == room
+            assert event["event"] == "client-typing"
+            assert event["data"] == {"who": "Ann"}
+            assert isinstance(event["position"], str)
+        # The sender's next event is a broadcast made after its own client event.
+        await broadcast(gateway, room, "server", "after")
+        [event] = await ann.events(1, WAIT)
+        assert event["data"] == "after", event
+        assert events_of(ann.seen, "client-typing") == []
+
+
+async def test_client_event_on_a_presence_channel(gateway: Gateway) -> None:
+    room = unique("presence-chat")
+    async with connect(gateway.ws_url, token("1", info={"n": 1})) as ann, \
+            connect(gateway.ws_url, token("2", info={"n": 2})) as bob:
+        await ann.subscribe(room)
+        await bob.subscribe(room)
+        await bob.send(type="event", channel=room, event="client-wave", data=None)
+        # Ann first hears Bob join, then his event.
+        join, event = await ann.events(2, WAIT)
+        assert join["event"] == "presence.join"
+        assert event["event"] == "client-wave"
+        assert event["channel"] == room and event["data"] is None
+
+
+async def test_client_event_on_a_public_channel_is_403(gateway: Gateway) -> None:
+    channel = unique("public.lobby")
+    async with connect(gateway.ws_url, token("1")) as client:
+        await client.subscribe(channel)
+        await client.send(type="event", channel=channel, event="client-typing", data={})
+        error = await expect_error(client, 403)
+        assert error["channel"] == channel and channel in error["data"]["message"]
+        await ping_pong(client)
+
+
+async def test_client_event_on_a_channel_not_held_is_403(gateway: Gateway) -> None:
+    room = unique("private-room")
+    async with connect(gateway.ws_url, token("1")) as sender, \
+            connect(gateway.ws_url, token("2")) as listener:
+        await listener.subscribe(room)
+        await sender.send(type="event", channel=room, event="client-typing", data={})
+        error = await expect_error(sender, 403)
+        assert error["channel"] == room and "subscribe" in error["data"]["message"]
+        await ping_pong(sender)
+        # Nothing reached the channel: the listener's next event is a later broadcast.
+        await broadcast(gateway, room, "server", "marker")
+        [event] = await listener.events(1, WAIT)
+        assert event["data"] == "marker"
+
+
+async def test_client_event_name_without_prefix_is_400(gateway: Gateway) -> None:
+    room = unique("private-room")
+    async with connect(gateway.ws_url, token("1")) as client:
+        await client.subscribe(room)
+        await client.send(type="event", channel=room, event="typing", data={})
+        error = await expect_error(client, 400)
+        assert "client-" in error["data"]["message"] and "typing" in error["data"]["message"]
+        await ping_pong(client)
