@@ -24,7 +24,7 @@ Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
 
 def parse_kafka_settings(text: str, variable: str) -> dict[str, str]:
-    """``linger.ms=10,batch.size=16384`` -> {"linger.ms": "10", ...}; names checked by the adapter."""
+    """``linger.ms=10,batch.size=16384`` -> {"linger.ms": "10", ...}; the adapter checks names."""
     settings: dict[str, str] = {}
     for part in text.replace(";", ",").split(","):
         if not part.strip():
@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     realtime_node_id: str | None = None
     realtime_channel_rules: str = ""
     realtime_demo: bool = False
-    """Demo mode (``tidings serve --demo``): the demo page may mint tokens and broadcast. Local only."""
+    """Demo mode (``tidings serve --demo``): the page may mint tokens and broadcast. Local only."""
 
     # Limits, with safe defaults.
     realtime_max_message_bytes: int = Field(default=65_536, ge=256)
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-        """Read the environment and ``env_file``; raise ``ConfigurationError`` naming the variable."""
+        """Read the environment and ``env_file``; ``ConfigurationError`` names a bad variable."""
         try:
             settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
         except ValidationError as exc:

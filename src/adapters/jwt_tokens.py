@@ -39,7 +39,11 @@ class JwtTokens:
         ttl: float = 3600,
         channels: Sequence[str] = (),
     ) -> str:
-        if not isinstance(user_id, str) or not is_valid_name(f"user.{user_id}") or len(user_id) > 128:
+        if (
+            not isinstance(user_id, str)
+            or not is_valid_name(f"user.{user_id}")
+            or len(user_id) > 128
+        ):
             raise ValueError(
                 f"user id {user_id!r} must be 1 to 128 letters, digits or '_-=@,;:.' with no "
                 "empty part between dots, so that its channel user.{id} is valid"

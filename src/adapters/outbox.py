@@ -159,7 +159,8 @@ class OutboxPublisher:
             self._outbox.add(message)
         except (sqlite3.Error, BrokerError) as exc:
             future.set_exception(
-                exc if isinstance(exc, BrokerError)
+                exc
+                if isinstance(exc, BrokerError)
                 else BrokerUnavailable([self._outbox.path], f"the outbox refused it: {exc}")
             )
             return future
@@ -199,8 +200,9 @@ class OutboxPublisher:
             if error is None:
                 backoff = 0.2
                 continue
-            log.warning("outbox: %d message(s) wait for the broker: %s",
-                        len(batch) - len(sent), error)
+            log.warning(
+                "outbox: %d message(s) wait for the broker: %s", len(batch) - len(sent), error
+            )
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._retry_max)
 

@@ -28,7 +28,9 @@ class PrometheusMetrics:
             "tidings_messages_out", "Event frames queued to clients", registry=self.registry
         )
         self._refusals = Counter(
-            "tidings_refusals", "Error frames sent to clients, by protocol code", ["code"],
+            "tidings_refusals",
+            "Error frames sent to clients, by protocol code",
+            ["code"],
             registry=self.registry,
         )
         self._overflows = Counter(

@@ -21,7 +21,7 @@ import attrs
 from .errors import InvalidChannel, InvalidPattern
 
 MAX_CHANNEL_LENGTH = 164
-"""Longest channel name accepted, in characters (Pusher's limit, so names can move between the two)."""
+"""Longest channel name accepted, in characters (Pusher's limit: names move between the two)."""
 
 SEGMENT_CHARS = "A-Za-z0-9_\\-=@,;:"
 _NAME = re.compile(rf"[{SEGMENT_CHARS}]+(?:\.[{SEGMENT_CHARS}]+)*")

@@ -48,7 +48,9 @@ def _validate_event(instance: Message, attribute: attrs.Attribute[str], event: s
 
 def _validate_id(instance: Message, attribute: attrs.Attribute[str], value: str) -> None:
     if (
-        not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_ID_LENGTH
         or not value.isprintable()
     ):
         raise InvalidMessage(

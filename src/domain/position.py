@@ -4,10 +4,10 @@ Every channel lives in one ordered log (a Kafka partition, or a per-channel sequ
 broker), called its stream. A position is the stream's identity and the message's offset in it.
 Clients see it as an opaque string and hand it back to resume: ``since`` a position means "I have
 everything up to and including it". A position may also stand before the first message of a
-stream (offset -1): that is what a client subscribing to a still empty channel is told. The stream
-part of the text is a short hash of what identifies the log (cluster, topic, partition, or the memory broker's
-epoch), so a position from another cluster, topic or broker run is recognised and refused instead
-of resuming from a wrong place.
+stream (offset -1): that is what a client subscribing to a still empty channel is told. The
+stream part of the text is a short hash of what identifies the log (cluster, topic, partition, or
+the memory broker's epoch), so a position from another cluster, topic or broker run is recognised
+and refused instead of resuming from a wrong place.
 """
 
 from __future__ import annotations

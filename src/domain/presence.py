@@ -148,11 +148,13 @@ class Presence:
         before_members = self.members
         after_members = after.members
         joined = tuple(
-            member for user_id, member in sorted(after_members.items())
+            member
+            for user_id, member in sorted(after_members.items())
             if user_id not in before_members
         )
         left = tuple(
-            member for user_id, member in sorted(before_members.items())
+            member
+            for user_id, member in sorted(before_members.items())
             if user_id not in after_members
         )
         return PresenceChange(joined, left)
@@ -197,7 +199,8 @@ class PresenceRecord:
         cls, node: str, epoch: str, at: float, channel: str, part: Presence
     ) -> PresenceRecord:
         entries = tuple(
-            (user_id, ref.connection, info) for user_id, ref, info in part.entries()
+            (user_id, ref.connection, info)
+            for user_id, ref, info in part.entries()
             if ref.node == node
         )
         return cls(node, epoch, at, channel, entries)
@@ -230,8 +233,10 @@ class PresenceRecord:
             raise ValueError("presence record channel must be a string")
         raw_entries = payload.get("entries", [])
         if not isinstance(raw_entries, list) or not all(
-            isinstance(entry, list) and len(entry) == 3
-            and isinstance(entry[0], str) and isinstance(entry[1], str)
+            isinstance(entry, list)
+            and len(entry) == 3
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], str)
             for entry in raw_entries
         ):
             raise ValueError("presence record entries must be [user, connection, info] lists")

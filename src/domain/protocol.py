@@ -138,7 +138,8 @@ def decode_client_frame(text: str | bytes) -> ClientFrame:
             )
         if len(event) > MAX_EVENT_LENGTH or not event.isprintable():
             raise ProtocolError(
-                ErrorCode.BAD_FRAME, f"event name {event[:40]!r} is too long or not printable",
+                ErrorCode.BAD_FRAME,
+                f"event name {event[:40]!r} is too long or not printable",
                 channel.name,
             )
         return ClientEvent(channel, event, frame.get("data"))
@@ -191,7 +192,10 @@ def client_message(frame: ClientEvent, connection_id: str, user_id: str | None =
     and signed with the sender's verified user id so receivers can trust who sent it."""
     try:
         return Message(
-            channel=frame.channel, event=frame.event, data=frame.data, exclude=connection_id,
+            channel=frame.channel,
+            event=frame.event,
+            data=frame.data,
+            exclude=connection_id,
             user_id=user_id,
         )
     except InvalidMessage as exc:

@@ -71,7 +71,9 @@ def cli(log_level: str) -> None:
 @click.option("--broker", type=click.Choice(BROKERS), help="Broker [REALTIME_BROKER, memory].")
 @click.option("--node-id", help="This gateway's stable identity [REALTIME_NODE_ID, HOST-PORT].")
 @click.option(
-    "--demo", is_flag=True, default=None,
+    "--demo",
+    is_flag=True,
+    default=None,
     help="Demo mode for local development: the page can mint tokens and broadcast; "
     "the dashboard moves.",
 )
@@ -95,8 +97,12 @@ def serve(
         import secrets
 
         settings = load_settings(
-            realtime_ws_host=host, realtime_ws_port=port, realtime_broker=broker,
-            realtime_node_id=node_id, realtime_demo=True, realtime_secret=secrets.token_hex(32),
+            realtime_ws_host=host,
+            realtime_ws_port=port,
+            realtime_broker=broker,
+            realtime_node_id=node_id,
+            realtime_demo=True,
+            realtime_secret=secrets.token_hex(32),
         )
     container = Container.for_settings(settings)
     try:
@@ -125,8 +131,13 @@ def config(as_json: bool) -> None:
 @cli.command()
 @click.argument("user_id")
 @click.option("--info", help='User info as JSON, shown to presence members: \'{"name":"Ann"}\'.')
-@click.option("--ttl", type=click.FloatRange(min=1), default=3600, show_default=True,
-              help="Seconds until the token expires.")
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Seconds until the token expires.",
+)
 @click.option("--channels", default="", help="Comma list of channel patterns the token grants.")
 def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
     """Print a connection token for USER_ID, signed with REALTIME_SECRET."""
@@ -146,11 +157,18 @@ def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
 @click.argument("event")
 @click.argument("data", required=False)
 @click.option("--broker", type=click.Choice(BROKERS), help="Broker [REALTIME_BROKER].")
-@click.option("--url", help="Publish through a running gateway's HTTP API instead, e.g. "
-              "http://127.0.0.1:6001 (uses REALTIME_API_KEY).")
+@click.option(
+    "--url",
+    help="Publish through a running gateway's HTTP API instead, e.g. "
+    "http://127.0.0.1:6001 (uses REALTIME_API_KEY).",
+)
 @click.option("--exclude", help="Connection id that must not receive the message.")
 def publish(
-    channel: str, event: str, data: str | None, broker: str | None, url: str | None,
+    channel: str,
+    event: str,
+    data: str | None,
+    broker: str | None,
+    url: str | None,
     exclude: str | None,
 ) -> None:
     """Publish one message: EVENT on CHANNEL with DATA (JSON)."""

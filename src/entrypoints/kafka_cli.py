@@ -36,26 +36,62 @@ def kafka() -> None:
 
 
 @kafka.command()
-@click.option("--channels", "channel_values", multiple=True, required=True,
-              help="Channels to consume: a comma list, or the option repeated. Required.")
+@click.option(
+    "--channels",
+    "channel_values",
+    multiple=True,
+    required=True,
+    help="Channels to consume: a comma list, or the option repeated. Required.",
+)
 @click.option("--broker", type=click.Choice(BROKERS), default="kafka", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 100_000), default=100, show_default=True,
-              help="Messages per batch (and per poll).")
-@click.option("--timeout", type=click.IntRange(1, 600_000), default=1000, show_default=True,
-              help="Poll timeout in milliseconds.")
-@click.option("--max-messages", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Exit after exactly this many messages (0: no limit).")
-@click.option("--stop-when-empty", is_flag=True,
-              help="Exit 0 once caught up with the end and nothing new arrives within --timeout.")
-@click.option("--group-mode", type=click.Choice([mode.value for mode in GroupMode]),
-              default=GroupMode.SHARED.value, show_default=True,
-              help="shared: the processes of KAFKA_CONSUMER_GROUP split the messages; "
-              "fanout: this process (REALTIME_NODE_ID) sees them all.")
-@click.option("--from-end", is_flag=True,
-              help="A group that has committed nothing starts at the end, not the beginning.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=100,
+    show_default=True,
+    help="Messages per batch (and per poll).",
+)
+@click.option(
+    "--timeout",
+    type=click.IntRange(1, 600_000),
+    default=1000,
+    show_default=True,
+    help="Poll timeout in milliseconds.",
+)
+@click.option(
+    "--max-messages",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Exit after exactly this many messages (0: no limit).",
+)
+@click.option(
+    "--stop-when-empty",
+    is_flag=True,
+    help="Exit 0 once caught up with the end and nothing new arrives within --timeout.",
+)
+@click.option(
+    "--group-mode",
+    type=click.Choice([mode.value for mode in GroupMode]),
+    default=GroupMode.SHARED.value,
+    show_default=True,
+    help="shared: the processes of KAFKA_CONSUMER_GROUP split the messages; "
+    "fanout: this process (REALTIME_NODE_ID) sees them all.",
+)
+@click.option(
+    "--from-end",
+    is_flag=True,
+    help="A group that has committed nothing starts at the end, not the beginning.",
+)
 def consume(
-    channel_values: tuple[str, ...], broker: str, batch_size: int, timeout: int,
-    max_messages: int, stop_when_empty: bool, group_mode: str, from_end: bool,
+    channel_values: tuple[str, ...],
+    broker: str,
+    batch_size: int,
+    timeout: int,
+    max_messages: int,
+    stop_when_empty: bool,
+    group_mode: str,
+    from_end: bool,
 ) -> None:
     """Consume channels: each message as one JSON line on stdout; progress on stderr.
 
@@ -119,8 +155,12 @@ async def _consume(
                 write(line)
 
             report = await consume_lines(
-                feed, write_and_flush, max_messages=max_messages,
-                stop_when_empty=stop_when_empty, stop=stop, progress=flush_and_report,
+                feed,
+                write_and_flush,
+                max_messages=max_messages,
+                stop_when_empty=stop_when_empty,
+                stop=stop,
+                progress=flush_and_report,
             )
             sys.stdout.flush()
         nursery.cancel_scope.cancel()
@@ -143,7 +183,8 @@ def topics() -> None:
     admin = _admin(settings)
     try:
         names = [
-            topic for topic in admin.topics()
+            topic
+            for topic in admin.topics()
             if strategy.owns(topic) or topic == presence_topic(settings.kafka_topic_prefix)
         ]
         rows = admin.offsets(names)
@@ -169,8 +210,11 @@ def topics() -> None:
 
 
 @kafka.command()
-@click.option("--group", help="A consumer group; default: KAFKA_CONSUMER_GROUP and every "
-              "fan-out group derived from it (KAFKA_CONSUMER_GROUP.NODE).")
+@click.option(
+    "--group",
+    help="A consumer group; default: KAFKA_CONSUMER_GROUP and every "
+    "fan-out group derived from it (KAFKA_CONSUMER_GROUP.NODE).",
+)
 def lag(group: str | None) -> None:
     """Consumer-group lag per partition: committed offset, end offset, lag."""
     from .cli import load_settings
@@ -179,16 +223,20 @@ def lag(group: str | None) -> None:
     admin = _admin(settings)
     base = settings.kafka_consumer_group
     try:
-        groups = [group] if group else [
-            name for name in admin.groups() if name == base or name.startswith(base + ".")
-        ]
+        groups = (
+            [group]
+            if group
+            else [name for name in admin.groups() if name == base or name.startswith(base + ".")]
+        )
         rows = [(name, row) for name in groups for row in admin.lag(name)]
     except TidingsError as exc:
         _err(f"tidings: {exc}")
         sys.exit(1)
     finally:
         admin.close()
-    click.echo(f"{'GROUP':32} {'TOPIC':36} {'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}")
+    click.echo(
+        f"{'GROUP':32} {'TOPIC':36} {'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}"
+    )
     for name, row in rows:
         committed = "-" if row.committed is None else str(row.committed)
         click.echo(

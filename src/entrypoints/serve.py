@@ -56,7 +56,8 @@ async def run_gateway(
             if not feed_done.is_set() or gateway.hub.connection_count:
                 log.warning(
                     "shutdown not clean within %gs: %d connections open, feed %s",
-                    DRAIN_TIMEOUT, gateway.hub.connection_count,
+                    DRAIN_TIMEOUT,
+                    gateway.hub.connection_count,
                     "done" if feed_done.is_set() else "still running",
                 )
             nursery.cancel_scope.cancel()

@@ -31,7 +31,7 @@ class Pending(Protocol):
 
 
 class RealtimePort(Protocol):
-    """Broadcast to channels. Inject it into services; swap ``tidings.testing.FakeRealtime`` in tests.
+    """Broadcast to channels. Inject it into services; tests use ``testing.FakeRealtime``.
 
     Every method validates first (``InvalidChannel``, ``InvalidMessage``, ``MessageTooLarge``) and
     raises ``BrokerUnavailable`` when the broker cannot take the message: nothing is lost silently.
@@ -65,5 +65,5 @@ class RealtimePort(Protocol):
         ...
 
     def broker(self, name: str | None = None) -> Publisher:
-        """A configured broker's publisher, by name (``memory``, ``kafka``); default: the configured one."""
+        """A broker's publisher by name (``memory``, ``kafka``); by default the configured one."""
         ...

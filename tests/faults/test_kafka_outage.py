@@ -123,7 +123,9 @@ async def _broadcast(url: str, seqs: range) -> int:
     def post() -> int:
         body = [{"channel": CHANNEL, "event": "e", "data": {"seq": i}} for i in seqs]
         response = httpx.post(
-            url + "/broadcast", json=body, timeout=30,
+            url + "/broadcast",
+            json=body,
+            timeout=30,
             headers={"authorization": f"Bearer {API_KEY}"},
         )
         return response.status_code
@@ -133,7 +135,7 @@ async def _broadcast(url: str, seqs: range) -> int:
 
 async def _wait_health(url: str, status: int, timeout: float) -> None:
     with trio.fail_after(timeout):
-        while await _health(url) != status:
+        while await _health(url) != status:  # noqa: ASYNC110 - polls the gateway over HTTP
             await trio.sleep(0.5)
 
 
@@ -141,8 +143,14 @@ async def _wait_health(url: str, status: int, timeout: float) -> None:
 async def test_a_gateway_rides_out_a_kafka_restart(
     kafka_node: KafkaNode, node_env: dict[str, str]
 ) -> None:
-    gateway = Gateway(process_env(REALTIME_SECRET=SECRET, REALTIME_API_KEY=API_KEY,
-                                  REALTIME_NODE_ID="fault-node", **node_env))
+    gateway = Gateway(
+        process_env(
+            REALTIME_SECRET=SECRET,
+            REALTIME_API_KEY=API_KEY,
+            REALTIME_NODE_ID="fault-node",
+            **node_env,
+        )
+    )
     try:
         async with connect(gateway.ws_url) as staying, connect(gateway.ws_url) as leaving:
             await staying.subscribe(CHANNEL)

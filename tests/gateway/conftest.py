@@ -21,12 +21,14 @@ from tests.support.processes import Gateway, process_env
 
 BROKERS = ("memory", "kafka")
 
-RULES = ";".join([
-    "private-team.*=authenticated",
-    "private-admin.*=users:1",
-    "private-room.*=authenticated",
-    "presence-chat.*=authenticated",
-])
+RULES = ";".join(
+    [
+        "private-team.*=authenticated",
+        "private-admin.*=users:1",
+        "private-room.*=authenticated",
+        "presence-chat.*=authenticated",
+    ]
+)
 """The main gateway's REALTIME_CHANNEL_RULES."""
 
 
@@ -94,13 +96,15 @@ class Gateways:
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
         try:
             ours = [
-                topic for topic in admin.list_topics()
+                topic
+                for topic in admin.list_topics()
                 if any(topic.startswith(prefix) for prefix in self.prefixes)
             ]
             if ours:
                 admin.delete_topics(ours)
             groups = [
-                group["group_id"] for group in admin.list_groups()
+                group["group_id"]
+                for group in admin.list_groups()
                 if any(group["group_id"].startswith(name + ".") for name in self.groups)
             ]
             if groups:

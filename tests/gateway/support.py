@@ -35,15 +35,27 @@ def auth(key: str | None = API_KEY) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"} if key is not None else {}
 
 
-def post(gateway: Gateway, path: str, body: Any = None, *, key: str | None = API_KEY,
-         content: bytes | None = None) -> httpx.Response:
+def post(
+    gateway: Gateway,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = API_KEY,
+    content: bytes | None = None,
+) -> httpx.Response:
     """A blocking POST to the gateway (call it through ``trio.to_thread.run_sync``)."""
     kwargs: dict[str, Any] = {"content": content} if content is not None else {"json": body}
     return httpx.post(gateway.url + path, headers=auth(key), timeout=WAIT, **kwargs)
 
 
-async def apost(gateway: Gateway, path: str, body: Any = None, *, key: str | None = API_KEY,
-                content: bytes | None = None) -> httpx.Response:
+async def apost(
+    gateway: Gateway,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = API_KEY,
+    content: bytes | None = None,
+) -> httpx.Response:
     return await trio.to_thread.run_sync(
         partial(post, gateway, path, body, key=key, content=content)
     )
@@ -53,8 +65,14 @@ async def aget(gateway: Gateway, path: str) -> httpx.Response:
     return await trio.to_thread.run_sync(partial(httpx.get, gateway.url + path, timeout=WAIT))
 
 
-async def broadcast(gateway: Gateway, channel: str, event: str = "note", data: Any = None,
-                    *, exclude: str | None = None) -> dict[str, Any]:
+async def broadcast(
+    gateway: Gateway,
+    channel: str,
+    event: str = "note",
+    data: Any = None,
+    *,
+    exclude: str | None = None,
+) -> dict[str, Any]:
     """``POST /broadcast`` one message; the gateway's answer (id, channel, position)."""
     body: dict[str, Any] = {"channel": channel, "event": event, "data": data}
     if exclude is not None:
@@ -65,12 +83,13 @@ async def broadcast(gateway: Gateway, channel: str, event: str = "note", data: A
     return result
 
 
-async def broadcast_many(gateway: Gateway, messages: list[dict[str, Any]],
-                         chunk: int = 100) -> list[dict[str, Any]]:
+async def broadcast_many(
+    gateway: Gateway, messages: list[dict[str, Any]], chunk: int = 100
+) -> list[dict[str, Any]]:
     """``POST /broadcast`` lists of messages, in order; every answer."""
     results: list[dict[str, Any]] = []
     for start in range(0, len(messages), chunk):
-        response = await apost(gateway, "/broadcast", messages[start:start + chunk])
+        response = await apost(gateway, "/broadcast", messages[start : start + chunk])
         assert response.status_code == 200, response.text
         results += response.json()
     return results

@@ -10,9 +10,11 @@ from .support import WAIT, broadcast, events_of, expect_error, ping_pong, token,
 
 async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gateway) -> None:
     room = unique("private-room")
-    async with connect(gateway.ws_url, token("1")) as ann, \
-            connect(gateway.ws_url, token("2")) as bob, \
-            connect(gateway.ws_url, token("3")) as cy:
+    async with (
+        connect(gateway.ws_url, token("1")) as ann,
+        connect(gateway.ws_url, token("2")) as bob,
+        connect(gateway.ws_url, token("3")) as cy,
+    ):
         for client in (ann, bob, cy):
             await client.subscribe(room)
         await ann.send(type="event", channel=room, event="client-typing", data={"who": "Ann"})
@@ -31,8 +33,10 @@ async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gatew
 
 async def test_client_event_on_a_presence_channel(gateway: Gateway) -> None:
     room = unique("presence-chat")
-    async with connect(gateway.ws_url, token("1", info={"n": 1})) as ann, \
-            connect(gateway.ws_url, token("2", info={"n": 2})) as bob:
+    async with (
+        connect(gateway.ws_url, token("1", info={"n": 1})) as ann,
+        connect(gateway.ws_url, token("2", info={"n": 2})) as bob,
+    ):
         await ann.subscribe(room)
         await bob.subscribe(room)
         await bob.send(type="event", channel=room, event="client-wave", data=None)
@@ -55,8 +59,10 @@ async def test_client_event_on_a_public_channel_is_403(gateway: Gateway) -> None
 
 async def test_client_event_on_a_channel_not_held_is_403(gateway: Gateway) -> None:
     room = unique("private-room")
-    async with connect(gateway.ws_url, token("1")) as sender, \
-            connect(gateway.ws_url, token("2")) as listener:
+    async with (
+        connect(gateway.ws_url, token("1")) as sender,
+        connect(gateway.ws_url, token("2")) as listener,
+    ):
         await listener.subscribe(room)
         await sender.send(type="event", channel=room, event="client-typing", data={})
         error = await expect_error(sender, 403)

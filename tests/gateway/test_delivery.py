@@ -89,11 +89,14 @@ async def test_one_connection_holding_two_channels_gets_each_once(gateway: Gatew
     async with connect(gateway.ws_url) as client:
         await client.subscribe(first)
         await client.subscribe(second)
-        await broadcast_many(gateway, [
-            {"channel": first, "event": "e", "data": "x1"},
-            {"channel": second, "event": "e", "data": "y1"},
-            {"channel": first, "event": "e", "data": "x2"},
-        ])
+        await broadcast_many(
+            gateway,
+            [
+                {"channel": first, "event": "e", "data": "x1"},
+                {"channel": second, "event": "e", "data": "y1"},
+                {"channel": first, "event": "e", "data": "x2"},
+            ],
+        )
         events = await client.events(3, WAIT)
         assert [e["data"] for e in events if e["channel"] == first] == ["x1", "x2"]
         assert [e["data"] for e in events if e["channel"] == second] == ["y1"]

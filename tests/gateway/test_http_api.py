@@ -24,8 +24,9 @@ async def test_broadcast_without_key_is_401(gateway: Gateway) -> None:
 
 
 async def test_broadcast_with_wrong_key_is_401(gateway: Gateway) -> None:
-    response = await apost(gateway, "/broadcast", {"channel": "public.a", "event": "e"},
-                           key="not-the-key")
+    response = await apost(
+        gateway, "/broadcast", {"channel": "public.a", "event": "e"}, key="not-the-key"
+    )
     assert response.status_code == 401
     assert "wrong API key" in response.json()["error"]
 
@@ -49,8 +50,9 @@ async def test_broadcast_invalid_channel_is_400_naming_it(gateway: Gateway) -> N
 
 
 async def test_broadcast_unknown_field_is_400(gateway: Gateway) -> None:
-    response = await apost(gateway, "/broadcast",
-                           {"channel": "public.a", "event": "e", "colour": "red"})
+    response = await apost(
+        gateway, "/broadcast", {"channel": "public.a", "event": "e", "colour": "red"}
+    )
     assert response.status_code == 400
     assert "colour" in response.json()["error"]
 
@@ -64,8 +66,9 @@ async def test_body_too_big_is_413(gateway: Gateway) -> None:
 
 async def test_message_too_large_is_413(gateway: Gateway) -> None:
     # Under the body limit, over REALTIME_MAX_MESSAGE_BYTES (65536 by default).
-    response = await apost(gateway, "/broadcast",
-                           {"channel": "public.a", "event": "e", "data": "x" * 70_000})
+    response = await apost(
+        gateway, "/broadcast", {"channel": "public.a", "event": "e", "data": "x" * 70_000}
+    )
     assert response.status_code == 413
     assert "65536" in response.json()["error"]
 
@@ -75,11 +78,15 @@ async def test_broadcast_a_list_answers_a_list(gateway: Gateway) -> None:
     async with connect(gateway.ws_url) as client:
         await client.subscribe(first)
         await client.subscribe(second)
-        response = await apost(gateway, "/broadcast", [
-            {"channel": first, "event": "e", "data": 1},
-            {"channel": second, "event": "e", "data": 2},
-            {"channel": first, "event": "e", "data": 3},
-        ])
+        response = await apost(
+            gateway,
+            "/broadcast",
+            [
+                {"channel": first, "event": "e", "data": 1},
+                {"channel": second, "event": "e", "data": 2},
+                {"channel": first, "event": "e", "data": 3},
+            ],
+        )
         assert response.status_code == 200, response.text
         results = response.json()
         assert isinstance(results, list) and len(results) == 3
@@ -99,13 +106,18 @@ async def test_one_bad_message_in_a_list_publishes_none(gateway: Gateway) -> Non
     channel = unique("public.atomic")
     async with connect(gateway.ws_url) as client:
         await client.subscribe(channel)
-        response = await apost(gateway, "/broadcast", [
-            {"channel": channel, "event": "e", "data": "good"},
-            {"channel": "bad name", "event": "e"},
-        ])
+        response = await apost(
+            gateway,
+            "/broadcast",
+            [
+                {"channel": channel, "event": "e", "data": "good"},
+                {"channel": "bad name", "event": "e"},
+            ],
+        )
         assert response.status_code == 400
-        response = await apost(gateway, "/broadcast", {"channel": channel, "event": "e",
-                                                       "data": "marker"})
+        response = await apost(
+            gateway, "/broadcast", {"channel": channel, "event": "e", "data": "marker"}
+        )
         assert response.status_code == 200
         [event] = await client.events(1, WAIT)
         assert event["data"] == "marker"
@@ -162,8 +174,9 @@ async def test_demo_page_and_client_script(gateway: Gateway) -> None:
 
 async def test_demo_endpoints_are_off_without_demo_mode(gateway: Gateway) -> None:
     assert (await aget(gateway, "/demo/token?user=1")).status_code == 404
-    response = await apost(gateway, "/demo/broadcast", {"channel": "public.a", "event": "e"},
-                           key=None)
+    response = await apost(
+        gateway, "/demo/broadcast", {"channel": "public.a", "event": "e"}, key=None
+    )
     assert response.status_code == 404
 
 
@@ -175,9 +188,12 @@ def _two_requests_on_one_connection(url: str) -> tuple[int, int, bool]:
         first = connection.getresponse()
         first.read()
         sock = connection.sock
-        connection.request("POST", "/broadcast", body=json.dumps(
-            {"channel": "public.keepalive", "event": "e"}),
-            headers={**auth(), "content-type": "application/json"})
+        connection.request(
+            "POST",
+            "/broadcast",
+            body=json.dumps({"channel": "public.keepalive", "event": "e"}),
+            headers={**auth(), "content-type": "application/json"},
+        )
         second = connection.getresponse()
         second.read()
         return first.status, second.status, sock is not None and connection.sock is sock

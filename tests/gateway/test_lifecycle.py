@@ -73,9 +73,14 @@ async def test_sigterm_with_a_backlog_still_says_going_away(doomed_gateway: Gate
     async with connect(gateway.ws_url) as reader, connect(gateway.ws_url) as behind:
         await reader.subscribe(channel)
         await behind.subscribe(channel)
-        await broadcast_many(gateway, [
-            {"channel": channel, "event": "e", "data": {"n": n, "blob": blob}} for n in range(400)
-        ], chunk=100)
+        await broadcast_many(
+            gateway,
+            [
+                {"channel": channel, "event": "e", "data": {"n": n, "blob": blob}}
+                for n in range(400)
+            ],
+            chunk=100,
+        )
         # Once the reader has everything, the gateway has handed it all to the other client's
         # connection too, which has not read any of it yet (its TCP buffers are full).
         assert len(await reader.events(400, WAIT + 10)) == 400
@@ -92,8 +97,7 @@ async def test_idle_client_is_closed_with_4000_and_a_pinging_one_stays(
     strict_gateway: Gateway,
 ) -> None:
     # The strict gateway has REALTIME_IDLE_TIMEOUT=2.
-    async with connect(strict_gateway.ws_url) as silent, \
-            connect(strict_gateway.ws_url) as pinger:
+    async with connect(strict_gateway.ws_url) as silent, connect(strict_gateway.ws_url) as pinger:
         closed = trio.Event()
         outcome: list[tuple[int, float]] = []
 

@@ -39,7 +39,8 @@ async def test_member_list_and_join(gateway: Gateway) -> None:
         async with connect(gateway.ws_url, token("2", info=BOB)) as bob:
             second = await bob.subscribe(room)
             assert members(second) == [
-                {"user_id": "1", "user_info": ANN}, {"user_id": "2", "user_info": BOB}
+                {"user_id": "1", "user_info": ANN},
+                {"user_id": "2", "user_info": BOB},
             ]
             join = await next_presence(ann)
             assert join["event"] == "presence.join"
@@ -53,16 +54,19 @@ async def test_member_list_and_join(gateway: Gateway) -> None:
 
 async def test_second_connection_of_a_user_is_one_member(gateway: Gateway) -> None:
     room = unique("presence-chat")
-    async with connect(gateway.ws_url, token("1", info=ANN)) as ann, \
-            connect(gateway.ws_url, token("2", info=BOB)) as bob, \
-            connect(gateway.ws_url, token("2", info=BOB)) as bob_again, \
-            connect(gateway.ws_url, token("3", info=CY)) as cy:
+    async with (
+        connect(gateway.ws_url, token("1", info=ANN)) as ann,
+        connect(gateway.ws_url, token("2", info=BOB)) as bob,
+        connect(gateway.ws_url, token("2", info=BOB)) as bob_again,
+        connect(gateway.ws_url, token("3", info=CY)) as cy,
+    ):
         await ann.subscribe(room)
         await bob.subscribe(room)
         assert (await next_presence(ann))["data"]["user_id"] == "2"
         again = await bob_again.subscribe(room)
         assert members(again) == [
-            {"user_id": "1", "user_info": ANN}, {"user_id": "2", "user_info": BOB}
+            {"user_id": "1", "user_info": ANN},
+            {"user_id": "2", "user_info": BOB},
         ]
         # Cy's join is the next presence event Ann sees: Bob's second tab caused none.
         third = await cy.subscribe(room)

@@ -116,9 +116,10 @@ async def test_private_channel_without_a_rule_is_403(gateway: Gateway) -> None:
 async def test_channel_rules_allow_and_refuse(gateway: Gateway) -> None:
     # REALTIME_CHANNEL_RULES: private-team.*=authenticated; private-admin.*=users:1
     team, admin = unique("private-team"), unique("private-admin")
-    async with connect(gateway.ws_url, token("1")) as one, connect(
-        gateway.ws_url, token("2")
-    ) as two:
+    async with (
+        connect(gateway.ws_url, token("1")) as one,
+        connect(gateway.ws_url, token("2")) as two,
+    ):
         await one.subscribe(team)
         await two.subscribe(team)
         await one.subscribe(admin)
@@ -132,8 +133,10 @@ async def test_channel_rules_allow_and_refuse(gateway: Gateway) -> None:
 
 async def test_token_channel_grant_allows(gateway: Gateway) -> None:
     granted = unique("private-grant")
-    async with connect(gateway.ws_url, token("5", channels=["private-grant.*"])) as holder, \
-            connect(gateway.ws_url, token("6")) as other:
+    async with (
+        connect(gateway.ws_url, token("5", channels=["private-grant.*"])) as holder,
+        connect(gateway.ws_url, token("6")) as other,
+    ):
         await holder.subscribe(granted)
         await other.send(type="subscribe", channel=granted)
         await expect_error(other, 403)
@@ -151,19 +154,28 @@ BAD_FRAMES: list[tuple[str, str | bytes, str]] = [
     ("invalid-channel", '{"type": "subscribe", "channel": "bad channel!"}', "bad channel!"),
     ("channel-not-string", '{"type": "subscribe", "channel": 12}', "str"),
     ("empty-channel", '{"type": "subscribe", "channel": ""}', "empty"),
-    ("since-garbage", '{"type": "subscribe", "channel": "public.a", "since": "garbage"}',
-     "garbage"),
+    (
+        "since-garbage",
+        '{"type": "subscribe", "channel": "public.a", "since": "garbage"}',
+        "garbage",
+    ),
     ("since-number", '{"type": "subscribe", "channel": "public.a", "since": 12}', "int"),
     ("binary", b'{"type": "ping"}', "binary"),
     ("deeply-nested", "[" * 30_000 + "]" * 30_000, "nested"),
-    ("event-not-client", '{"type": "event", "channel": "private-room.1", "event": "typing"}',
-     "client-"),
+    (
+        "event-not-client",
+        '{"type": "event", "channel": "private-room.1", "event": "typing"}',
+        "client-",
+    ),
     ("event-no-name", '{"type": "event", "channel": "private-room.1"}', "client-"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "words"), [(raw, words) for _, raw, words in BAD_FRAMES],
-                         ids=[name for name, _, _ in BAD_FRAMES])
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [(raw, words) for _, raw, words in BAD_FRAMES],
+    ids=[name for name, _, _ in BAD_FRAMES],
+)
 async def test_bad_frame_is_400_and_the_connection_keeps_working(
     gateway: Gateway, raw: str | bytes, words: str
 ) -> None:
@@ -174,9 +186,7 @@ async def test_bad_frame_is_400_and_the_connection_keeps_working(
         await ping_pong(client)
 
 
-async def test_many_bad_frames_in_a_row_still_leave_the_connection_usable(
-    gateway: Gateway
-) -> None:
+async def test_many_bad_frames_in_a_row_still_leave_the_connection_usable(gateway: Gateway) -> None:
     channel = unique("public.after")
     async with connect(gateway.ws_url, token("1")) as client:
         for _, raw, _ in BAD_FRAMES:

@@ -24,11 +24,15 @@ def ensure_kafka() -> str:
     if not _listening(PORT):
         result = subprocess.run(
             [str(SCRIPT), "start", "--port", str(PORT)],
-            capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
         )
         if result.returncode != 0:
             raise RuntimeError(
-                f"scripts/kafka start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+                f"scripts/kafka start failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
             )
     return BOOTSTRAP
 
@@ -37,7 +41,10 @@ def kafka_command(*args: str, timeout: float = 120) -> subprocess.CompletedProce
     """Run scripts/kafka (stop, start, kill ...) for fault tests."""
     return subprocess.run(
         [str(SCRIPT), *args, "--port", str(PORT)],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -51,7 +58,10 @@ class KafkaNode:
     def _run(self, *args: str, timeout: float = 300) -> str:
         result = subprocess.run(
             [str(SCRIPT), *args, "--port", str(self.port)],
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if result.returncode != 0:
             raise RuntimeError(

@@ -55,7 +55,8 @@ class _Lines:
 def process_env(**overrides: str) -> dict[str, str]:
     """The environment for a tidings process: this one's, minus stray tidings settings."""
     env = {
-        name: value for name, value in os.environ.items()
+        name: value
+        for name, value in os.environ.items()
         if not name.startswith(("REALTIME_", "KAFKA_"))
     }
     env.update(overrides)
@@ -68,8 +69,14 @@ class TidingsProcess:
     def __init__(self, args: Sequence[str], env: dict[str, str], cwd: str | None = None) -> None:
         self.args = [TIDINGS, *args]
         self.process = subprocess.Popen(
-            self.args, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+            self.args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         self.stdout = _Lines(self.process.stdout)
         self.stderr = _Lines(self.process.stderr)
@@ -101,7 +108,7 @@ class TidingsProcess:
         self.process.wait()
 
     def output(self) -> str:
-        return "\n".join(self.stdout.lines + ["--- stderr ---"] + self.stderr.lines)
+        return "\n".join([*self.stdout.lines, "--- stderr ---", *self.stderr.lines])
 
 
 class Gateway(TidingsProcess):

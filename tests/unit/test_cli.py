@@ -28,8 +28,17 @@ def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["serve"], ["config"], ["token"], ["publish"], ["kafka"], ["kafka", "consume"],
-     ["kafka", "topics"], ["kafka", "lag"]],
+    [
+        [],
+        ["serve"],
+        ["config"],
+        ["token"],
+        ["publish"],
+        ["kafka"],
+        ["kafka", "consume"],
+        ["kafka", "topics"],
+        ["kafka", "lag"],
+    ],
 )
 def test_help_everywhere(runner: CliRunner, args: list[str]) -> None:
     result = runner.invoke(cli, [*args, "--help"])
@@ -85,11 +94,22 @@ def test_config_shows_settings_with_secrets_masked(
     assert "KAFKA_CONSUMER_GROUP" in table and "realtime-servers" in table
 
 
-def test_token_is_signed_with_the_secret(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_is_signed_with_the_secret(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REALTIME_SECRET", SECRET)
     result = runner.invoke(
-        cli, ["token", "42", "--info", '{"name":"Ann"}', "--ttl", "120",
-              "--channels", "private-team.*,presence-chat.**"],
+        cli,
+        [
+            "token",
+            "42",
+            "--info",
+            '{"name":"Ann"}',
+            "--ttl",
+            "120",
+            "--channels",
+            "private-team.*,presence-chat.**",
+        ],
     )
     assert result.exit_code == 0, result.output
     identity = JwtTokens(SECRET).verify(result.output.strip())
@@ -119,6 +139,8 @@ def test_publish_through_an_unreachable_gateway_fails_clearly(runner: CliRunner)
 
 def test_console_script_is_installed() -> None:
     tidings = Path(sys.executable).with_name("tidings")
-    result = subprocess.run([str(tidings), "--version"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(tidings), "--version"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0
     assert "0.1.0" in result.stdout

@@ -72,7 +72,9 @@ def test_effective_configuration_masks_secrets(
     assert "REALTIME_SECRET" in shown["(environment overrides)"]
 
 
-def test_node_id_defaults_to_host_and_port(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_node_id_defaults_to_host_and_port(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import socket
 
     assert Settings.load().node_id(6001) == f"{socket.gethostname()}-6001"
@@ -80,7 +82,9 @@ def test_node_id_defaults_to_host_and_port(clean_env: Path, monkeypatch: pytest.
     assert Settings.load().node_id(6001) == "edge-1"
 
 
-def test_kafka_pass_through_settings_parse(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kafka_pass_through_settings_parse(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_PRODUCER_SETTINGS", "linger.ms=10, batch.size=16384")
     monkeypatch.setenv("KAFKA_CONSUMER_SETTINGS", "fetch.min.bytes=1024;fetch.max.wait.ms=500")
     settings = Settings.load()

@@ -38,15 +38,21 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(limits: Limits = Limits(), history: int = 100) -> AsyncIterator[Rig]:
+async def rig(limits: Limits | None = None, history: int = 100) -> AsyncIterator[Rig]:
+    limits = limits or Limits()
     broker = MemoryBroker(history_size=history)
     realtime = RealtimeService({"memory": lambda: broker}, "memory", limits.max_message_bytes)
     tokens = JwtTokens(SECRET)
     gateway = Gateway(
-        node="n1", subscriber=broker, history=broker, publish=realtime.publish, tokens=tokens,
+        node="n1",
+        subscriber=broker,
+        history=broker,
+        publish=realtime.publish,
+        tokens=tokens,
         policy=AccessPolicy.parse("private-room.*=authenticated;presence-room.*=authenticated"),
         limits=limits,
-        metrics=PrometheusMetrics("n1"), feed_options=FeedOptions(timeout=0.05),
+        metrics=PrometheusMetrics("n1"),
+        feed_options=FeedOptions(timeout=0.05),
         presence_bus=LocalPresenceBus(),
     )
     transport = MemoryTransport()
@@ -171,8 +177,14 @@ async def test_client_events_reach_the_others_but_not_the_sender() -> None:
         bob = await r.client("2")
         await _subscribe(ann, "private-room.9")
         await _subscribe(bob, "private-room.9")
-        await ann.send({"type": "event", "channel": "private-room.9", "event": "client-typing",
-                        "data": {"on": True}})
+        await ann.send(
+            {
+                "type": "event",
+                "channel": "private-room.9",
+                "event": "client-typing",
+                "data": {"on": True},
+            }
+        )
         (frame,) = await _events(bob, 1)
         assert frame["event"] == "client-typing" and frame["data"] == {"on": True}
         await ann.send({"type": "ping"})

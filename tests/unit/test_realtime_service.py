@@ -27,7 +27,9 @@ def test_broadcast_returns_the_acknowledged_message() -> None:
     message = realtime.broadcast("user.42", "notification", {"title": "New Message"})
     assert isinstance(message, Message)
     assert (message.channel.name, message.event, message.data) == (
-        "user.42", "notification", {"title": "New Message"},
+        "user.42",
+        "notification",
+        {"title": "New Message"},
     )
 
 

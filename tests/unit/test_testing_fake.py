@@ -35,7 +35,9 @@ def test_fake_records_and_asserts() -> None:
 def test_fake_failure_message_lists_what_was_broadcast() -> None:
     fake = FakeRealtime()
     fake.broadcast("public.news", "announcement", {"title": "A"})
-    with pytest.raises(AssertionError, match=r"(?s)no broadcast on 'user.1'.*public.news announcement"):
+    with pytest.raises(
+        AssertionError, match=r"(?s)no broadcast on 'user.1'.*public.news announcement"
+    ):
         fake.assert_broadcast("user.1")
     with pytest.raises(AssertionError, match="expected no broadcast"):
         fake.assert_nothing_broadcast()

@@ -104,8 +104,14 @@ class KafkaAdmin:
         try:
             self._call(
                 "create_topics",
-                [NewTopic(topic, self._partitions if not compacted else 1,
-                          self._replication, topic_configs=configs)],
+                [
+                    NewTopic(
+                        topic,
+                        self._partitions if not compacted else 1,
+                        self._replication,
+                        topic_configs=configs,
+                    )
+                ],
             )
         except TopicAlreadyExistsError:
             pass
@@ -134,17 +140,13 @@ class KafkaAdmin:
                 return []
             starts = reader.beginning_offsets(partitions, timeout_ms=self._timeout_ms)
             ends = reader.end_offsets(partitions, timeout_ms=self._timeout_ms)
-        return [
-            PartitionOffsets(tp.topic, tp.partition, starts[tp], ends[tp]) for tp in partitions
-        ]
+        return [PartitionOffsets(tp.topic, tp.partition, starts[tp], ends[tp]) for tp in partitions]
 
     def lag(self, group: str, topics: Iterable[str] | None = None) -> list[PartitionLag]:
         """Committed offset, end offset and lag of ``group`` on each partition it has committed."""
         committed = self._call("list_group_offsets", group).get(group, {})
         wanted = set(topics) if topics is not None else None
-        partitions = [
-            tp for tp in committed if wanted is None or tp.topic in wanted
-        ]
+        partitions = [tp for tp in committed if wanted is None or tp.topic in wanted]
         if not partitions:
             return []
         with self._offset_reader() as reader:

@@ -49,6 +49,7 @@ class UndecodableRecords:
         except InvalidMessage as exc:
             self.count += 1
             if self.count == 1 or self.count % 1000 == 0:
-                log.warning("skipping %d undecodable record(s); latest at %s: %s",
-                            self.count, where, exc)
+                log.warning(
+                    "skipping %d undecodable record(s); latest at %s: %s", self.count, where, exc
+                )
             return None

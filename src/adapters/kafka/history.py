@@ -80,9 +80,7 @@ class KafkaHistory:
         )
         return cls(settings.broker_list, settings.topic_strategy(), admin, config)
 
-    async def replay(
-        self, channel: Channel, since: Position
-    ) -> AsyncIterator[Sequence[Delivered]]:
+    async def replay(self, channel: Channel, since: Position) -> AsyncIterator[Sequence[Delivered]]:
         self._start_readers()
         send, receive = trio.open_memory_channel[list[Delivered] | BaseException](1)
         self._requests.put(_Request(channel, since, send, trio.lowlevel.current_trio_token()))
@@ -121,8 +119,10 @@ class KafkaHistory:
                 try:
                     if consumer is None:
                         consumer = KafkaConsumer(
-                            bootstrap_servers=self._brokers, group_id=None,
-                            enable_auto_commit=False, **self._config,
+                            bootstrap_servers=self._brokers,
+                            group_id=None,
+                            enable_auto_commit=False,
+                            **self._config,
                         )
                     self._serve(consumer, request, undecodable)
                 except (BrokerUnavailable, InvalidPosition, PositionExpired) as exc:

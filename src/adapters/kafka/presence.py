@@ -114,18 +114,24 @@ class KafkaPresenceBus:
     # -- Writing -----------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        admin = KafkaAdmin(self._brokers, timeout=self._kafka_timeout,
-                           client_settings=self._client_settings)
+        admin = KafkaAdmin(
+            self._brokers, timeout=self._kafka_timeout, client_settings=self._client_settings
+        )
         try:
             admin.ensure_topic(self._topic, compacted=True)
         finally:
             admin.close()
         timeout_ms = int(self._kafka_timeout * 1000)
         self._producer = KafkaProducer(
-            bootstrap_servers=self._brokers, acks="all", linger_ms=5,
-            bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms,
-            request_timeout_ms=max(1000, timeout_ms // 2), delivery_timeout_ms=timeout_ms,
-            client_id=f"tidings-presence-{self._node}", **self._client_settings,
+            bootstrap_servers=self._brokers,
+            acks="all",
+            linger_ms=5,
+            bootstrap_timeout_ms=timeout_ms,
+            max_block_ms=timeout_ms,
+            request_timeout_ms=max(1000, timeout_ms // 2),
+            delivery_timeout_ms=timeout_ms,
+            client_id=f"tidings-presence-{self._node}",
+            **self._client_settings,
         )
 
     def _send(self, record: PresenceRecord) -> None:
@@ -191,8 +197,11 @@ class KafkaPresenceBus:
             consumer: KafkaConsumer | None = None
             try:
                 consumer = KafkaConsumer(
-                    bootstrap_servers=self._brokers, group_id=None, enable_auto_commit=False,
-                    client_id=f"tidings-presence-{self._node}", **self._client_settings,
+                    bootstrap_servers=self._brokers,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    client_id=f"tidings-presence-{self._node}",
+                    **self._client_settings,
                 )
                 partition = TopicPartition(self._topic, 0)
                 consumer.assign([partition])

@@ -81,9 +81,7 @@ class KafkaPublisher:
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaPublisher:
         timeout_ms = int(settings.kafka_timeout * 1000)
-        passed = translate(
-            settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS"
-        )
+        passed = translate(settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
         compression = passed.pop("compression_type", settings.kafka_compression)
         config: dict[str, Any] = {
             "bootstrap_servers": settings.broker_list,
@@ -152,14 +150,16 @@ class KafkaPublisher:
         cluster_id = self._cluster_id or ""
         record.add_callback(
             lambda metadata: self._settle(
-                future, Position(kafka_stream(cluster_id, topic, metadata.partition),
-                                 metadata.offset)
+                future,
+                Position(kafka_stream(cluster_id, topic, metadata.partition), metadata.offset),
             )
         )
         record.add_errback(lambda exc: self._settle(future, error=unavailable(self.brokers, exc)))
 
     def _settle(
-        self, future: Future[Position | None], position: Position | None = None,
+        self,
+        future: Future[Position | None],
+        position: Position | None = None,
         error: BaseException | None = None,
     ) -> None:
         with self._lock:
@@ -195,7 +195,9 @@ class KafkaPublisher:
                     # before it is would fail the first message with a retriable error.
                     producer.partitions_for(topic)
             except (BrokerUnavailable, KafkaError, OSError) as exc:
-                error = exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
+                error = (
+                    exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
+                )
                 self._fail_queued(error, (topic, message, future))
                 continue
             self._send(producer, topic, message, future)
@@ -246,8 +248,9 @@ class KafkaPublisher:
             producer = self._producer
             if producer is not None:
                 try:
-                    producer.flush(timeout=0 if deadline is None else
-                                   max(0.0, deadline - time.monotonic()))
+                    producer.flush(
+                        timeout=0 if deadline is None else max(0.0, deadline - time.monotonic())
+                    )
                 except KafkaError:
                     pass  # what did not make it fails its own future
             with self._lock:

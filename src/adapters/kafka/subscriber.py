@@ -148,8 +148,9 @@ class KafkaFeed:
         partitions = self._partitions.get(topic, self._default_partitions)
         partition = partition_for(channel, partitions)
         tp = TopicPartition(topic, partition)
-        return Position(kafka_stream(self._cluster_id, topic, partition),
-                        self._frontiers.get(tp, -1))
+        return Position(
+            kafka_stream(self._cluster_id, topic, partition), self._frontiers.get(tp, -1)
+        )
 
     async def close(self) -> None:
         self._stop.set()
@@ -182,8 +183,9 @@ class KafkaFeed:
             except (BrokerUnavailable, KafkaError, OSError) as exc:
                 self._connected = False
                 self.last_error = str(exc) or type(exc).__name__
-                log.warning("Kafka consumer failed (%s); reconnecting in %.1fs",
-                            self.last_error, backoff)
+                log.warning(
+                    "Kafka consumer failed (%s); reconnecting in %.1fs", self.last_error, backoff
+                )
             finally:
                 if consumer is not None:
                     self._commit_handed(consumer)
@@ -304,7 +306,9 @@ class KafkaFeed:
             return
         assigned = consumer.assignment()
         to_commit = {
-            tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items() if tp in assigned
+            tp: OffsetAndMetadata(offset, "", -1)
+            for tp, offset in offsets.items()
+            if tp in assigned
         }
         if not to_commit:
             return

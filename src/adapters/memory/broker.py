@@ -176,7 +176,7 @@ class MemoryBroker:
             return [queue.popleft() for _ in range(count)]
 
     def frontier(self, channel: Channel, queue: deque[Delivered]) -> Position:
-        """The last position of ``channel`` not waiting in ``queue``: what a feed has handed over."""
+        """The last position of ``channel`` not waiting in ``queue``: what a feed handed over."""
         with self._lock:
             for delivered in queue:
                 if delivered.message.channel == channel:
@@ -209,9 +209,7 @@ class MemoryBroker:
     def stream_of(self, channel: Channel) -> str:
         return stream_id("memory", self._epoch, channel.name)
 
-    async def replay(
-        self, channel: Channel, since: Position
-    ) -> AsyncIterator[Sequence[Delivered]]:
+    async def replay(self, channel: Channel, since: Position) -> AsyncIterator[Sequence[Delivered]]:
         if since.stream != self.stream_of(channel):
             raise InvalidPosition(
                 f"position {since} is not from channel {channel.name!r} on this broker run "

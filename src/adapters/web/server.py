@@ -179,7 +179,8 @@ class WebServer:
 
     async def _on_stream(self, stream: trio.SocketStream, handler: ConnectionHandler) -> None:
         try:
-            remote = "%s:%s" % stream.socket.getpeername()[:2]
+            host, port = stream.socket.getpeername()[:2]
+            remote = f"{host}:{port}"
         except OSError:
             return
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)

@@ -18,7 +18,6 @@ import attrs
 import trio
 
 from ...domain import AccessPolicy, Channel, Identity, Message, Position, Presence
-from ...domain.presence import PresenceRecord
 from ...domain.access import ANONYMOUS
 from ...domain.errors import (
     BrokerError,
@@ -28,6 +27,7 @@ from ...domain.errors import (
     PositionExpired,
     TokenSecretMissing,
 )
+from ...domain.presence import PresenceRecord
 from ...domain.protocol import (
     PONG,
     ClientEvent,
@@ -394,7 +394,8 @@ class Gateway:
             )
         if channel.name not in session.subscriptions:
             raise ProtocolError(
-                ErrorCode.FORBIDDEN, f"subscribe to {channel.name!r} before sending on it",
+                ErrorCode.FORBIDDEN,
+                f"subscribe to {channel.name!r} before sending on it",
                 channel.name,
             )
         message = client_message(frame, session.id, session.identity.user_id)

@@ -3,7 +3,8 @@
 ``GET /`` demo page, ``GET /client.js`` browser client, ``POST /broadcast`` (bearer API key),
 ``GET /healthz``, ``GET /metrics``; in demo mode (``tidings serve --demo``, for local development
 only) also ``GET /demo/token`` so the demo page can act as any user, and ``POST /demo/broadcast``
-which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that says what went wrong.
+which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that
+says what went wrong.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ _ROUTES = {
 _DEMO_ONLY = ("/demo/token", "/demo/broadcast")
 
 
-def json_response(status: int, payload: JSON, headers: dict[str, str] | None = None) -> HttpResponse:
+def json_response(
+    status: int, payload: JSON, headers: dict[str, str] | None = None
+) -> HttpResponse:
     body = json.dumps(payload, separators=(",", ":")).encode()
     return HttpResponse(status, body, "application/json", headers or {})
 
@@ -69,7 +72,8 @@ class GatewayHttp:
             return _error(404, f"no such endpoint: {request.path}")
         if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
             return _error(
-                405, f"{request.method} is not allowed on {request.path}",
+                405,
+                f"{request.method} is not allowed on {request.path}",
                 {"allow": ", ".join(methods)},
             )
         if request.path == "/broadcast":
@@ -96,7 +100,8 @@ class GatewayHttp:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key:
             return _error(
-                401, "missing API key: send 'Authorization: Bearer <REALTIME_API_KEY>'",
+                401,
+                "missing API key: send 'Authorization: Bearer <REALTIME_API_KEY>'",
                 {"www-authenticate": "Bearer"},
             )
         if not hmac.compare_digest(key.strip().encode(), self._api_key.encode()):
@@ -127,8 +132,11 @@ class GatewayHttp:
             except BrokerError as exc:
                 return _error(503, f"broker did not take message {pending.message.id}: {exc}")
             results.append(
-                {"id": pending.message.id, "channel": pending.message.channel.name,
-                 "position": None if position is None else str(position)}
+                {
+                    "id": pending.message.id,
+                    "channel": pending.message.channel.name,
+                    "position": None if position is None else str(position),
+                }
             )
         return json_response(200, results if isinstance(payload, list) else results[0])
 
@@ -169,13 +177,17 @@ class GatewayHttp:
 
 def _message_from(item: object) -> Message:
     if not isinstance(item, dict):
-        raise InvalidMessage(f"a message is a JSON object with channel, event and data, not {item!r}")
+        raise InvalidMessage(
+            f"a message is a JSON object with channel, event and data, not {item!r}"
+        )
     missing = [key for key in ("channel", "event") if key not in item]
     if missing:
         raise InvalidMessage(f"message lacks {', '.join(missing)}")
     unknown = sorted(set(item) - {"channel", "event", "data", "exclude"})
     if unknown:
-        raise InvalidMessage(f"unknown field(s) {', '.join(unknown)}; use channel, event, data, exclude")
+        raise InvalidMessage(
+            f"unknown field(s) {', '.join(unknown)}; use channel, event, data, exclude"
+        )
     exclude = item.get("exclude")
     if exclude is not None and not isinstance(exclude, str):
         raise InvalidMessage("exclude must be a connection id string")

@@ -50,7 +50,9 @@ class PresenceTracker:
             self._on_local_change(channel, after)
         return before.diff(self.view(channel))
 
-    def join(self, channel: Channel, ref: ConnectionRef, user_id: str, info: JSON) -> PresenceChange:
+    def join(
+        self, channel: Channel, ref: ConnectionRef, user_id: str, info: JSON
+    ) -> PresenceChange:
         return self._change_local(channel.name, self.local(channel.name).join(user_id, ref, info))
 
     def leave(self, channel: Channel, ref: ConnectionRef) -> PresenceChange:

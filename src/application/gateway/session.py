@@ -104,7 +104,7 @@ class Session:
         return True
 
     async def put(self, frame: str) -> None:
-        """Queue a frame, waiting while the queue is half full (for replays, never the dispatcher)."""
+        """Queue a frame, waiting while the queue is half full (replays; never the dispatcher)."""
         while len(self._queue) >= max(1, self.limits.queue_size // 2) and not self.closing:
             self._drained = trio.Event()
             await self._drained.wait()
