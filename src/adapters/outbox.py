@@ -137,10 +137,18 @@ class OutboxPublisher:
     placed it yet); they fail only when the message could not be stored.
     """
 
-    def __init__(self, outbox: SqliteOutbox, broker: Publisher, *, retry_max: float = 10.0):
+    def __init__(
+        self,
+        outbox: SqliteOutbox,
+        broker: Publisher,
+        *,
+        retry_max: float = 10.0,
+        close_timeout: float = 5.0,
+    ) -> None:
         self._outbox = outbox
         self._broker = broker
         self._retry_max = retry_max
+        self._close_timeout = close_timeout
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -179,7 +187,7 @@ class OutboxPublisher:
 
     def close(self) -> None:
         """Relay what the broker takes within a short bound, then stop; the rest stays stored."""
-        self.flush(timeout=5)
+        self.flush(timeout=self._close_timeout)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=15)
