@@ -91,7 +91,7 @@ def test_failures_are_counted_and_shown(tmp_path: Path) -> None:
 
 def test_a_message_for_the_wrong_channel_is_refused(tmp_path: Path) -> None:
     publisher = OutboxPublisher(SqliteOutbox(tmp_path / "o.db"), FlakyBroker(), close_timeout=0.2)
-    with pytest.raises(ValueError, match="chat.9"):
+    with pytest.raises(ValueError, match=r"chat\.9"):
         publisher.publish("chat.1", Message.event("chat.9", "e"))
     publisher.close()
 
