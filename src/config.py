@@ -36,6 +36,19 @@ def parse_kafka_settings(text: str, variable: str) -> dict[str, str]:
     return settings
 
 
+_SECRET_WORDS = ("password", "secret", "token", "jaas")
+
+
+def _mask_client_secrets(text: str) -> str:
+    """``sasl.plain.password=x,linger.ms=5`` -> ``sasl.plain.password=********,linger.ms=5``."""
+    parts = []
+    for part in text.replace(";", ",").split(","):
+        name, sep, _ = part.partition("=")
+        secret = sep and any(word in name.lower() for word in _SECRET_WORDS)
+        parts.append(f"{name}=********" if secret else part)
+    return ",".join(parts)
+
+
 class Settings(BaseSettings):
     """Every setting of tidings; the environment variable of a field is its name in upper case."""
 
@@ -166,6 +179,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = "********" if value.get_secret_value() else "(empty)"
+            elif name in ("kafka_producer_settings", "kafka_consumer_settings") and value:
+                value = _mask_client_secrets(value)
             elif value is None:
                 value = "(not set)"
             shown[name.upper()] = value

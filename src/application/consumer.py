@@ -28,13 +28,17 @@ async def consume_lines(
     feed: Feed,
     write: Callable[[str], None],
     *,
+    flush: Callable[[], None] = lambda: None,
     max_messages: int = 0,
     stop_when_empty: bool = False,
     stop: trio.Event | None = None,
     progress: Callable[[int, float], None] | None = None,
     progress_every: float = 5.0,
 ) -> ConsumeReport:
-    """Write each message as one JSON line until a limit, the end, or ``stop`` is set."""
+    """Write each message as one JSON line until a limit, the end, or ``stop`` is set.
+
+    ``flush`` is called after each batch's lines and before its commit.
+    """
     started = trio.current_time()
     last_report = started
     count = 0
@@ -44,6 +48,7 @@ async def consume_lines(
         for delivered in handed:
             write(encode_event(delivered.message, delivered.position))
         if handed:
+            flush()  # the lines are out before their offsets are committed
             await feed.commit(handed)
             count += len(handed)
         now = trio.current_time()

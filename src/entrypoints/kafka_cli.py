@@ -11,7 +11,7 @@ import trio
 
 from ..config import BROKERS, Settings
 from ..domain import Channel
-from ..domain.errors import InvalidChannel, TidingsError
+from ..domain.errors import ConfigurationError, InvalidChannel, TidingsError
 from ..domain.topics import presence_topic
 from ..ports import FeedOptions, GroupMode
 
@@ -115,6 +115,9 @@ def consume(
     container = Container.for_settings(settings)
     try:
         report = trio.run(_consume, container, options, max_messages, stop_when_empty)
+    except ConfigurationError as exc:
+        _err(f"tidings: {exc}")
+        sys.exit(2)
     except TidingsError as exc:
         _err(f"tidings: {exc}")
         sys.exit(1)
@@ -149,14 +152,12 @@ async def _consume(
 
         nursery.start_soon(watch_signals)
         async with subscriber.open_feed(options) as feed:
-            _err(f"consuming {names} ({options.group_mode} group {options.group_id()})")
-
-            def write_and_flush(line: str) -> None:
-                write(line)
-
+            group = getattr(feed, "group_id", options.group_id())
+            _err(f"consuming {names} ({options.group_mode} group {group})")
             report = await consume_lines(
                 feed,
-                write_and_flush,
+                write,
+                flush=sys.stdout.flush,
                 max_messages=max_messages,
                 stop_when_empty=stop_when_empty,
                 stop=stop,

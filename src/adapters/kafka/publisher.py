@@ -37,6 +37,17 @@ MAX_IN_FLIGHT = 100_000
 """Messages accepted but not yet acknowledged, at most."""
 
 _STOP = object()
+_SETTLED = object()
+
+GRACE = 5.0
+"""Seconds past the delivery timeout after which the watchdog fails a future itself."""
+
+
+def _close_quietly(producer: KafkaProducer) -> None:
+    try:
+        producer.close(timeout=0)
+    except Exception as exc:
+        log.debug("discarded producer did not close cleanly: %s", exc)
 
 
 def security_settings(translated: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +88,13 @@ class KafkaPublisher:
         self._work: queue.Queue[Any] = queue.Queue(maxsize=max_in_flight)
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._open: dict[Future[Position | None], float | None] = {}
+        """Accepted futures not yet settled, with the time by which they must be."""
+        self._delivery_timeout = producer_config.get("delivery_timeout_ms", 120_000) / 1000
+        self._watchdog = threading.Thread(
+            target=self._watch, name="tidings-kafka-watchdog", daemon=True
+        )
+        self._watchdog.start()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaPublisher:
@@ -127,6 +145,7 @@ class KafkaPublisher:
                 )
                 return future
             self._in_flight += 1
+            self._open[future] = None
             direct = topic in self._known and not self._queued.get(topic)
             producer = self._producer if direct else None
             if producer is None:
@@ -145,8 +164,12 @@ class KafkaPublisher:
                 topic, value=message.to_bytes(), key=message.channel.name.encode()
             )
         except (KafkaError, OSError) as exc:
+            self._discard(producer)
             self._settle(future, error=unavailable(self.brokers, exc))
             return
+        with self._lock:
+            if future in self._open:
+                self._open[future] = time.monotonic() + self._delivery_timeout + GRACE
         cluster_id = self._cluster_id or ""
         record.add_callback(
             lambda metadata: self._settle(
@@ -154,7 +177,52 @@ class KafkaPublisher:
                 Position(kafka_stream(cluster_id, topic, metadata.partition), metadata.offset),
             )
         )
-        record.add_errback(lambda exc: self._settle(future, error=unavailable(self.brokers, exc)))
+
+        def failed(exc: BaseException) -> None:
+            self._discard(producer)
+            self._settle(future, error=unavailable(self.brokers, exc))
+
+        record.add_errback(failed)
+
+    def _discard(self, producer: KafkaProducer) -> None:
+        """Stop using a producer that failed a delivery; the next message builds a fresh one.
+
+        After an expired batch kafka-python's idempotent producer drops its producer id and may
+        wait for a new one forever; a fresh producer (or a fast failure) is better than a hang.
+        Closing the old one with no grace fails whatever it still held.
+        """
+        with self._lock:
+            if self._producer is not producer:
+                return
+            self._producer = None
+            self._known.clear()
+        threading.Thread(
+            target=_close_quietly, args=(producer,), name="tidings-kafka-discard", daemon=True
+        ).start()
+
+    def _watch(self) -> None:
+        """Fail futures that outlived the delivery timeout: a publish never hangs."""
+        while not self._closed:
+            time.sleep(1.0)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [
+                    future
+                    for future, deadline in self._open.items()
+                    if deadline is not None and deadline < now
+                ]
+                producer = self._producer
+            if not overdue:
+                continue
+            if producer is not None:
+                self._discard(producer)
+            for future in overdue:
+                self._settle(
+                    future,
+                    error=BrokerUnavailable(
+                        self.brokers, f"no acknowledgement within {self._delivery_timeout:g}s"
+                    ),
+                )
 
     def _settle(
         self,
@@ -163,9 +231,9 @@ class KafkaPublisher:
         error: BaseException | None = None,
     ) -> None:
         with self._lock:
+            if self._open.pop(future, _SETTLED) is _SETTLED:
+                return  # settled already (a late callback after the watchdog, say)
             self._in_flight -= 1
-        if future.done():
-            return
         if error is not None:
             future.set_exception(error)
         else:

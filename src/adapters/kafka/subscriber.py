@@ -27,8 +27,9 @@ from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRange
 from kafka.structs import OffsetAndMetadata
 
 from ...config import Settings
-from ...domain import Channel, Position, TopicStrategy
+from ...domain import Channel, Position, SharedTopics, TopicStrategy
 from ...domain.errors import BrokerUnavailable
+from ...domain.position import stream_id
 from ...ports import Delivered, FeedOptions, FeedStatus
 from .admin import KafkaAdmin
 from .common import UndecodableRecords, kafka_stream, partition_for
@@ -93,8 +94,9 @@ class KafkaFeed:
         self._connected = False
         self.last_error: str | None = None
         self._undecodable = UndecodableRecords()
+        self.group_id = _group_id(options, strategy)
         self._thread = threading.Thread(
-            target=self._run, name=f"tidings-kafka-feed-{options.group_id()}", daemon=True
+            target=self._run, name=f"tidings-kafka-feed-{self.group_id}", daemon=True
         )
 
     # -- The trio side -----------------------------------------------------------------------
@@ -206,11 +208,11 @@ class KafkaFeed:
         # where the look-ups this needs may not block).
         consumer = KafkaConsumer(
             bootstrap_servers=self._brokers,
-            group_id=options.group_id(),
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="none",
             max_poll_records=options.batch_size,
-            client_id=f"tidings-{options.group_id()}",
+            client_id=f"tidings-{self.group_id}",
             **config,
         )
         if options.start_at_end and self._existing is None:
@@ -397,3 +399,18 @@ def _lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int |
             return None
         total += max(0, end - position)
     return total
+
+
+def _group_id(options: FeedOptions, strategy: TopicStrategy) -> str:
+    """The consumer group of a feed.
+
+    With shared topics, a group that reads only some channels commits offsets past the other
+    channels' records in the same partitions; another consumer of those channels in the same
+    group would skip them. So a feed of a subset of channels on shared topics gets a group of
+    its own, named after the subset: processes consuming the same channels still share it.
+    """
+    group = options.group_id()
+    if options.channels is None or not isinstance(strategy, SharedTopics):
+        return group
+    names = sorted(channel.name for channel in options.channels)
+    return f"{group}.{stream_id('channels', *names)}"

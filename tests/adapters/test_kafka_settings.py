@@ -1,0 +1,235 @@
+"""Kafka configuration: pass-through settings, refusals, strategies and prefixes fail clearly.
+
+Library level: the adapters' ``from_settings`` raise ``ConfigurationError`` naming the variable.
+CLI level: a bad setting or argument exits 2 with the reason on stderr (``cli.py``: "Bad arguments
+and bad configuration exit with status 2; broker failures exit with status 1").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings.adapters.kafka.history import KafkaHistory
+from tidings.adapters.kafka.publisher import KafkaPublisher
+from tidings.adapters.kafka.subscriber import KafkaSubscriber
+from tidings.domain.errors import ConfigurationError
+
+from .helpers import Cli, load_settings
+
+pytestmark = pytest.mark.kafka
+
+BASE = {"REALTIME_BROKER": "kafka", "KAFKA_BROKERS": "127.0.0.1:9092"}
+
+
+# -- Library: pass-through settings ------------------------------------------------------------
+
+
+def test_unknown_producer_setting_suggests_the_closest_name() -> None:
+    settings = load_settings(BASE, kafka_producer_settings="linger.msx=5")
+    with pytest.raises(ConfigurationError) as caught:
+        KafkaPublisher.from_settings(settings)
+    message = str(caught.value)
+    assert "KAFKA_PRODUCER_SETTINGS" in message
+    assert "'linger.msx'" in message
+    assert "did you mean linger.ms?" in message
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [KafkaSubscriber.from_settings, KafkaHistory.from_settings],
+    ids=["subscriber", "history"],
+)
+def test_unknown_consumer_setting_suggests_the_closest_name(factory: object) -> None:
+    settings = load_settings(BASE, kafka_consumer_settings="fetch.min.byte=1024")
+    with pytest.raises(ConfigurationError) as caught:
+        factory(settings)  # type: ignore[operator]
+    message = str(caught.value)
+    assert "KAFKA_CONSUMER_SETTINGS" in message
+    assert "did you mean fetch.min.bytes?" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "setting", "reason"),
+    [
+        ("kafka_producer_settings", "acks=1", "acks=all"),
+        ("kafka_producer_settings", "enable.idempotence=false", "idempotently"),
+        ("kafka_producer_settings", "bootstrap.servers=a:1", "KAFKA_BROKERS"),
+        ("kafka_consumer_settings", "enable.auto.commit=true", "commits only after"),
+        ("kafka_consumer_settings", "group.id=other", "KAFKA_CONSUMER_GROUP"),
+        ("kafka_consumer_settings", "max.poll.records=5", "--batch-size"),
+    ],
+)
+def test_settings_that_would_break_guarantees_are_refused_with_the_reason(
+    variable: str, setting: str, reason: str
+) -> None:
+    settings = load_settings(BASE, **{variable: setting})
+    factory = (
+        KafkaPublisher.from_settings
+        if variable == "kafka_producer_settings"
+        else KafkaSubscriber.from_settings
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        factory(settings)  # type: ignore[operator]
+    message = str(caught.value)
+    assert f"{setting.split('=')[0]} cannot be set" in message
+    assert reason in message
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("linger.ms=abc", "linger.ms='abc'"), ("batch.size=1.5", "batch.size='1.5'")],
+)
+def test_bad_values_name_the_setting_and_the_value(setting: str, expected: str) -> None:
+    settings = load_settings(BASE, kafka_producer_settings=setting)
+    with pytest.raises(ConfigurationError, match="KAFKA_PRODUCER_SETTINGS") as caught:
+        KafkaPublisher.from_settings(settings)
+    assert expected in str(caught.value)
+
+
+def test_bad_boolean_names_the_setting() -> None:
+    settings = load_settings(BASE, kafka_consumer_settings="check.crcs=maybe")
+    with pytest.raises(ConfigurationError, match=r"check\.crcs='maybe'.*not a boolean"):
+        KafkaSubscriber.from_settings(settings)
+
+
+def test_settings_without_a_value_are_a_load_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"KAFKA_PRODUCER_SETTINGS.*name=value"):
+        load_settings(BASE, kafka_producer_settings="linger.ms")
+
+
+def test_the_seed_tuning_settings_are_accepted() -> None:
+    """The seed's tuning examples pass through (compression.type overrides KAFKA_COMPRESSION)."""
+    settings = load_settings(
+        BASE,
+        kafka_producer_settings="compression.type=snappy,batch.size=16384,linger.ms=10",
+        kafka_consumer_settings="fetch.min.bytes=1024,fetch.max.wait.ms=500",
+    )
+    publisher = KafkaPublisher.from_settings(settings)
+    try:
+        assert publisher._config["compression_type"] == "snappy"
+        assert publisher._config["linger_ms"] == 10
+        assert publisher._config["batch_size"] == 16384
+        assert publisher._config["acks"] == "all"
+        assert publisher._config["enable_idempotence"] is True
+    finally:
+        publisher.close()
+    subscriber = KafkaSubscriber.from_settings(settings)
+    assert subscriber._config["fetch_min_bytes"] == 1024
+    assert subscriber._config["fetch_max_wait_ms"] == 500
+
+
+# -- Library: strategies, prefixes, enumerations -----------------------------------------------
+
+
+def test_unknown_topic_strategy_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(BASE, kafka_topic_strategy="round-robin")
+    message = str(caught.value)
+    assert "KAFKA_TOPIC_STRATEGY 'round-robin' is unknown" in message
+    assert "per-channel" in message and "shared" in message
+
+
+@pytest.mark.parametrize("prefix", ["my.app", "", "-leading", "sp ace"])
+def test_bad_topic_prefix_is_refused(prefix: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(BASE, kafka_topic_prefix=prefix)
+    message = str(caught.value)
+    assert "KAFKA_TOPIC_PREFIX" in message
+    assert repr(prefix) in message
+
+
+def test_dot_in_prefix_explains_kafka_collision_rule() -> None:
+    with pytest.raises(ConfigurationError, match=r"no '\.'"):
+        load_settings(BASE, kafka_topic_prefix="my.app")
+
+
+def test_unknown_compression_lists_the_codecs() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(BASE, kafka_compression="brotli")
+    message = str(caught.value)
+    assert "KAFKA_COMPRESSION" in message
+    for codec in ("none", "gzip", "snappy", "lz4", "zstd"):
+        assert codec in message
+
+
+def test_unknown_broker_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(BASE, realtime_broker="rabbit")
+    message = str(caught.value)
+    assert "unknown broker 'rabbit'" in message
+    assert "memory" in message and "kafka" in message
+
+
+# -- CLI: exit 2 and the reason on stderr ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("KAFKA_PRODUCER_SETTINGS", "linger.msx=5", "did you mean linger.ms?"),
+        ("KAFKA_PRODUCER_SETTINGS", "acks=1", "tidings always publishes with acks=all"),
+        ("KAFKA_PRODUCER_SETTINGS", "linger.ms=abc", "linger.ms='abc'"),
+        ("KAFKA_TOPIC_STRATEGY", "bogus", "known strategies: per-channel, shared"),
+        ("KAFKA_TOPIC_PREFIX", "my.app", "KAFKA_TOPIC_PREFIX 'my.app'"),
+    ],
+)
+def test_publish_with_bad_settings_exits_2_with_the_reason(
+    cli: Cli, variable: str, value: str, expected: str
+) -> None:
+    run = cli.run(["publish", "chat.1", "hello"], {**BASE, variable: value}, timeout=30)
+    assert run.code == 2, run.describe()
+    assert expected in run.err, run.describe()
+    assert run.stdout == [], "nothing may be published"
+
+
+def test_consume_with_bad_consumer_settings_exits_2(cli: Cli) -> None:
+    """A configuration error is exit status 2 for every command, consume included."""
+    run = cli.run(
+        ["kafka", "consume", "--channels", "chat.1", "--stop-when-empty"],
+        {**BASE, "KAFKA_CONSUMER_SETTINGS": "enable.auto.commit=true"},
+        timeout=30,
+    )
+    assert "enable.auto.commit cannot be set" in run.err, run.describe()
+    assert run.code == 2, run.describe()
+
+
+def test_config_with_unknown_strategy_exits_2(cli: Cli) -> None:
+    run = cli.run(["config"], {**BASE, "KAFKA_TOPIC_STRATEGY": "bogus"}, timeout=30)
+    assert run.code == 2, run.describe()
+    assert "KAFKA_TOPIC_STRATEGY 'bogus' is unknown" in run.err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["publish", "chat.1", "hello", "--broker", "rabbit"],
+        ["kafka", "consume", "--channels", "chat.1", "--broker", "rabbit"],
+    ],
+    ids=["publish", "consume"],
+)
+def test_unknown_broker_option_exits_2_listing_known_names(cli: Cli, args: list[str]) -> None:
+    run = cli.run(args, BASE, timeout=30)
+    assert run.code == 2, run.describe()
+    assert "'rabbit'" in run.err
+    assert "'memory'" in run.err and "'kafka'" in run.err
+
+
+def test_unknown_broker_in_environment_exits_2_listing_known_names(cli: Cli) -> None:
+    run = cli.run(["publish", "chat.1", "hello"], {**BASE, "REALTIME_BROKER": "rabbit"}, timeout=30)
+    assert run.code == 2, run.describe()
+    assert "known brokers: memory, kafka" in run.err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "Missing option '--channels'"),
+        (["--channels", ","], "give at least one channel"),
+        (["--channels", "bad chan"], "invalid channel 'bad chan'"),
+    ],
+    ids=["missing", "empty", "invalid"],
+)
+def test_consume_without_valid_channels_exits_2(cli: Cli, args: list[str], expected: str) -> None:
+    run = cli.run(["kafka", "consume", *args], BASE, timeout=30)
+    assert run.code == 2, run.describe()
+    assert expected in run.err, run.describe()
