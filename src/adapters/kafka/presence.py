@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+import attrs
 import trio
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
@@ -30,6 +31,9 @@ from .publisher import security_settings
 log = logging.getLogger("tidings.kafka.presence")
 
 _CAUGHT_UP = object()
+
+RESEND_EVERY = 10
+"""Heartbeats between two sendings of this node's presence parts."""
 
 
 class KafkaPresenceBus:
@@ -54,6 +58,8 @@ class KafkaPresenceBus:
         self._client_settings = client_settings
         self._kafka_timeout = kafka_timeout
         self._pending: dict[str, PresenceRecord] = {}
+        self._own: dict[str, PresenceRecord] = {}
+        """This node's latest non-empty part per channel, sent again now and then."""
         self._wake = trio.Event()
         self._producer: KafkaProducer | None = None
         self._stop = threading.Event()
@@ -76,6 +82,10 @@ class KafkaPresenceBus:
 
     def publish(self, record: PresenceRecord) -> None:
         self._pending[record.key()] = record
+        if record.entries:
+            self._own[record.key()] = record
+        else:
+            self._own.pop(record.key(), None)
         self._wake.set()
 
     async def run(
@@ -153,8 +163,19 @@ class KafkaPresenceBus:
             await trio.sleep(0.02)  # coalesce a burst of joins into one record per channel
 
     async def _beat(self, sink: PresenceSink) -> None:
+        """Heartbeats, expiry of silent nodes, and now and then this node's parts again.
+
+        Sending the parts again repairs what an outage cost: a record that failed to send, or
+        a node that timed this one out while it was cut off and dropped its members.
+        """
+        beats = 0
         while True:
             self._send(PresenceRecord(self._node, self._epoch, time.time()))
+            beats += 1
+            if beats % RESEND_EVERY == 0:
+                for key, record in self._own.items():
+                    self._pending.setdefault(key, attrs.evolve(record, at=time.time()))
+                self._wake.set()
             sink.expire()
             await trio.sleep(self._interval)
 

@@ -14,6 +14,7 @@ group for all, which splits the partitions (worker-style processing). See ADR 00
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -87,6 +88,8 @@ class KafkaFeed:
         self._partitions: dict[str, int] = {}
         self._streams: dict[str, TopicPartition] = {}
         self._existing: set[str] | None = None
+        self._start_at: dict[TopicPartition, int] = {}
+        """End offsets of the existing topics' partitions when the feed opened."""
         self._caught_up = False
         self._cluster_id = ""
         self._pending: KafkaBatch | None = None
@@ -103,10 +106,23 @@ class KafkaFeed:
 
     async def start(self) -> None:
         self._cluster_id = await trio.to_thread.run_sync(self._admin.cluster_id)
+        if self.options.start_at_end:
+            await trio.to_thread.run_sync(self._note_start)
         if self._wanted is not None:
             topics = sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
             await trio.to_thread.run_sync(self._ensure_topics, topics)
         self._thread.start()
+
+    def _note_start(self) -> None:
+        """Where this feed starts in the topics that exist now: their end offsets now, before
+        any client can subscribe. Seeking to the end only once Kafka assigns the partitions
+        (which can take seconds) would skip what was published in between."""
+        pattern = re.compile(self._strategy.subscription_pattern())
+        self._existing = {topic for topic in self._admin.topics() if pattern.match(topic)}
+        self._start_at = {
+            TopicPartition(row.topic, row.partition): row.end
+            for row in self._admin.offsets(sorted(self._existing))
+        }
 
     def _ensure_topics(self, topics: list[str]) -> None:
         for topic in topics:
@@ -235,8 +251,11 @@ class KafkaFeed:
         existing = self._existing or set()
         to_end = [tp for tp in partitions if self.options.start_at_end and tp.topic in existing]
         to_start = [tp for tp in partitions if tp not in to_end]
-        if to_end:
-            consumer.seek_to_end(*to_end)
+        for tp in to_end:
+            if tp in self._start_at:
+                consumer.seek(tp, self._start_at[tp])
+            else:
+                consumer.seek_to_end(tp)  # a partition added since the feed opened
         if to_start:
             consumer.seek_to_beginning(*to_start)
 

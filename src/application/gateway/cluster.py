@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ...domain import Channel, PresenceChange
+from ...domain import Channel, Presence, PresenceChange
 from ...domain.presence import PresenceRecord
 from .presence import PresenceTracker
 
@@ -38,6 +38,9 @@ class ClusterPresence:
         self._wall = wall
         self._epochs: dict[str, str] = {}
         self._heard: dict[str, float] = {}
+        self._silent: dict[str, tuple[str, dict[str, Presence]]] = {}
+        """Nodes presumed dead by the timeout: their epoch and last known parts, restored if
+        the same run of the node is heard from again (it was only stalled or cut off)."""
 
     @property
     def node(self) -> str:
@@ -54,10 +57,14 @@ class ClusterPresence:
             return
         if self._epochs.get(node, record.epoch) != record.epoch:
             self.forget(node)  # it restarted: what its previous run held is gone
+        silent = self._silent.pop(node, None)
         self._epochs[node] = record.epoch
         if record.leaving:
             self.forget(node)
             return
+        if silent is not None and silent[0] == record.epoch:
+            for channel, part in silent[1].items():  # back from a stall: its members are too
+                self._announce_change(channel, self._tracker.apply_remote(node, channel, part))
         # When it was made, on this node's monotonic clock (the record carries wall time).
         made = self._clock() - max(0.0, self._wall() - record.at)
         self._heard[node] = max(self._heard.get(node, made), made)
@@ -69,9 +76,14 @@ class ClusterPresence:
         now = self._clock()
         for node, heard in list(self._heard.items()):
             if now - heard > self._timeout:
+                epoch = self._epochs.get(node)
+                parts = self._tracker.parts_of(node)
                 self.forget(node)
+                if epoch is not None:
+                    self._silent[node] = (epoch, parts)
 
     def forget(self, node: str) -> None:
+        self._silent.pop(node, None)
         self._heard.pop(node, None)
         self._epochs.pop(node, None)
         for channel, change in self._tracker.drop_node(node).items():

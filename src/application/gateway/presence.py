@@ -81,6 +81,10 @@ class PresenceTracker:
                 changes[channel] = change
         return changes
 
+    def parts_of(self, node: str) -> dict[str, Presence]:
+        """What ``node`` holds, per channel (its last snapshots)."""
+        return {channel: parts[node] for channel, parts in self._remote.items() if node in parts}
+
     def remote_nodes(self) -> set[str]:
         return {node for parts in self._remote.values() for node in parts}
 
