@@ -152,7 +152,8 @@ def decode_client_frame(text: str | bytes) -> ClientFrame:
 
 
 def _dump(frame: dict[str, JSON]) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    # ASCII: an error frame may quote a client's malformed text, lone surrogates included.
+    return json.dumps(frame, ensure_ascii=True, separators=(",", ":"))
 
 
 def encode_event(message: Message, position: Position | None = None) -> str:

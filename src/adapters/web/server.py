@@ -8,15 +8,16 @@ the connection is kept alive for the next one. See ADR 0007.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import struct
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 import h11
 import trio
 import trio_websocket
-from wsproto.events import TextMessage
 
 from ...ports import ConnectionClosed, ConnectionHandler, HttpApi, HttpRequest, HttpResponse
 
@@ -28,6 +29,26 @@ WRITE_TIMEOUT = 10.0
 """Seconds a write to a client may take. A write is never cancelled half-way (that would leave
 half a frame on the wire); one that stalls this long means the client stopped reading, and the
 connection is dropped."""
+
+
+@functools.lru_cache(maxsize=4096)
+def text_frame(text: str) -> bytes:
+    """``text`` as one unmasked, final WebSocket text frame (RFC 6455 §5.2).
+
+    A server's frames carry no mask and the gateway negotiates no extension, so a frame's bytes
+    are the same for every connection: a broadcast to a thousand clients is framed once (the
+    cache holds recent frames), not a thousand times by each connection's wsproto. The adapter's
+    tests check the bytes against wsproto's own.
+    """
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        head = bytes((0x81, size))
+    elif size < 65_536:
+        head = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        head = struct.pack("!BBQ", 0x81, 127, size)
+    return head + payload
 
 
 class _Replayed(trio.abc.Stream):
@@ -79,17 +100,16 @@ class WebSocketClient:
             raise ConnectionClosed(reason.code, reason.reason or "") from None
 
     async def send_many(self, frames: Sequence[str]) -> None:
-        """Encode every frame with the connection's wsproto and write them with one ``send_all``.
+        """Write every frame with one ``send_all``, under the connection's own lock.
 
-        trio-websocket writes one frame per call; a burst to a client is one write here, which is
-        what keeps fan-out cheap. Uses the connection's own lock, as its ``send_message`` does.
+        trio-websocket writes one frame per call; a burst to a client is one write here, and
+        each frame's bytes are shared by every connection it goes to (``text_frame``).
         """
         ws = self._ws
         closed = ws._close_reason
         if closed is not None:
             raise ConnectionClosed(closed.code, closed.reason or "")
-        encode = ws._wsproto.send
-        data = b"".join([encode(TextMessage(data=frame)) for frame in frames])
+        data = b"".join([text_frame(frame) for frame in frames])
         with trio.CancelScope(shield=True) as write:
             write.deadline = trio.current_time() + WRITE_TIMEOUT
             async with ws._stream_lock:
@@ -227,9 +247,14 @@ class WebServer:
                     stream, connection, 413, f"request body over {self._max_body} bytes"
                 )
                 return
-            response = await self._http.handle(
-                HttpRequest(request.method.decode(), path, query, headers, body)
-            )
+            try:
+                response = await self._http.handle(
+                    HttpRequest(request.method.decode(), path, query, headers, body)
+                )
+            except Exception:
+                log.exception("%s %s from %s failed", request.method.decode(), path, remote)
+                await self._send_error(stream, connection, 500, "internal error")
+                return
             if request.method == b"HEAD":
                 response = HttpResponse(
                     response.status, b"", response.content_type, response.headers
@@ -321,6 +346,12 @@ class WebServer:
             ws = await ws_request.accept()
             try:
                 await handler(WebSocketClient(ws, token, remote))
+            except Exception:
+                # One connection's failure must never take the listener (and every other
+                # client) down with it: log it, and close this connection as an internal error.
+                log.exception("connection from %s failed", remote)
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws.aclose(1011, "internal error")
             finally:
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     await ws.aclose(1001)

@@ -1,0 +1,71 @@
+"""The WebSocket + HTTP listener on its own: one port, and one failure never spreads."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+import trio_websocket
+
+from tidings.adapters.web import WebServer
+from tidings.ports import ClientConnection, HttpRequest, HttpResponse
+
+
+class BrokenApi:
+    """An HTTP API that fails on /boom and answers everything else."""
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/boom":
+            raise RuntimeError("bug in a handler")
+        body = json.dumps({"path": request.path, "query": request.query}).encode()
+        return HttpResponse(200, body)
+
+
+async def _handler(connection: ClientConnection) -> None:
+    frame = await connection.receive()
+    if frame == "boom":
+        raise RuntimeError("bug in a connection handler")
+    await connection.send_many([f"echo:{frame}", f"token:{connection.token}"])
+    await connection.receive()
+
+
+async def _http_get(port: int, path: str) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(4096)
+        return data
+
+
+async def test_http_and_websocket_share_the_port_and_failures_stay_local() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(WebServer("127.0.0.1", 0, BrokenApi()).serve, _handler)
+        port = server.port
+        assert b"200" in (await _http_get(port, "/x?a=1")).split(b"\r\n")[0]
+        assert b" 500 " in (await _http_get(port, "/boom")).split(b"\r\n")[0]
+        url = f"ws://127.0.0.1:{port}/ws?token=t0k"
+        async with trio_websocket.open_websocket_url(url) as ws:
+            await ws.send_message("boom")
+            try:
+                await ws.get_message()
+            except trio_websocket.ConnectionClosed as closed:
+                assert closed.reason is not None and closed.reason.code == 1011
+        async with trio_websocket.open_websocket_url(url) as ws:  # the listener survived
+            await ws.send_message("hi")
+            assert await ws.get_message() == "echo:hi"
+            assert await ws.get_message() == "token:t0k"
+        assert b"200" in (await _http_get(port, "/still-here")).split(b"\r\n")[0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_websocket_upgrade_elsewhere_than_ws_is_404() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(WebServer("127.0.0.1", 0, BrokenApi()).serve, _handler)
+        try:
+            async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{server.port}/other"):
+                raise AssertionError("the upgrade should have been refused")
+        except trio_websocket.HandshakeError as refused:
+            assert "404" in repr(refused)
+        nursery.cancel_scope.cancel()
