@@ -26,8 +26,7 @@ from ...domain.errors import BrokerUnavailable, InvalidPosition, PositionExpired
 from ...ports import Delivered
 from .admin import KafkaAdmin
 from .common import UndecodableRecords, kafka_stream, unavailable
-from .publisher import security_settings
-from .settings import CONSUMER_SETTINGS, translate
+from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.history")
 
@@ -69,10 +68,7 @@ class KafkaHistory:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaHistory:
-        config = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
-        timeout_ms = int(settings.kafka_timeout * 1000)
-        config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
-        config.setdefault("bootstrap_timeout_ms", timeout_ms)
+        config = consumer_config(settings)
         admin = KafkaAdmin(
             settings.broker_list,
             timeout=settings.kafka_timeout,

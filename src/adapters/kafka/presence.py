@@ -26,7 +26,7 @@ from ...domain.presence import PresenceRecord
 from ...domain.topics import presence_topic
 from ...ports import PresenceSink
 from .admin import KafkaAdmin
-from .publisher import security_settings
+from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.presence")
 
@@ -67,9 +67,7 @@ class KafkaPresenceBus:
 
     @classmethod
     def from_settings(cls, settings: Settings, node: str, epoch: str) -> KafkaPresenceBus:
-        from .settings import CONSUMER_SETTINGS, translate
-
-        passed = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+        passed = consumer_config(settings)
         return cls(
             settings.broker_list,
             presence_topic(settings.kafka_topic_prefix),

@@ -29,7 +29,7 @@ from ...domain import Channel, Message, Position, TopicStrategy
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
-from .settings import PRODUCER_SETTINGS, translate
+from .settings import PRODUCER_SETTINGS, security_settings, translate
 
 log = logging.getLogger("tidings.kafka.publisher")
 
@@ -49,14 +49,6 @@ def _close_quietly(producer: KafkaProducer) -> None:
     except Exception as exc:
         log.debug("discarded producer did not close cleanly: %s", exc)
 
-
-def security_settings(translated: dict[str, Any]) -> dict[str, Any]:
-    """The part of client settings every Kafka client (admin, consumer) must share."""
-    return {
-        name: value
-        for name, value in translated.items()
-        if name.startswith(("ssl_", "sasl_", "security_protocol", "client_dns_lookup"))
-    }
 
 
 class KafkaPublisher:

@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ...config import Settings
 from ...domain.errors import ConfigurationError
 
 
@@ -112,3 +113,21 @@ def translate(
         except ValueError as exc:
             raise ConfigurationError(f"{variable}: {name}={value!r}: {exc}") from None
     return translated
+
+
+def security_settings(translated: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of client settings every Kafka client (admin, consumer) must share."""
+    return {
+        name: value
+        for name, value in translated.items()
+        if name.startswith(("ssl_", "sasl_", "security_protocol", "client_dns_lookup"))
+    }
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for every consumer tidings opens: pass-through settings and timeouts."""
+    config = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+    timeout_ms = int(settings.kafka_timeout * 1000)
+    config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
+    config.setdefault("bootstrap_timeout_ms", timeout_ms)
+    return config

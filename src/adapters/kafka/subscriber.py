@@ -34,8 +34,7 @@ from ...domain.position import stream_id
 from ...ports import Delivered, FeedOptions, FeedStatus
 from .admin import KafkaAdmin
 from .common import UndecodableRecords, kafka_stream, partition_for
-from .publisher import security_settings
-from .settings import CONSUMER_SETTINGS, translate
+from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.subscriber")
 
@@ -364,14 +363,10 @@ class KafkaSubscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSubscriber:
-        config = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
-        timeout_ms = int(settings.kafka_timeout * 1000)
-        config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
-        config.setdefault("bootstrap_timeout_ms", timeout_ms)
         return cls(
             settings.broker_list,
             settings.topic_strategy(),
-            config,
+            consumer_config(settings),
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
             timeout=settings.kafka_timeout,
