@@ -35,7 +35,11 @@ from .ports import (
 
 
 def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
-    broker = MemoryBroker(history_size=settings.realtime_history_size)
+    broker = MemoryBroker(
+        history_size=settings.realtime_history_size,
+        history_channels=settings.realtime_history_channels,
+        history_bytes=settings.realtime_history_bytes,
+    )
     yield broker
     broker.close()
 

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     """Frames queued for one client before it is cut off as too slow."""
     realtime_history_size: int = Field(default=1_000, ge=0)
     """Messages per channel the memory broker keeps for resume."""
+    realtime_history_channels: int = Field(default=10_000, ge=1)
+    """Channels whose history the memory broker keeps (the least recently used go first)."""
+    realtime_history_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Bytes of messages the memory broker keeps for resume, all channels together."""
     realtime_handshake_timeout: float = Field(default=10.0, gt=0)
     realtime_idle_timeout: float = Field(default=120.0, gt=0)
     """Seconds without any frame from a client before it is disconnected (clients ping)."""

@@ -7,6 +7,7 @@ accepted when verifying, so ``alg=none`` and tokens signed with another algorith
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 
@@ -82,6 +83,13 @@ class JwtTokens:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("token subject (user id) must be a non-empty string")
+        if len(subject) > 128 or not is_valid_name(f"user.{subject}"):
+            raise InvalidToken(f"token subject {subject[:40]!r} is not a valid user id")
+        info = claims.get("info")
+        try:
+            json.dumps(info, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):
+            raise InvalidToken("token 'info' is not encodable JSON") from None
         grants = claims.get("channels", [])
         if not isinstance(grants, list):
             raise InvalidToken("token 'channels' claim must be a list of channel patterns")
@@ -91,7 +99,7 @@ class JwtTokens:
             raise InvalidToken(f"token grants an invalid pattern: {exc}") from None
         return Identity(
             user_id=subject,
-            user_info=claims.get("info"),
+            user_info=info,
             grants=patterns,
             expires_at=float(claims["exp"]),
         )

@@ -37,18 +37,24 @@ def _forge(claims: dict[str, object], header: dict[str, object]) -> str:
     ("token", "reason"),
     [
         (jwt.encode({"sub": "1", "exp": int(time.time()) - 5}, SECRET, "HS256"), "expired"),
-        (jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, "other" * 8, "HS256"), "signature"),
         (
-            _forge({"sub": "1", "exp": int(time.time()) + 60}, {"alg": "none", "typ": "JWT"}),
+            jwt.encode({"sub": "1", "exp": int(time.time()) + 86_400}, "other" * 8, "HS256"),
+            "signature",
+        ),
+        (
+            _forge({"sub": "1", "exp": int(time.time()) + 86_400}, {"alg": "none", "typ": "JWT"}),
             "algorithm",
         ),
-        (jwt.encode({"sub": "1", "exp": int(time.time()) + 60}, SECRET * 2, "HS512"), "algorithm"),
-        (jwt.encode({"exp": int(time.time()) + 60}, SECRET, "HS256"), "'sub'"),
+        (
+            jwt.encode({"sub": "1", "exp": int(time.time()) + 86_400}, SECRET * 2, "HS512"),
+            "algorithm",
+        ),
+        (jwt.encode({"exp": int(time.time()) + 86_400}, SECRET, "HS256"), "'sub'"),
         (jwt.encode({"sub": "1"}, SECRET, "HS256"), "'exp'"),
-        (jwt.encode({"sub": "", "exp": int(time.time()) + 60}, SECRET, "HS256"), "subject"),
+        (jwt.encode({"sub": "", "exp": int(time.time()) + 86_400}, SECRET, "HS256"), "subject"),
         (
             jwt.encode(
-                {"sub": "1", "exp": int(time.time()) + 60, "channels": ["a b"]}, SECRET, "HS256"
+                {"sub": "1", "exp": int(time.time()) + 86_400, "channels": ["a b"]}, SECRET, "HS256"
             ),
             "invalid pattern",
         ),

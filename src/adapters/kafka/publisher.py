@@ -50,7 +50,6 @@ def _close_quietly(producer: KafkaProducer) -> None:
         log.debug("discarded producer did not close cleanly: %s", exc)
 
 
-
 class KafkaPublisher:
     """Implements ``Publisher`` over Kafka (see the module doc)."""
 

@@ -8,10 +8,10 @@ the connection is kept alive for the next one. See ADR 0007.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlsplit
 
@@ -31,15 +31,42 @@ half a frame on the wire); one that stalls this long means the client stopped re
 connection is dropped."""
 
 
-@functools.lru_cache(maxsize=4096)
+class _FrameCache:
+    """Recently framed texts, bounded by their total size (oldest dropped first)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._frames: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def get(self, text: str) -> bytes:
+        framed = self._frames.get(text)
+        if framed is None:
+            framed = _frame(text)
+            if len(framed) <= self._max_bytes // 16:
+                self._frames[text] = framed
+                self._bytes += len(framed) + len(text)
+                while self._bytes > self._max_bytes:
+                    old_text, old = self._frames.popitem(last=False)
+                    self._bytes -= len(old) + len(old_text)
+        return framed
+
+
+_FRAMES = _FrameCache(max_bytes=1024 * 1024)
+
+
 def text_frame(text: str) -> bytes:
     """``text`` as one unmasked, final WebSocket text frame (RFC 6455 §5.2).
 
     A server's frames carry no mask and the gateway negotiates no extension, so a frame's bytes
-    are the same for every connection: a broadcast to a thousand clients is framed once (the
-    cache holds recent frames), not a thousand times by each connection's wsproto. The adapter's
-    tests check the bytes against wsproto's own.
+    are the same for every connection: a broadcast to a thousand clients is framed once (a cache
+    of 1 MiB holds recent frames), not a thousand times by each connection's wsproto. The
+    adapter's tests check the bytes against wsproto's own.
     """
+    return _FRAMES.get(text)
+
+
+def _frame(text: str) -> bytes:
     payload = text.encode()
     size = len(payload)
     if size < 126:
@@ -131,7 +158,7 @@ class WebSocketClient:
 
 def _parse_target(target: bytes) -> tuple[str, dict[str, str]]:
     parts = urlsplit(target.decode("latin-1"))
-    return parts.path or "/", dict(parse_qsl(parts.query))
+    return parts.path or "/", dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
 def _response_headers(response: HttpResponse, keep_alive: bool) -> list[tuple[str, str]]:
@@ -239,7 +266,11 @@ class WebServer:
                 return
             body: bytes | None = b""
             with trio.move_on_after(self._handshake_timeout) as body_scope:
-                body = await self._read_body(stream, connection, headers)
+                try:
+                    body = await self._read_body(stream, connection, headers)
+                except h11.RemoteProtocolError as exc:
+                    await self._send_error(stream, connection, 400, f"bad request body: {exc}")
+                    return
             if body_scope.cancelled_caught:
                 return
             if body is None:
@@ -255,11 +286,7 @@ class WebServer:
                 log.exception("%s %s from %s failed", request.method.decode(), path, remote)
                 await self._send_error(stream, connection, 500, "internal error")
                 return
-            if request.method == b"HEAD":
-                response = HttpResponse(
-                    response.status, b"", response.content_type, response.headers
-                )
-            await self._send(stream, connection, response)
+            await self._send(stream, connection, response, head_only=request.method == b"HEAD")
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                 return
             connection.start_next_cycle()
@@ -280,6 +307,14 @@ class WebServer:
                 connection.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
+                size = len(event.target) + sum(
+                    len(name) + len(value) + 4 for name, value in event.headers
+                )
+                if size > MAX_HEAD_BYTES:  # h11 only bounds a head still being read
+                    await self._send_error(
+                        stream, connection, 431, f"request head over {MAX_HEAD_BYTES} bytes"
+                    )
+                    return None
                 return event
             return None  # connection closed or paused
 
@@ -308,14 +343,21 @@ class WebServer:
             raise trio.BrokenResourceError(f"unexpected {event!r} in a request body")
 
     async def _send(
-        self, stream: trio.SocketStream, connection: h11.Connection, response: HttpResponse
+        self,
+        stream: trio.SocketStream,
+        connection: h11.Connection,
+        response: HttpResponse,
+        *,
+        head_only: bool = False,
     ) -> None:
+        """Write a response; for HEAD, the GET's headers (its length included) and no body."""
         keep_alive = connection.their_state is not h11.MUST_CLOSE
         head = h11.Response(
             status_code=response.status, headers=_response_headers(response, keep_alive)
         )
         data = connection.send(head) or b""
-        data += connection.send(h11.Data(data=response.body)) or b""
+        if not head_only:
+            data += connection.send(h11.Data(data=response.body)) or b""
         data += connection.send(h11.EndOfMessage()) or b""
         await stream.send_all(data)
 

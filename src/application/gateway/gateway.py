@@ -196,14 +196,16 @@ class Gateway:
                     nursery.cancel_scope.cancel()
         finally:
             held = len(session.subscriptions)
-            self.hub.remove(session)
-            if held:
-                self.metrics.unsubscribed(held)
-            self.metrics.connection_closed()
-            if self._stopping and not self.hub.sessions:
-                self._drained.set()
-            with trio.CancelScope(shield=True):
-                await self._close(session)
+            try:
+                self.hub.remove(session)
+            finally:
+                if held:
+                    self.metrics.unsubscribed(held)
+                self.metrics.connection_closed()
+                if self._stopping and not self.hub.sessions:
+                    self._drained.set()
+                with trio.CancelScope(shield=True):
+                    await self._close(session)
 
     def _session_cut(self, code: int) -> None:
         if code == CloseCode.SLOW_CONSUMER:
@@ -211,9 +213,11 @@ class Gateway:
 
     async def _authenticate(self, connection: ClientConnection) -> Identity | None:
         token = connection.token
-        if not token:
+        if token is None:
             return ANONYMOUS
         try:
+            if not token:
+                raise InvalidToken("the token is empty: connect without ?token= to be anonymous")
             return self._tokens.verify(token)
         except (InvalidToken, TokenSecretMissing) as exc:
             self.metrics.refused(ErrorCode.UNAUTHORIZED)
@@ -275,16 +279,15 @@ class Gateway:
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:
         limits = self.limits
-        if not session.bucket.take(trio.current_time()):
-            session.refusals += 1
-            if session.refusals >= limits.flood_refusals:
-                session.cut(CloseCode.FLOODING, "flooding: too many frames over the rate limit")
+        now = trio.current_time()
+        if not session.bucket.take(now):
+            if not session.refusals.take(now):
+                session.cut(CloseCode.FLOODING, "flooding: kept sending over the rate limit")
                 return
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"rate limit: at most {limits.rate:g} frames/s, bursts of {limits.burst}",
             )
-        session.refusals = 0
         size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
         if size > limits.max_frame_bytes:
             raise ProtocolError(
@@ -407,6 +410,7 @@ class Gateway:
         try:
             await pending
         except BrokerError as exc:
+            self.metrics.refused(503)
             session.offer(encode_error(503, f"broker did not take the event: {exc}", channel.name))
 
 

@@ -113,6 +113,8 @@ class GatewayHttp:
             payload = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not valid JSON: {exc}")
+        except RecursionError:
+            return _error(400, "body is nested too deeply")
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > 100:
             return _error(400, "send one message object, or a list of 1 to 100 of them")

@@ -23,4 +23,5 @@ class Limits:
     idle_timeout: float = 120.0
     """Seconds without a frame from a client (clients ping) before it is disconnected."""
     flood_refusals: int = 200
-    """Rate-limit refusals in a row after which a client is disconnected (close 4029)."""
+    """Rate-limit refusals a client may run up (they refill at a quarter of ``rate``); one more
+    and it is disconnected (close 4029)."""

@@ -78,8 +78,9 @@ class Session:
         self.limits = limits
         self.subscriptions: dict[str, Subscription] = {}
         self.bucket = TokenBucket(limits.rate, limits.burst)
-        self.refusals = 0
-        """Rate-limit refusals in a row."""
+        self.refusals = TokenBucket(limits.rate / 4, limits.flood_refusals)
+        """Rate-limit refusals a client may collect: it is cut once they outrun a quarter of the
+        rate limit for long enough, whatever its pace (ignoring 429s is flooding)."""
         self.closing: tuple[int, str] | None = None
         self._queue: deque[str] = deque()
         self._ready = trio.Event()
