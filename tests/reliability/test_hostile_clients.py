@@ -380,12 +380,12 @@ async def test_a_flood_gets_429s_and_another_client_is_unaffected(
 
 
 FLOOD_CUT_ONLY_WHEN_FASTER_THAN_10K_PER_S = False
-"""FIXED (refusals now drain a bucket of their own). The flood rule was "``flood_refusals``
-(200) rate-limit refusals IN A ROW", and one token refilled (every 1/rate = 20 ms) resets the count. So a flood is closed with 4029 only when the
-GATEWAY decodes more than 200 x 50 = 10,000 frames/s of it; a client sending 5,000 frames/s (100x
-the limit) is refused 99% of the time, forever, costing a decode and an error frame for each.
-Even 10,000 frames in one write are cut or not depending on the gateway's CPU (~100-250 us a
-refused frame here)."""
+"""FIXED (refusals now drain a bucket of their own). The flood rule was "``flood_refusals`` (200)
+rate-limit refusals IN A ROW", and one token refilled (every 1/rate = 20 ms) resets the count.
+So a flood is closed with 4029 only when the GATEWAY decodes more than 200 x 50 = 10,000
+frames/s of it; a client sending 5,000 frames/s (100x the limit) is refused 99% of the time,
+forever, costing a decode and an error frame for each. Even 10,000 frames in one write are cut
+or not depending on the gateway's CPU (~100-250 us a refused frame here)."""
 
 
 @pytest.mark.xfail(
