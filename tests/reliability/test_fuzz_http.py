@@ -135,7 +135,9 @@ def parse_responses(data: bytes, heads: frozenset[int] = frozenset()) -> list[Re
         if status == 101:
             responses.append(Response(status, headers, b""))
             break
-        length = 0 if len(responses) in heads else int(headers.get(b"content-length", b"0"))
+        length = int(headers.get(b"content-length", b"0"))
+        if len(responses) in heads and (not rest or rest.startswith(b"HTTP/1.")):
+            length = 0  # a HEAD answered as such; a HEAD too malformed to parse gets a body
         assert len(rest) >= length, f"truncated body: {rest[:200]!r}"
         responses.append(Response(status, headers, rest[:length]))
         data = rest[length:]
@@ -453,7 +455,8 @@ async def test_raw_requests_never_get_a_5xx_and_errors_are_json(
         tally.requests[category] += 1
     wire = b"".join(request for _, request in requests)
     data, _ = await exchange(port_of(http_gateway), wire)
-    responses = parse_responses(data)
+    heads = frozenset(i for i, (_, request) in enumerate(requests) if request.startswith(b"HEAD "))
+    responses = parse_responses(data, heads=heads)
     if not responses:
         tally.no_response[requests[0][0]] += 1
     for response in responses:
