@@ -13,6 +13,7 @@ channel that starts with ``private-``.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from functools import cached_property
 
@@ -90,8 +91,14 @@ class Channel:
 
     @classmethod
     def of(cls, value: Channel | str) -> Channel:
-        """Accept a channel or its name, the way every public API takes channels."""
-        return value if isinstance(value, Channel) else cls(value)
+        """Accept a channel or its name, the way every public API takes channels.
+
+        Names seen recently are validated once: channels are immutable values, and the same
+        few channels carry most messages.
+        """
+        if isinstance(value, Channel):
+            return value
+        return _channel_named(value) if isinstance(value, str) else cls(value)
 
     @property
     def kind(self) -> ChannelKind:
@@ -117,6 +124,11 @@ class Channel:
 
     def __str__(self) -> str:
         return self.name
+
+
+@functools.lru_cache(maxsize=65_536)
+def _channel_named(name: str) -> Channel:
+    return Channel(name)
 
 
 def is_valid_name(name: str) -> bool:

@@ -17,6 +17,7 @@ The two strategies never produce the same topic name for one prefix: per-channel
 
 from __future__ import annotations
 
+import functools
 import re
 import zlib
 from typing import Protocol
@@ -43,6 +44,7 @@ def _validate_prefix(instance: object, attribute: attrs.Attribute[str], prefix: 
         )
 
 
+@functools.lru_cache(maxsize=65_536)
 def encode_channel(name: str) -> str:
     """The topic-safe spelling of a channel name (the part after ``{prefix}_``)."""
     out: list[str] = []

@@ -300,8 +300,8 @@ def test_check_size_raises_iff_over_the_limit(message: Message, delta: int) -> N
         ('{"id":"","channel":"chat","event":"said"}', "id"),
         ('{"id":1,"channel":"chat","event":"said"}', "id"),
         ('{"id":"1","channel":"chat","event":"said","timestamp":"now"}', "'now'"),
-        ('{"id":"1","channel":"chat","event":"said","timestamp":Infinity}', "inf"),
-        ('{"id":"1","channel":"chat","event":"said","data":NaN}', "'chat'"),
+        ('{"id":"1","channel":"chat","event":"said","timestamp":Infinity}', "Infinity"),
+        ('{"id":"1","channel":"chat","event":"said","data":NaN}', "NaN"),
     ],
 )
 def test_bad_envelopes_raise_invalid_message_naming_the_problem(

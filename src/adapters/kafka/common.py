@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
+import orjson
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
@@ -15,6 +17,7 @@ from ...domain.position import stream_id
 log = logging.getLogger("tidings.kafka")
 
 
+@functools.lru_cache(maxsize=65_536)
 def kafka_stream(cluster_id: str, topic: str, partition: int) -> str:
     """The stream id of one partition: positions from another cluster or topic never match."""
     return stream_id("kafka", cluster_id, topic, partition)
@@ -42,10 +45,16 @@ class UndecodableRecords:
         self.count = 0
 
     def decode(self, value: bytes | None, where: str) -> Message | None:
+        """The record's message, decoded with orjson (which refuses NaN and lone surrogates,
+        so what it returns is plain JSON and need not be checked again)."""
         try:
             if value is None:
                 raise InvalidMessage("record has no value")
-            return Message.from_json(value)
+            try:
+                envelope = orjson.loads(value)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidMessage(f"envelope is not valid JSON: {exc}") from None
+            return Message.from_dict(envelope, trusted=True)
         except InvalidMessage as exc:
             self.count += 1
             if self.count == 1 or self.count % 1000 == 0:
