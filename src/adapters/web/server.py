@@ -12,9 +12,11 @@ import json
 import logging
 import struct
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import attrs
 import h11
 import trio
 import trio_websocket
@@ -76,6 +78,25 @@ def _frame(text: str) -> bytes:
     else:
         head = struct.pack("!BBQ", 0x81, 127, size)
     return head + payload
+
+
+@attrs.frozen
+class _Upgrade:
+    """A request to upgrade to WebSocket: the bytes read so far, and the token it carried."""
+
+    raw: bytes
+    token: str | None
+
+
+class _HandshakeDone:
+    """Stands in for wsproto's handshake once the connection is open: wsproto only asks it
+    for pending events then, and it has none; the real one keeps an h11 connection alive."""
+
+    def events(self) -> Iterator[Any]:
+        return iter(())
+
+
+_HANDSHAKE_DONE = _HandshakeDone()
 
 
 class _Replayed(trio.abc.Stream):
@@ -196,6 +217,7 @@ class WebServer:
         self._handshake_timeout = handshake_timeout
         self._keep_alive_timeout = keep_alive_timeout
         self._accepting = trio.CancelScope()
+        self._connections: trio.Nursery | None = None
 
     @property
     def url(self) -> str:
@@ -210,6 +232,7 @@ class WebServer:
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
+            self._connections = nursery
             task_status.started(self)
 
             async def on_stream(stream: trio.SocketStream) -> None:
@@ -232,20 +255,20 @@ class WebServer:
             return
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         try:
-            await self._serve_connection(stream, connection, handler, remote)
+            upgrade = await self._serve_connection(stream, connection, remote)
+            del connection  # a WebSocket lives long: keep nothing of its HTTP request
+            if upgrade is not None:
+                await self._serve_websocket(stream, upgrade, handler, remote)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
         finally:
             await trio.aclose_forcefully(stream)
 
     async def _serve_connection(
-        self,
-        stream: trio.SocketStream,
-        connection: h11.Connection,
-        handler: ConnectionHandler,
-        remote: str,
-    ) -> None:
-        """Requests one after another (keep-alive) until one upgrades to WebSocket or closes."""
+        self, stream: trio.SocketStream, connection: h11.Connection, remote: str
+    ) -> _Upgrade | None:
+        """Requests one after another (keep-alive) until one asks to upgrade (returned) or the
+        connection closes (None)."""
         timeout = self._handshake_timeout
         while True:
             raw = bytearray()
@@ -253,7 +276,7 @@ class WebServer:
             with trio.move_on_after(timeout):
                 request = await self._read_head(stream, connection, raw)
             if request is None:
-                return  # closed, malformed (answered), or too slow to send a request
+                return None  # closed, malformed (answered), or too slow to send a request
             path, query = _parse_target(request.target)
             headers = {
                 name.decode().lower(): value.decode("latin-1") for name, value in request.headers
@@ -261,23 +284,22 @@ class WebServer:
             if headers.get("upgrade", "").lower() == "websocket":
                 if path != "/ws":
                     await self._send_error(stream, connection, 404, f"no WebSocket at {path}")
-                    return
-                await self._serve_websocket(stream, bytes(raw), query.get("token"), handler, remote)
-                return
+                    return None
+                return _Upgrade(bytes(raw), query.get("token"))
             body: bytes | None = b""
             with trio.move_on_after(self._handshake_timeout) as body_scope:
                 try:
                     body = await self._read_body(stream, connection, headers)
                 except h11.RemoteProtocolError as exc:
                     await self._send_error(stream, connection, 400, f"bad request body: {exc}")
-                    return
+                    return None
             if body_scope.cancelled_caught:
-                return
+                return None
             if body is None:
                 await self._send_error(
                     stream, connection, 413, f"request body over {self._max_body} bytes"
                 )
-                return
+                return None
             try:
                 response = await self._http.handle(
                     HttpRequest(request.method.decode(), path, query, headers, body)
@@ -285,10 +307,10 @@ class WebServer:
             except Exception:
                 log.exception("%s %s from %s failed", request.method.decode(), path, remote)
                 await self._send_error(stream, connection, 500, "internal error")
-                return
+                return None
             await self._send(stream, connection, response, head_only=request.method == b"HEAD")
             if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
-                return
+                return None
             connection.start_next_cycle()
             timeout = self._keep_alive_timeout
 
@@ -374,27 +396,24 @@ class WebServer:
             pass
 
     async def _serve_websocket(
-        self,
-        stream: trio.SocketStream,
-        raw: bytes,
-        token: str | None,
-        handler: ConnectionHandler,
-        remote: str,
+        self, stream: trio.SocketStream, upgrade: _Upgrade, handler: ConnectionHandler, remote: str
     ) -> None:
-        async with trio.open_nursery() as nursery:
-            ws_request = await trio_websocket.wrap_server_stream(
-                nursery, _Replayed(stream, raw), max_message_size=self._max_message
-            )
-            ws = await ws_request.accept()
-            try:
-                await handler(WebSocketClient(ws, token, remote))
-            except Exception:
-                # One connection's failure must never take the listener (and every other
-                # client) down with it: log it, and close this connection as an internal error.
-                log.exception("connection from %s failed", remote)
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await ws.aclose(1011, "internal error")
-            finally:
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await ws.aclose(1001)
-                nursery.cancel_scope.cancel()
+        # trio-websocket's reader task lives in the listener's nursery rather than in one of
+        # its own: a nursery per connection is memory an idle connection does not need.
+        assert self._connections is not None
+        ws_request = await trio_websocket.wrap_server_stream(
+            self._connections, _Replayed(stream, upgrade.raw), max_message_size=self._max_message
+        )
+        ws = await ws_request.accept()
+        ws._wsproto.handshake = _HANDSHAKE_DONE  # type: ignore[assignment]  # see _HandshakeDone
+        try:
+            await handler(WebSocketClient(ws, upgrade.token, remote))
+        except Exception:
+            # One connection's failure must never take the listener (and every other client)
+            # down with it: log it, and close this connection as an internal error.
+            log.exception("connection from %s failed", remote)
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await ws.aclose(1011, "internal error")
+        finally:
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await ws.aclose(1001)

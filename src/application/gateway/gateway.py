@@ -116,6 +116,7 @@ class Gateway:
         self._feed_open = trio.Event()
         self._stopping = False
         self._drained = trio.Event()
+        self._writers: trio.Nursery | None = None
 
     # -- The broker side ---------------------------------------------------------------------
 
@@ -125,6 +126,7 @@ class Gateway:
         The batch in hand when ``stop`` is called is dispatched and committed first.
         """
         async with trio.open_nursery() as nursery:
+            self._writers = nursery  # sessions' writer tasks live here, owned by the gateway
             await nursery.start(self._presence_bus.run, self.cluster)
             await self._pump(task_status)
             nursery.cancel_scope.cancel()
@@ -181,19 +183,26 @@ class Gateway:
             await connection.close(CloseCode.GOING_AWAY, "gateway shutting down")
             return
         await self._feed_open.wait()
-        session = Session(connection, identity, self.limits, self.node, self._session_cut)
+        assert self._writers is not None
+        session = Session(
+            connection,
+            identity,
+            self.limits,
+            self.node,
+            self._writers.start_soon,
+            self._session_cut,
+        )
         self.hub.add(session)
         self.metrics.connection_opened()
         session.offer(_connected_frame(session, self.node))
         try:
             with trio.CancelScope() as scope:
+                if identity.expires_at is not None:
+                    scope.deadline = trio.current_time() + identity.expires_at - time.time()
                 session.attach(scope)
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write, session)
-                    if identity.expires_at is not None:
-                        nursery.start_soon(self._expire, session, identity.expires_at)
-                    await self._read(session)
-                    nursery.cancel_scope.cancel()
+                await self._read(session)
+            if scope.cancelled_caught and not session.closing:  # the deadline: token expiry
+                session.cut(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
         finally:
             held = len(session.subscriptions)
             try:
@@ -242,16 +251,6 @@ class Gateway:
                 except ConnectionClosed:
                     return
         await session.connection.close(code, reason[:120])
-
-    async def _write(self, session: Session) -> None:
-        try:
-            await session.write_loop()
-        except ConnectionClosed as exc:
-            session.cut(1006, str(exc))
-
-    async def _expire(self, session: Session, expires_at: float) -> None:
-        await trio.sleep(max(0.0, expires_at - time.time()))
-        session.cut(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
 
     async def _read(self, session: Session) -> None:
         connection = session.connection
