@@ -1,0 +1,187 @@
+"""The run's shared state: the plan, the processes, and the figures recorded so far."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .environment import ROOT
+from .plan import Plan
+from .procs import Processes
+
+SUT_CORE = 0
+"""The system under test (gateway, server, publish or consume worker) runs on this core."""
+LOAD_CORE = 1
+"""The load generator and the publishers run on this one; Kafka floats over both."""
+
+LABELS = {
+    "tidings-memory": "tidings (memory broker)",
+    "tidings-kafka": "tidings (Kafka)",
+    "socketio": "python-socketio (in-process)",
+    "socketio-kafka": "python-socketio + KafkaManager",
+    "tidings": "tidings",
+    "tidings-nowait": "tidings broadcast_nowait()",
+    "tidings-sync": "tidings broadcast()",
+    "kafka-python": "kafka-python",
+    "kafka-python-sync": "kafka-python send().get()",
+    "broadcaster": "broadcaster (aiokafka)",
+}
+
+Better = Literal["higher", "lower"]
+
+# Environment variables of tidings and Kafka clients that must not leak from the caller's shell.
+_OWN_PREFIXES = ("REALTIME_", "KAFKA_")
+
+
+@dataclass
+class Row:
+    """One line of a scenario's table: the metrics it shows and the one its ratio is taken on."""
+
+    scenario: str
+    case: str
+    label: str
+    metrics: tuple[str, ...]
+    ratio_metric: str
+    better: Better
+    unit: str
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any] = field(default_factory=dict)
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    pairs: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    distributions: dict[str, list[list[float]]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    """Footnotes on one system's figures of one case, keyed ``scenario|case|system``."""
+
+    def figure(
+        self, scenario: str, case: str, system: str, metric: str, value: float, unit: str = ""
+    ) -> None:
+        self.figures.append({"scenario": scenario, "case": case, "system": system,
+                             "metric": metric, "value": value, "unit": unit})
+
+    def value(self, scenario: str, case: str, system: str, metric: str) -> float | None:
+        for item in reversed(self.figures):
+            if (item["scenario"], item["case"], item["system"], item["metric"]) == (
+                scenario, case, system, metric
+            ):
+                return float(item["value"])
+        return None
+
+    def row(
+        self, scenario: str, case: str, label: str, metrics: tuple[str, ...], *,
+        ratio: str | None = None, better: Better = "higher", unit: str = "",
+    ) -> None:
+        if not any(r.scenario == scenario and r.case == case and r.label == label
+                   for r in self.rows):
+            self.rows.append(Row(scenario, case, label, metrics, ratio or metrics[0], better, unit))
+
+    def pair(self, scenario: str, tidings: str, peer: str) -> None:
+        pairs = self.pairs.setdefault(scenario, [])
+        if (tidings, peer) not in pairs:
+            pairs.append((tidings, peer))
+
+    def note(self, scenario: str, case: str, system: str, text: str) -> None:
+        self.notes.setdefault(f"{scenario}|{case}|{system}", []).append(text)
+
+    def notes_for(self, scenario: str, case: str, system: str) -> list[str]:
+        return self.notes.get(f"{scenario}|{case}|{system}", [])
+
+    def problem(self, text: str) -> None:
+        print(f"bench: problem: {text}", file=sys.stderr, flush=True)
+        self.problems.append(text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta,
+            "scenarios": self.scenarios,
+            "figures": self.figures,
+            "rows": [row.__dict__ for row in self.rows],
+            "pairs": {name: [list(pair) for pair in pairs] for name, pairs in self.pairs.items()},
+            "notes": self.notes,
+            "problems": self.problems,
+            "runs": self.runs,
+            "distributions": self.distributions,
+        }
+
+
+@dataclass
+class Context:
+    plan: Plan
+    procs: Processes
+    loadgen: Path
+    brokers: str
+    work: Path
+    results: Results
+    pin: bool
+    profile: bool = False
+    run_id: str = field(default_factory=lambda: time.strftime("%m%d%H%M%S"))
+    secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    api_key: str = field(default_factory=lambda: secrets.token_hex(16))
+    python: str = sys.executable
+    topics: list[str] = field(default_factory=list)
+    """Topic prefixes this run created, deleted at the end."""
+    snapshot: Path | None = None
+    """A copy of src/ as the package ``tidings``, imported by every process of the run."""
+
+    @property
+    def kafka_url(self) -> str:
+        return f"kafka://{self.brokers.split(',')[0]}"
+
+    def prefix(self, tag: str) -> str:
+        """A topic prefix of this run (letters and digits only), remembered for clean-up."""
+        prefix = f"bench{self.run_id}{tag}"
+        self.topics.append(prefix)
+        return prefix
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of a child: the caller's, minus its tidings/Kafka settings, plus ours."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+        paths = [str(self.snapshot) if self.snapshot else "", str(ROOT), env.get("PYTHONPATH")]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra)
+        return env
+
+    def log(self, text: str) -> None:
+        print(f"bench: {text}", file=sys.stderr, flush=True)
+
+    def worker(
+        self, name: str, module: str, args: list[str], *, core: int | None,
+        env: dict[str, str] | None = None, timeout: float = 600,
+    ) -> dict[str, Any]:
+        """Run ``python -m bench.workers.MODULE ARGS`` to completion; its last JSON line."""
+        child = self.procs.start(
+            name, [self.python, "-m", f"bench.workers.{module}", *args], core=core,
+            env=env or self.env(), cwd=self.work, pipe=True,
+        )
+        try:
+            child.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.procs.stop(child)
+            raise RuntimeError(f"{name} took over {timeout:g} s:\n{child.tail()}") from None
+        last: dict[str, Any] | None = None
+        while True:
+            line = child.readline(5)
+            if line is None:
+                break
+            if line.startswith("{"):
+                last = json.loads(line)
+        self.procs.stop(child)
+        if child.popen.returncode != 0 or last is None:
+            raise RuntimeError(
+                f"{name} failed (exit {child.popen.returncode}):\n{child.tail()}"
+            )
+        return last

@@ -1,0 +1,107 @@
+"""Scenario 2, many channels: every client on its own ``user.N`` channel (a Socket.IO room).
+
+tidings clients connect with a token for user N (HS256, the gateway's REALTIME_SECRET) and
+subscribe to ``user.N``; Socket.IO clients join room ``user.N``. Messages go to random users.
+The latency phase is the issue's target: 1,000 messages/s spread over 1,000 clients (the first
+1,000 users; all clients stay connected). At saturation, one message is one delivery, so a
+Python publisher cannot outrun a Kafka gateway: the Kafka servers are stopped while the
+messages are published and resumed to deliver the backlog (``phase(backlog=True)``); the
+memory-broker servers take the publisher's HTTP requests themselves, flat out. tidings' Kafka
+gateway uses the shared topic strategy (``KAFKA_TOPIC_STRATEGY=shared``: a few topics keyed by
+channel), the one meant for this many channels; KafkaManager always uses one topic.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..clients import LoadGen
+from ..core import Context
+from ..systems import start_server
+from .common import note_client_bound, phase, tokens_file, twice, warm_up
+
+SCENARIO = "2-many-channels"
+CHANNEL = "user.{i}"
+SYSTEMS = ("tidings-memory", "socketio", "tidings-kafka", "socketio-kafka")
+BACKLOG_SECONDS = 10.0
+"""A Kafka server is stopped while its backlog is published: well under Kafka's 45 s session
+timeout, so its consumer group does not rebalance meanwhile."""
+
+
+def run(ctx: Context) -> None:
+    plan = ctx.plan
+    n = plan.channels_connections
+    ctx.results.scenarios[SCENARIO] = {
+        "title": "Many channels",
+        "about": (
+            f"{n:,} clients, each on its own user.N channel; the latency phase sends "
+            f"{plan.channels_latency_rate:,} messages/s for {plan.fixed_seconds:g} s to random "
+            f"users among the first {min(n, plan.channels_latency_clients):,}; the saturation "
+            f"phase sends {plan.channels_saturation_messages:,} messages to random users flat out "
+            "(through Kafka: published while the server is stopped, then delivered as a "
+            f"backlog; at most {BACKLOG_SECONDS:g} s of publishing)."
+        ),
+    }
+    ctx.results.pair(SCENARIO, "tidings-memory", "socketio")
+    ctx.results.pair(SCENARIO, "tidings-kafka", "socketio-kafka")
+    for system in SYSTEMS:
+        twice(ctx, f"{SCENARIO}/{system}", partial(_one, ctx, system, n))
+
+
+def _one(ctx: Context, system: str, n: int) -> None:
+    plan = ctx.plan
+    case = f"{n:,} connections"
+    ctx.log(f"{SCENARIO}: {system}, {case}")
+    tokens = tokens_file(ctx, n) if system.startswith("tidings") else None
+    server = start_server(ctx, system, f"c{n}", strategy="shared")
+    clients = min(n, plan.channels_latency_clients)
+    kafka = system.endswith("kafka")
+    rate = plan.channels_latency_rate
+    try:
+        loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, tokens=tokens,
+                                  name=f"{SCENARIO}-{system}")
+        try:
+            warm_up(ctx, server, loadgen, channel=CHANNEL, users=clients, expected=40)
+            latency = phase(
+                ctx, server, loadgen, scenario=SCENARIO, case=f"{case}, latency", rate=rate,
+                count=round(rate * plan.fixed_seconds), max_seconds=plan.fixed_seconds * 2,
+                channel=CHANNEL, users=clients, per_message=1, seed=7,
+            )
+            saturated = phase(
+                ctx, server, loadgen, scenario=SCENARIO, case=f"{case}, saturation", rate=0,
+                count=plan.channels_saturation_messages,
+                max_seconds=min(plan.saturation_seconds, BACKLOG_SECONDS), channel=CHANNEL,
+                users=n, per_message=1, seed=8, backlog=kafka,
+                profile=ctx.profile and system.startswith("tidings"),
+            )
+        finally:
+            loadgen.close()
+    finally:
+        ctx.procs.stop(server.child)
+
+    results = ctx.results
+    results.figure(SCENARIO, case, system, "connect_s", float(loadgen.ready["seconds"]), "s")
+    results.figure(SCENARIO, case, system, "lat_rate", float(latency["rate"]), "/s")
+    results.figure(SCENARIO, case, system, "sat_rate", float(saturated["throughput"]), "/s")
+    results.figure(SCENARIO, case, system, "sat_per_cpu_s",
+                   float(saturated["deliveries_per_cpu_s"]), "/CPU-s")
+    for metric in ("p50_ms", "p99_ms", "max_ms"):
+        results.figure(SCENARIO, case, system, f"lat_{metric}", float(latency[metric]), "ms")
+        if not saturated["backlog"]:  # a backlog's latency counts the time the server was stopped
+            results.figure(SCENARIO, case, system, f"sat_{metric}", float(saturated[metric]),
+                           "ms")
+    note_client_bound(ctx, SCENARIO, case, system, saturated)
+    if latency["rate"] < 0.9 * rate:
+        results.note(SCENARIO, case, system,
+                     f"delivered only {latency['rate']:,.0f} of the {rate:,} messages/s offered")
+    results.row(SCENARIO, case,
+                f"latency at {rate:,} msg/s to {clients:,} clients, p50 / p99 / max",
+                ("lat_p50_ms", "lat_p99_ms", "lat_max_ms"), ratio="lat_p99_ms", better="lower",
+                unit="ms")
+    results.row(SCENARIO, case, "deliveries/s at saturation (random users)", ("sat_rate",),
+                unit="/s")
+    results.row(SCENARIO, case, "deliveries per CPU-second (saturation)", ("sat_per_cpu_s",),
+                unit="/CPU-s")
+    results.row(SCENARIO, case, "latency at saturation, p50 / p99 / max",
+                ("sat_p50_ms", "sat_p99_ms", "sat_max_ms"), ratio="sat_p99_ms", better="lower",
+                unit="ms")

@@ -1,0 +1,97 @@
+"""Scenarios 1 and 6, fan-out: N clients on one channel, each message goes to all of them.
+
+Scenario 1 runs it through Kafka (tidings' Kafka gateway vs python-socketio with its
+KafkaManager), scenario 6 in one process (tidings' memory broker vs python-socketio's in-process
+server). For each N: a fixed offered load (the same deliveries/s for every N, low enough for
+every system to sustain) for latency, then a flat-out burst for throughput at saturation.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..clients import LoadGen
+from ..core import Context
+from ..systems import start_server
+from .common import note_client_bound, phase, twice, warm_up
+
+CHANNEL = "bench.fanout"
+KAFKA = "1-fanout-kafka"
+MEMORY = "6-fanout-memory"
+
+
+def run(ctx: Context, broker: str) -> None:
+    plan = ctx.plan
+    scenario = KAFKA if broker == "kafka" else MEMORY
+    tidings, peer = (("tidings-kafka", "socketio-kafka") if broker == "kafka"
+                     else ("tidings-memory", "socketio"))
+    ctx.results.scenarios[scenario] = {
+        "title": f"Fan-out, {'through Kafka' if broker == 'kafka' else 'one process'}",
+        "about": (
+            f"N clients subscribed to one channel; the fixed-rate phase offers "
+            f"{plan.fixed_deliveries_per_s:,} deliveries/s (N x messages/s) for "
+            f"{plan.fixed_seconds:g} s, the saturation phase publishes "
+            f"{plan.saturation_deliveries:,} / N messages flat out."
+        ),
+    }
+    ctx.results.pair(scenario, tidings, peer)
+    for n in plan.fanout_connections:
+        for system in (tidings, peer):
+            twice(ctx, f"{scenario}/{system}/{n}", partial(_one, ctx, scenario, system, n))
+
+
+def _one(ctx: Context, scenario: str, system: str, n: int) -> None:
+    plan = ctx.plan
+    case = f"{n:,} connections"
+    ctx.log(f"{scenario}: {system}, {case}")
+    server = start_server(ctx, system, f"{scenario[0]}n{n}")
+    try:
+        loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, name=f"{scenario}-{system}")
+        try:
+            warm_up(ctx, server, loadgen, channel=CHANNEL, users=1,
+                    expected=3 * loadgen.connected)
+            rate = plan.fixed_deliveries_per_s / n
+            fixed = phase(
+                ctx, server, loadgen, scenario=scenario, case=f"{case}, fixed", rate=rate,
+                count=max(5, round(rate * plan.fixed_seconds)), max_seconds=plan.fixed_seconds * 2,
+                channel=CHANNEL, users=1, per_message=loadgen.connected, seed=n,
+            )
+            saturated = phase(
+                ctx, server, loadgen, scenario=scenario, case=f"{case}, saturation", rate=0,
+                count=max(20, plan.saturation_deliveries // n),
+                max_seconds=plan.saturation_seconds, channel=CHANNEL, users=1,
+                per_message=loadgen.connected, seed=n + 1,
+                profile=ctx.profile and system.startswith("tidings") and n == 1000,
+            )
+        finally:
+            loadgen.close()
+    finally:
+        ctx.procs.stop(server.child)
+
+    results = ctx.results
+    results.figure(scenario, case, system, "connect_s", float(loadgen.ready["seconds"]), "s")
+    results.figure(scenario, case, system, "fixed_rate", float(fixed["rate"]), "/s")
+    results.figure(scenario, case, system, "fixed_cpu_share", float(fixed["server_cpu_share"]))
+    results.figure(scenario, case, system, "sat_rate", float(saturated["throughput"]), "/s")
+    results.figure(scenario, case, system, "sat_per_cpu_s",
+                   float(saturated["deliveries_per_cpu_s"]), "/CPU-s")
+    results.figure(scenario, case, system, "sat_cpu_share",
+                   float(saturated["server_cpu_share"]))
+    for metric in ("p50_ms", "p99_ms", "max_ms"):
+        results.figure(scenario, case, system, f"fixed_{metric}", float(fixed[metric]), "ms")
+        results.figure(scenario, case, system, f"sat_{metric}", float(saturated[metric]), "ms")
+    note_client_bound(ctx, scenario, case, system, saturated)
+    if fixed["rate"] < 0.9 * plan.fixed_deliveries_per_s:
+        results.note(scenario, case, system,
+                     f"kept up with only {fixed['rate']:,.0f} of the "
+                     f"{plan.fixed_deliveries_per_s:,} deliveries/s offered")
+    offered = f"{plan.fixed_deliveries_per_s:,}"
+    results.row(scenario, case, "deliveries/s at saturation", ("sat_rate",), unit="/s")
+    results.row(scenario, case, "deliveries per CPU-second (saturation)", ("sat_per_cpu_s",),
+                unit="/CPU-s")
+    results.row(scenario, case, f"latency at {offered} deliveries/s, p50 / p99 / max",
+                ("fixed_p50_ms", "fixed_p99_ms", "fixed_max_ms"), ratio="fixed_p99_ms",
+                better="lower", unit="ms")
+    results.row(scenario, case, "latency at saturation, p50 / p99 / max",
+                ("sat_p50_ms", "sat_p99_ms", "sat_max_ms"), ratio="sat_p99_ms",
+                better="lower", unit="ms")

@@ -1,0 +1,127 @@
+"""The servers under test, started the way their users start them, and how to publish to each.
+
+* ``tidings-memory``: ``tidings serve`` on the embedded broker; publisher ``POST /broadcast``.
+* ``tidings-kafka``: ``tidings serve --broker kafka``; publisher ``tidings.broadcast_nowait``.
+* ``socketio``: python-socketio's ``AsyncServer`` on aiohttp; publisher ``POST /emit``.
+* ``socketio-kafka``: ``socketio.Server`` (gevent) with ``KafkaManager``; publisher
+  ``KafkaManager(write_only=True)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .core import SUT_CORE, Context
+from .environment import BENCH
+from .procs import Child, free_port, wait_http
+
+QUEUE_SIZE = 1_000_000
+"""REALTIME_QUEUE_SIZE: saturation runs queue far more per client than a real gateway should."""
+
+
+@dataclass
+class Server:
+    system: str
+    child: Child
+    port: int
+    publisher_kind: str
+    publisher_env: dict[str, str]
+    publisher_args: list[str] = field(default_factory=list)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def proto(self) -> str:
+        return "socketio" if self.system.startswith("socketio") else "tidings"
+
+
+def _tidings_command(python: str) -> list[str]:
+    script = Path(python).with_name("tidings")
+    if script.exists():
+        return [str(script)]
+    return [python, "-c", "from tidings.entrypoints.cli import main; main()"]
+
+
+def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-channel") -> Server:
+    """Start ``system`` on core 0 and wait until it answers; ``tag`` names its logs and topics."""
+    port = free_port()
+    name = f"{system}-{tag}"
+    if system.startswith("tidings"):
+        broker = "kafka" if system == "tidings-kafka" else "memory"
+        kafka_env = {} if broker == "memory" else {
+            "KAFKA_BROKERS": ctx.brokers,
+            "KAFKA_TOPIC_PREFIX": ctx.prefix(tag.replace("-", "")),
+            "KAFKA_TOPIC_STRATEGY": strategy,
+            "KAFKA_CONSUMER_GROUP": f"bench-{ctx.run_id}",
+        }
+        env = ctx.env(
+            REALTIME_BROKER=broker,
+            REALTIME_SECRET=ctx.secret,
+            REALTIME_API_KEY=ctx.api_key,
+            REALTIME_QUEUE_SIZE=str(QUEUE_SIZE),
+            REALTIME_IDLE_TIMEOUT="3600",
+            REALTIME_HANDSHAKE_TIMEOUT="60",
+            **kafka_env,
+        )
+        argv = [*_tidings_command(ctx.python), "--log-level", "WARNING", "serve",
+                "--port", str(port), "--node-id", f"bench-{ctx.run_id}-{tag}"]
+        child = ctx.procs.start(name, argv, core=SUT_CORE, env=env, cwd=ctx.work)
+        wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout=90)
+        if broker == "kafka":
+            return Server(system, child, port, "tidings-kafka",
+                          ctx.env(REALTIME_BROKER="kafka", **kafka_env))
+        return Server(system, child, port, "tidings-http", ctx.env(),
+                      ["--url", f"http://127.0.0.1:{port}", "--key", ctx.api_key])
+    argv = [ctx.python, str(BENCH / "peers" / "socketio_server.py"), "--port", str(port)]
+    publisher_args = ["--url", f"http://127.0.0.1:{port}"]
+    kind = "socketio-http"
+    if system == "socketio-kafka":
+        topic = f"{ctx.prefix(tag.replace('-', ''))}-socketio"
+        create_topic(ctx.brokers, topic)
+        argv += ["--kafka", ctx.kafka_url, "--channel", topic]
+        publisher_args = ["--kafka", ctx.kafka_url, "--topic", topic, "--parallel", "8"]
+        kind = "socketio-kafka"
+    child = ctx.procs.start(name, argv, core=SUT_CORE, env=ctx.env(), cwd=ctx.work)
+    wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout=60)
+    return Server(system, child, port, kind, ctx.env(), publisher_args)
+
+
+def create_topic(brokers: str, topic: str, partitions: int = 1) -> None:
+    """Create a topic up front (this Kafka does not create topics on first use)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=brokers.split(","))
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+
+
+def delete_topics(brokers: str, prefixes: list[str]) -> int:
+    """Delete every topic starting with one of ``prefixes``; how many were deleted."""
+    if not prefixes:
+        return 0
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=brokers.split(","))
+    try:
+        doomed = [topic for topic in admin.list_topics() if topic.startswith(tuple(prefixes))]
+        if doomed:
+            admin.delete_topics(doomed)
+        return len(doomed)
+    except Exception as exc:  # clean-up must not hide the run's own outcome
+        print(f"bench: could not delete topics: {exc}", file=sys.stderr)
+        return 0
+    finally:
+        admin.close()
