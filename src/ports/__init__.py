@@ -25,6 +25,7 @@ from .transport import (
     HttpApi,
     HttpRequest,
     HttpResponse,
+    SendOutcome,
     Transport,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "PresenceSink",
     "Publisher",
     "RealtimePort",
+    "SendOutcome",
     "Subscriber",
     "TokenIssuer",
     "TokenVerifier",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -15,6 +16,17 @@ class ConnectionClosed(Exception):
         self.code = code
         self.reason = reason
         super().__init__(f"connection closed ({code}) {reason}".rstrip())
+
+
+class SendOutcome(enum.Enum):
+    """What ``send_nowait`` managed."""
+
+    SENT = "sent"
+    """Every frame was written."""
+    PARTIAL = "partial"
+    """Some bytes were written; the connection holds the rest, which ``send_many`` sends first."""
+    BLOCKED = "blocked"
+    """Nothing was written; use ``send_many``."""
 
 
 class FrameTooLarge(Exception):
@@ -40,6 +52,11 @@ class ClientConnection(Protocol):
 
     async def send_many(self, frames: Sequence[str]) -> None:
         """Send frames in order, as few writes as the transport allows."""
+        ...
+
+    def send_nowait(self, frames: Sequence[str]) -> SendOutcome:
+        """Write frames at once if that needs no waiting (the fast path of a fan-out: no task
+        switch, one system call); otherwise say so and send nothing, or hold the rest."""
         ...
 
     async def close(self, code: int, reason: str = "") -> None: ...

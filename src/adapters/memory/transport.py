@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from ...ports import ClientConnection, ConnectionClosed, ConnectionHandler
+from ...ports import ClientConnection, ConnectionClosed, ConnectionHandler, SendOutcome
 
 _Frame = str | bytes | ConnectionClosed
 
@@ -34,6 +34,7 @@ class _ServerEnd:
         self._outbound = outbound
         self._name = name
         self._closed: ConnectionClosed | None = None
+        self._held: list[str] = []
 
     @property
     def token(self) -> str | None:
@@ -58,12 +59,28 @@ class _ServerEnd:
     async def send_many(self, frames: Sequence[str]) -> None:
         if self._closed:
             raise self._closed
+        held, self._held = self._held, []
         try:
-            for frame in frames:
+            for frame in [*held, *frames]:
                 await self._outbound.send.send(frame)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self._closed = ConnectionClosed(1006, "client vanished")
             raise self._closed from None
+
+    def send_nowait(self, frames: Sequence[str]) -> SendOutcome:
+        if self._closed or self._held:
+            return SendOutcome.BLOCKED
+        for index, frame in enumerate(frames):
+            try:
+                self._outbound.send.send_nowait(frame)
+            except trio.WouldBlock:
+                if index == 0:
+                    return SendOutcome.BLOCKED
+                self._held = list(frames[index:])
+                return SendOutcome.PARTIAL
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return SendOutcome.BLOCKED  # send_many will meet it and report the close
+        return SendOutcome.SENT
 
     async def close(self, code: int, reason: str = "") -> None:
         if self._closed:

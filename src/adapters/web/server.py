@@ -21,7 +21,14 @@ import h11
 import trio
 import trio_websocket
 
-from ...ports import ConnectionClosed, ConnectionHandler, HttpApi, HttpRequest, HttpResponse
+from ...ports import (
+    ConnectionClosed,
+    ConnectionHandler,
+    HttpApi,
+    HttpRequest,
+    HttpResponse,
+    SendOutcome,
+)
 
 log = logging.getLogger("tidings.web")
 
@@ -125,10 +132,19 @@ class _Replayed(trio.abc.Stream):
 class WebSocketClient:
     """A trio-websocket connection seen as a ``ClientConnection``."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection, token: str | None, remote: str):
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        token: str | None,
+        remote: str,
+        stream: trio.SocketStream | None = None,
+    ):
         self._ws = ws
         self._token = token
         self._remote = remote
+        # The plain socket under trio's, for writes that need no waiting; None disables them.
+        self._socket = getattr(stream.socket, "_sock", None) if stream is not None else None
+        self._held = b""
 
     @property
     def token(self) -> str | None:
@@ -157,7 +173,8 @@ class WebSocketClient:
         closed = ws._close_reason
         if closed is not None:
             raise ConnectionClosed(closed.code, closed.reason or "")
-        data = b"".join([text_frame(frame) for frame in frames])
+        held, self._held = self._held, b""
+        data = held + b"".join([text_frame(frame) for frame in frames])
         with trio.CancelScope(shield=True) as write:
             write.deadline = trio.current_time() + WRITE_TIMEOUT
             async with ws._stream_lock:
@@ -168,6 +185,29 @@ class WebSocketClient:
         if write.cancelled_caught:
             await trio.aclose_forcefully(ws._stream)
             raise ConnectionClosed(1006, f"write stalled for {WRITE_TIMEOUT:g}s; dropped")
+
+    def send_nowait(self, frames: Sequence[str]) -> SendOutcome:
+        """One non-blocking ``send`` of the frames, when nothing else is being written.
+
+        Safe beside trio-websocket: every write of its own holds the connection's stream lock
+        across its awaits, so a free lock means no write is half done. What the kernel does not
+        take is held and goes out first with the next ``send_many``.
+        """
+        ws = self._ws
+        socket = self._socket
+        if socket is None or self._held or ws._close_reason is not None:
+            return SendOutcome.BLOCKED
+        if ws._stream_lock.locked():
+            return SendOutcome.BLOCKED
+        data = b"".join([text_frame(frame) for frame in frames])
+        try:
+            written = socket.send(data)
+        except OSError:  # would block, or the connection broke: the writer sorts it out
+            return SendOutcome.BLOCKED
+        if written == len(data):
+            return SendOutcome.SENT
+        self._held = data[written:]
+        return SendOutcome.PARTIAL
 
     async def close(self, code: int, reason: str = "") -> None:
         """Say goodbye with ``code`` if the client can still hear it, then drop the socket."""
@@ -407,7 +447,7 @@ class WebServer:
         ws = await ws_request.accept()
         ws._wsproto.handshake = _HANDSHAKE_DONE  # type: ignore[assignment]  # see _HandshakeDone
         try:
-            await handler(WebSocketClient(ws, upgrade.token, remote))
+            await handler(WebSocketClient(ws, upgrade.token, remote, stream))
         except Exception:
             # One connection's failure must never take the listener (and every other client)
             # down with it: log it, and close this connection as an internal error.

@@ -80,6 +80,7 @@ class Hub:
         """Hand every message of a batch to its local subscribers; returns frames handed on."""
         handed = 0
         table = self.table
+        touched: dict[Session, None] = {}
         for delivered in batch:
             message = delivered.message
             name = message.channel.name
@@ -90,9 +91,11 @@ class Hub:
             frame = encode_event(message, position)
             exclude = message.exclude
             for session in recipients:
-                if session.id != exclude:
-                    session.deliver(name, position, frame)
+                if session.id != exclude and session.deliver(name, position, frame):
+                    touched[session] = None
                     handed += 1
+        for session in touched:  # each recipient's share of the batch in one write
+            session.kick()
         return handed
 
     def sessions_on(self, channel: Channel) -> Iterable[Session]:

@@ -18,7 +18,7 @@ import trio
 from ...domain import Channel, ConnectionRef, Identity, Position
 from ...domain.protocol import CloseCode
 from ...domain.ratelimit import TokenBucket
-from ...ports import ClientConnection, ConnectionClosed
+from ...ports import ClientConnection, ConnectionClosed, SendOutcome
 from .limits import Limits
 
 WRITER_LINGER = 5.0
@@ -105,8 +105,12 @@ class Session:
 
     # -- Outbox ------------------------------------------------------------------------------
 
-    def offer(self, frame: str) -> bool:
-        """Queue a frame without waiting; a full queue cuts the session off as too slow."""
+    def offer(self, frame: str, *, defer: bool = False) -> bool:
+        """Queue a frame without waiting; a full queue cuts the session off as too slow.
+
+        The frame goes out at once if the connection takes it without waiting (``kick``);
+        ``defer`` leaves that to the caller, who kicks once after handing over a whole batch.
+        """
         if self.closing:
             return False
         if len(self._queue) >= self.limits.queue_size:
@@ -116,10 +120,23 @@ class Session:
         if self._writing:
             if self._ready is not None:
                 self._ready.set()
-        else:
-            self._writing = True
-            self._spawn(self._write)
+        elif not defer:
+            self.kick()
         return True
+
+    def kick(self) -> None:
+        """Send what is queued now if the connection takes it without waiting; otherwise start
+        the writer task. A fan-out thus costs one system call per recipient, no task switch."""
+        if self._writing or not self._queue or self.closing:
+            return
+        frames, self._queue = self._queue, []
+        outcome = self.connection.send_nowait(frames)
+        if outcome is SendOutcome.SENT:
+            return
+        if outcome is SendOutcome.BLOCKED:
+            self._queue = frames + self._queue
+        self._writing = True  # PARTIAL: the connection holds the rest; the writer flushes it
+        self._spawn(self._write)
 
     async def put(self, frame: str) -> None:
         """Queue a frame, waiting while the queue is half full (replays; never the dispatcher)."""
@@ -129,26 +146,29 @@ class Session:
         self._drained = None
         self.offer(frame)
 
-    def deliver(self, channel: str, position: Position | None, frame: str) -> None:
-        """Hand one broadcast frame to this session; duplicates of what it has are dropped."""
+    def deliver(self, channel: str, position: Position | None, frame: str) -> bool:
+        """Queue one broadcast frame, duplicates of what the session has dropped; True when
+        queued, and then the caller must ``kick`` the session once it has handed over its batch.
+        """
         subscription = self.subscriptions.get(channel)
         if subscription is None:
-            return
+            return False
         if subscription.backlog is not None:
             if len(subscription.backlog) >= self.limits.queue_size:
                 self.cut(CloseCode.SLOW_CONSUMER, "slow consumer: too much arrived during resume")
-                return
+                return False
             subscription.backlog.append((position, frame))
-            return
+            return False
         if position is not None:
             if not subscription.is_new(position):
-                return
+                return False
             subscription.advance(position)
-        self.offer(frame)
+        return self.offer(frame, defer=True)
 
     async def _write(self) -> None:
         """Send queued frames, all pending ones in one call, until idle or closing."""
         try:
+            await self.connection.send_many([])  # what a partial write left behind, if anything
             while not self.closing:
                 if not self._queue:
                     self._ready = trio.Event()
