@@ -190,10 +190,12 @@ def start_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         _stop_gateway(running)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium, for one module at a time: playwright's sync API keeps an asyncio loop marked
+    running in this thread while it is open, which later tests using asyncio must not see."""
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+        pytest.fail(f"no Chromium at {CHROMIUM}: scripts/setup --test installs it")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
