@@ -41,6 +41,9 @@ log = logging.getLogger("tidings.kafka.subscriber")
 PROBE_INTERVAL = 5.0
 """Seconds between liveness probes of the cluster (for health checks)."""
 
+SNAPSHOT_INTERVAL = 1.0
+"""Seconds between full snapshots of every assigned partition's position and lag while busy."""
+
 DISCOVERY_INTERVAL_MS = 2_000
 """How often a gateway looks for new channel topics (metadata refresh), when reading them all."""
 
@@ -51,7 +54,8 @@ class KafkaBatch:
 
     deliveries: list[Delivered]
     next_offsets: dict[TopicPartition, int]
-    """Position of every assigned partition after this batch: what committing it commits."""
+    """Where partitions stand after this batch, what committing it commits: those it read from,
+    or every assigned partition when the feed takes a snapshot (assignment changed, idle, 1 s)."""
     caught_up: bool
     lag: int | None = None
 
@@ -275,6 +279,10 @@ class KafkaFeed:
     def _poll_loop(self, consumer: KafkaConsumer) -> None:
         timeout_ms = max(1, int(self.options.timeout * 1000))
         next_probe = time.monotonic() + PROBE_INTERVAL
+        assigned: set[TopicPartition] | None = None
+        """The assignment of the last full snapshot of positions (None: take one next poll)."""
+        next_snapshot = 0.0
+        lag: int | None = None
         while not self._stop.is_set():
             if time.monotonic() >= next_probe:
                 self._probe()
@@ -284,11 +292,13 @@ class KafkaFeed:
                 records = consumer.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
             except NoOffsetForPartitionError as exc:
                 self._place(consumer, set(exc.args[0]))
+                assigned = None
                 continue
             except OffsetOutOfRangeError as exc:
                 gone = set(exc.args[0]) if exc.args and isinstance(exc.args[0], dict) else set()
                 log.warning("committed offsets out of retention for %s; from the start", gone)
                 consumer.seek_to_beginning(*gone)
+                assigned = None
                 continue
             deliveries: list[Delivered] = []
             for tp, batch in records.items():
@@ -302,15 +312,30 @@ class KafkaFeed:
                         continue
                     deliveries.append(Delivered(message, Position(stream, record.offset)))
             assignment = consumer.assignment()
-            for topic in {tp.topic for tp in assignment} - set(self._partitions):
-                found = consumer.partitions_for_topic(topic)
-                if found:
-                    self._partitions[topic] = len(found)
-            next_offsets = {tp: consumer.position(tp) for tp in assignment}
-            caught_up = not records and bool(assignment) and self._at_end(consumer, next_offsets)
-            lag = _lag(consumer, next_offsets)
+            now = time.monotonic()
+            if records and assignment == assigned and now < next_snapshot:
+                # Busy and nothing moved: only the partitions read from changed, and the cost
+                # of a poll stays independent of how many partitions (channel topics) there are.
+                next_offsets = {tp: consumer.position(tp) for tp in records}
+                caught_up = False  # and the lag of the last snapshot stands
+            else:
+                snapshot = self._snapshot(consumer, assignment, idle=not records)
+                next_offsets, caught_up, lag = snapshot
+                assigned, next_snapshot = assignment, now + SNAPSHOT_INTERVAL
             if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up, lag)):
                 return
+
+    def _snapshot(
+        self, consumer: KafkaConsumer, assignment: set[TopicPartition], *, idle: bool
+    ) -> tuple[dict[TopicPartition, int], bool, int | None]:
+        """Every assigned partition's position, whether all are read to the end, and the lag."""
+        for topic in {tp.topic for tp in assignment} - set(self._partitions):
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                self._partitions[topic] = len(found)
+        positions = {tp: consumer.position(tp) for tp in assignment}
+        caught_up = idle and bool(assignment) and self._at_end(consumer, positions)
+        return positions, caught_up, _lag(consumer, positions)
 
     def _at_end(self, consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> bool:
         """Whether every partition is read to its end (high-water marks, else a request)."""
