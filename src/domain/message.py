@@ -34,6 +34,9 @@ class MessageType(enum.StrEnum):
     EVENT = "event"
 
 
+_MESSAGE_TYPES = {kind.value: kind for kind in MessageType}
+
+
 def _validate_event(instance: Message, attribute: attrs.Attribute[str], event: str) -> None:
     if not isinstance(event, str):
         raise InvalidMessage(f"event name must be a str, not {type(event).__name__}")
@@ -223,10 +226,9 @@ class _Envelope:
         if missing:
             raise InvalidMessage(f"envelope lacks {', '.join(missing)}")
         kind = envelope.get("type", MessageType.EVENT.value)
-        try:
-            message_type = MessageType(kind)
-        except ValueError:
-            raise InvalidMessage(f"unknown message type {kind!r}") from None
+        message_type = _MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
+        if message_type is None:
+            raise InvalidMessage(f"unknown message type {kind!r}")
         exclude = envelope.get("exclude")
         if exclude is not None and not isinstance(exclude, str):
             raise InvalidMessage(f"exclude must be a connection id string, not {exclude!r}")
@@ -234,7 +236,7 @@ class _Envelope:
         if user_id is not None and not isinstance(user_id, str):
             raise InvalidMessage(f"user_id must be a string, not {user_id!r}")
         try:
-            channel = Channel(envelope["channel"])
+            channel = Channel.of(envelope["channel"])
         except InvalidChannel as exc:
             raise InvalidMessage(str(exc)) from exc
         return cls(
