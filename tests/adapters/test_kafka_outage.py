@@ -23,7 +23,7 @@ import pytest
 
 from tidings.domain.errors import BrokerUnavailable
 
-from ..support.kafka import SCRIPT
+from ..support.kafka import kafka_command
 from .helpers import Cli, container_class, load_settings, publish_all, stop_process
 
 pytestmark = pytest.mark.kafka
@@ -34,13 +34,7 @@ STATE = Path(os.environ.get("TMPDIR", "/tmp")) / f"tidings-kafka-{PORT}"
 
 
 def _script(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(SCRIPT), *args, "--port", str(PORT)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return kafka_command(*args, port=PORT, timeout=timeout)
 
 
 class SecondBroker:

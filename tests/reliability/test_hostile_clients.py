@@ -24,6 +24,7 @@ import trio_websocket
 from wsproto.events import TextMessage
 
 from tests.conftest import SECRET
+from tests.gateway.support import close_code
 from tests.support.processes import Gateway
 from tests.support.wsclient import Client, connect
 
@@ -79,16 +80,6 @@ def churn_gateway() -> Iterator[Gateway]:
         REALTIME_HISTORY_CHANNELS="500",
     ) as gateway:
         yield gateway
-
-
-async def close_code(client: Client, timeout: float = WAIT) -> int:
-    with trio.fail_after(timeout):
-        while True:
-            try:
-                await client.recv(timeout)
-            except trio_websocket.ConnectionClosed as exc:
-                assert exc.reason is not None
-                return int(exc.reason.code)
 
 
 # -- Tokens --------------------------------------------------------------------------------------

@@ -22,13 +22,7 @@ def _listening(port: int) -> bool:
 def ensure_kafka() -> str:
     """The broker's address; starts it (idempotently) when nothing listens on its port."""
     if not _listening(PORT):
-        result = subprocess.run(
-            [str(SCRIPT), "start", "--port", str(PORT)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            stdin=subprocess.DEVNULL,
-        )
+        result = kafka_command("start", timeout=600)
         if result.returncode != 0:
             raise RuntimeError(
                 f"scripts/kafka start failed ({result.returncode}):\n"
@@ -37,10 +31,12 @@ def ensure_kafka() -> str:
     return BOOTSTRAP
 
 
-def kafka_command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run scripts/kafka (stop, start, kill ...) for fault tests."""
+def kafka_command(
+    *args: str, port: int = PORT, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``scripts/kafka ARGS --port PORT`` (start, stop, kill ...), its output captured."""
     return subprocess.run(
-        [str(SCRIPT), *args, "--port", str(PORT)],
+        [str(SCRIPT), *args, "--port", str(port)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -56,13 +52,7 @@ class KafkaNode:
         self.bootstrap = f"127.0.0.1:{port}"
 
     def _run(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            [str(SCRIPT), *args, "--port", str(self.port)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-        )
+        result = kafka_command(*args, port=self.port, timeout=timeout)
         if result.returncode != 0:
             raise RuntimeError(
                 f"scripts/kafka {' '.join(args)} --port {self.port} failed "
