@@ -36,9 +36,9 @@ class FrameTooLarge(Exception):
 class ClientConnection(Protocol):
     """One client, seen by the gateway: frames in, frames out, a close."""
 
-    @property
-    def token(self) -> str | None:
-        """The connection token the client presented when connecting, if any."""
+    def take_token(self) -> str | None:
+        """The connection token the client presented when connecting, if any. Handed over once:
+        the connection keeps no credentials for its life, and a second call gives None."""
         ...
 
     @property

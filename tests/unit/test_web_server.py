@@ -25,7 +25,9 @@ async def _handler(connection: ClientConnection) -> None:
     frame = await connection.receive()
     if frame == "boom":
         raise RuntimeError("bug in a connection handler")
-    await connection.send_many([f"echo:{frame}", f"token:{connection.token}"])
+    token = connection.take_token()
+    assert connection.take_token() is None  # handed over once
+    await connection.send_many([f"echo:{frame}", f"token:{token}"])
     await connection.receive()
 
 
@@ -68,4 +70,31 @@ async def test_a_websocket_upgrade_elsewhere_than_ws_is_404() -> None:
                 raise AssertionError("the upgrade should have been refused")
         except trio_websocket.HandshakeError as refused:
             assert "404" in repr(refused)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_malformed_upgrade_gets_wsprotos_refusal_and_the_listener_goes_on() -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(WebServer("127.0.0.1", 0, BrokenApi()).serve, _handler)
+        for missing, status in [("sec-websocket-key", b"400"), ("sec-websocket-version", b"400")]:
+            headers = {
+                "host": "x",
+                "upgrade": "websocket",
+                "connection": "Upgrade",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "sec-websocket-version": "13",
+            }
+            del headers[missing]
+            head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            async with stream:
+                await stream.send_all(f"GET /ws HTTP/1.1\r\n{head}\r\n".encode())
+                answer = b""
+                with trio.fail_after(5):
+                    while chunk := await stream.receive_some(4096):
+                        answer += chunk
+            assert answer.split(b"\r\n")[0].split(b" ")[1] == status, (missing, answer)
+        async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{server.port}/ws") as ws:
+            await ws.send_message("hi")
+            assert await ws.get_message() == "echo:hi"
         nursery.cancel_scope.cancel()

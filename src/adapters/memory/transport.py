@@ -36,9 +36,9 @@ class _ServerEnd:
         self._closed: ConnectionClosed | None = None
         self._held: list[str] = []
 
-    @property
-    def token(self) -> str | None:
-        return self._token
+    def take_token(self) -> str | None:
+        token, self._token = self._token, None
+        return token
 
     @property
     def remote(self) -> str:

@@ -1,13 +1,14 @@
 """HTTP and WebSocket on one port: h11 reads each request, trio-websocket serves ``/ws``.
 
 trio-websocket only speaks WebSocket, and rejects plain HTTP. So each TCP connection is read by
-h11 first: a WebSocket upgrade to ``/ws`` is handed, with the bytes already read replayed in front
-of the stream, to ``trio_websocket.wrap_server_stream``; any other request goes to the HTTP API and
-the connection is kept alive for the next one. See ADR 0007.
+h11 first: a WebSocket upgrade to ``/ws`` is handed, with the bytes already read, to a
+``trio_websocket.WebSocketConnection``; any other request goes to the HTTP API and the connection
+is kept alive for the next one. See ADR 0007.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import struct
@@ -20,6 +21,8 @@ import attrs
 import h11
 import trio
 import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.utilities import RemoteProtocolError
 
 from ...ports import (
     ConnectionClosed,
@@ -106,29 +109,6 @@ class _HandshakeDone:
 _HANDSHAKE_DONE = _HandshakeDone()
 
 
-class _Replayed(trio.abc.Stream):
-    """A stream that first yields bytes already read from it (the upgrade request)."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self._stream = stream
-        self._prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            data, self._prefix = self._prefix, b""
-            return data
-        return bytes(await self._stream.receive_some(max_bytes))
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-
 class WebSocketClient:
     """A trio-websocket connection seen as a ``ClientConnection``."""
 
@@ -146,9 +126,9 @@ class WebSocketClient:
         self._socket = getattr(stream.socket, "_sock", None) if stream is not None else None
         self._held = b""
 
-    @property
-    def token(self) -> str | None:
-        return self._token
+    def take_token(self) -> str | None:
+        token, self._token = self._token, None
+        return token
 
     @property
     def remote(self) -> str:
@@ -275,9 +255,8 @@ class WebServer:
             self._connections = nursery
             task_status.started(self)
 
-            async def on_stream(stream: trio.SocketStream) -> None:
-                await self._on_stream(stream, handler)
-
+            # A partial, not a closure: one coroutine frame less held by every connection.
+            on_stream = functools.partial(self._on_stream, handler=handler)
             with self._accepting:
                 await trio.serve_listeners(on_stream, listeners, handler_nursery=nursery)
             for listener in listeners:
@@ -288,21 +267,48 @@ class WebServer:
         self._accepting.cancel()
 
     async def _on_stream(self, stream: trio.SocketStream, handler: ConnectionHandler) -> None:
+        """One TCP connection: HTTP requests until one upgrades to WebSocket, then that client's
+        handler for as long as it lives."""
+        try:
+            client = await self._accept(stream)
+            if client is None:
+                return
+            try:
+                await handler(client)
+            except Exception:
+                # One connection's failure must never take the listener (and every other
+                # client) down with it: log it, and close this connection as an internal error.
+                log.exception("connection from %s failed", client.remote)
+                await client.close(1011, "internal error")
+            finally:
+                await client.close(1001)
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _accept(self, stream: trio.SocketStream) -> WebSocketClient | None:
+        """Serve a new connection's HTTP requests until one upgrades to WebSocket: the client,
+        handshake done; None when the connection ended first. (A WebSocket lives long: what it
+        needed while it was HTTP goes with this call's frame.)"""
         try:
             host, port = stream.socket.getpeername()[:2]
             remote = f"{host}:{port}"
         except OSError:
-            return
+            return None
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         try:
             upgrade = await self._serve_connection(stream, connection, remote)
-            del connection  # a WebSocket lives long: keep nothing of its HTTP request
-            if upgrade is not None:
-                await self._serve_websocket(stream, upgrade, handler, remote)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
+            if upgrade is None:
+                return None
+            ws = await self._open_websocket(stream, upgrade.raw)
+            return WebSocketClient(ws, upgrade.token, remote, stream)
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            h11.ProtocolError,
+            RemoteProtocolError,
+        ) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
-        finally:
-            await trio.aclose_forcefully(stream)
+            return None
 
     async def _serve_connection(
         self, stream: trio.SocketStream, connection: h11.Connection, remote: str
@@ -435,25 +441,27 @@ class WebServer:
         except h11.LocalProtocolError:
             pass
 
-    async def _serve_websocket(
-        self, stream: trio.SocketStream, upgrade: _Upgrade, handler: ConnectionHandler, remote: str
-    ) -> None:
-        # trio-websocket's reader task lives in the listener's nursery rather than in one of
-        # its own: a nursery per connection is memory an idle connection does not need.
+    async def _open_websocket(
+        self, stream: trio.SocketStream, request: bytes
+    ) -> trio_websocket.WebSocketConnection:
+        """Complete the upgrade with trio-websocket, given the request bytes h11 already read.
+
+        This is ``trio_websocket.wrap_server_stream`` plus ``accept``, but wsproto is fed the
+        request before the reader starts (no wrapper around the stream replaying it, on every
+        read for the connection's life), and the reader task lives in the listener's nursery (a
+        nursery per connection is memory an idle connection does not need).
+        """
         assert self._connections is not None
-        ws_request = await trio_websocket.wrap_server_stream(
-            self._connections, _Replayed(stream, upgrade.raw), max_message_size=self._max_message
+        ws = trio_websocket.WebSocketConnection(
+            stream, WSConnection(ConnectionType.SERVER), max_message_size=self._max_message
         )
-        ws = await ws_request.accept()
-        ws._wsproto.handshake = _HANDSHAKE_DONE  # type: ignore[assignment]  # see _HandshakeDone
         try:
-            await handler(WebSocketClient(ws, upgrade.token, remote, stream))
-        except Exception:
-            # One connection's failure must never take the listener (and every other client)
-            # down with it: log it, and close this connection as an internal error.
-            log.exception("connection from %s failed", remote)
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                await ws.aclose(1011, "internal error")
-        finally:
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                await ws.aclose(1001)
+            ws._wsproto.receive_data(request)
+        except RemoteProtocolError as exc:  # no key, wrong version ...: wsproto's own refusal
+            if exc.event_hint is not None:
+                await stream.send_all(ws._wsproto.send(exc.event_hint))
+            raise
+        self._connections.start_soon(ws._reader_task)
+        await (await ws._get_request()).accept()
+        ws._wsproto.handshake = _HANDSHAKE_DONE  # type: ignore[assignment]  # see _HandshakeDone
+        return ws

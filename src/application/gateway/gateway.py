@@ -63,7 +63,7 @@ from .cluster import ClusterPresence
 from .hub import Hub
 from .limits import Limits
 from .presence import PresenceTracker
-from .session import Session, Subscription
+from .session import Session, Spawn, Subscription
 
 log = logging.getLogger("tidings.gateway")
 
@@ -116,7 +116,9 @@ class Gateway:
         self._feed_open = trio.Event()
         self._stopping = False
         self._drained = trio.Event()
-        self._writers: trio.Nursery | None = None
+        self._spawn_writer: Spawn | None = None
+        """Starts a session's writer task in the gateway's nursery (one bound method for all)."""
+        self._on_cut = self._session_cut  # likewise shared by every session
 
     # -- The broker side ---------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class Gateway:
         The batch in hand when ``stop`` is called is dispatched and committed first.
         """
         async with trio.open_nursery() as nursery:
-            self._writers = nursery  # sessions' writer tasks live here, owned by the gateway
+            self._spawn_writer = nursery.start_soon  # sessions' writers, owned by the gateway
             await nursery.start(self._presence_bus.run, self.cluster)
             await self._pump(task_status)
             nursery.cancel_scope.cancel()
@@ -183,26 +185,28 @@ class Gateway:
             await connection.close(CloseCode.GOING_AWAY, "gateway shutting down")
             return
         await self._feed_open.wait()
-        assert self._writers is not None
+        assert self._spawn_writer is not None
         session = Session(
-            connection,
-            identity,
-            self.limits,
-            self.node,
-            self._writers.start_soon,
-            self._session_cut,
+            connection, identity, self.limits, self.node, self._spawn_writer, self._on_cut
         )
         self.hub.add(session)
         self.metrics.connection_opened()
         session.offer(_connected_frame(session, self.node))
+        expires = None
+        if identity.expires_at is not None:
+            expires = trio.current_time() + identity.expires_at - time.time()
         try:
             with trio.CancelScope() as scope:
-                if identity.expires_at is not None:
-                    scope.deadline = trio.current_time() + identity.expires_at - time.time()
                 session.attach(scope)
-                await self._read(session)
-            if scope.cancelled_caught and not session.closing:  # the deadline: token expiry
-                session.cut(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
+                await self._read(session, scope, expires)
+            if scope.cancelled_caught and not session.closing:  # a deadline passed
+                if expires is not None and trio.current_time() >= expires:
+                    session.cut(
+                        CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token"
+                    )
+                else:
+                    idle = self.limits.idle_timeout
+                    session.cut(IDLE_CLOSE, f"idle: no frame in {idle:g} s; ping")
         finally:
             held = len(session.subscriptions)
             try:
@@ -221,7 +225,7 @@ class Gateway:
             self.metrics.queue_overflow()
 
     async def _authenticate(self, connection: ClientConnection) -> Identity | None:
-        token = connection.token
+        token = connection.take_token()
         if token is None:
             return ANONYMOUS
         try:
@@ -252,25 +256,30 @@ class Gateway:
                     return
         await session.connection.close(code, reason[:120])
 
-    async def _read(self, session: Session) -> None:
+    async def _read(self, session: Session, scope: trio.CancelScope, expires: float | None) -> None:
+        """Handle the client's frames until it leaves or the session is cut.
+
+        One cancel scope serves the connection's life (an idle connection holds no more): its
+        deadline is the sooner of the token's expiry and the idle timeout, which every frame
+        re-arms; ``Session.cut`` cancels it.
+        """
         connection = session.connection
+        idle = self.limits.idle_timeout
         while not session.closing:
-            with trio.move_on_after(self.limits.idle_timeout):
-                try:
-                    raw = await connection.receive()
-                except ConnectionClosed as exc:
-                    session.cut(1006 if exc.code == 1006 else CloseCode.NORMAL, "client left")
-                    return
-                except FrameTooLarge as exc:
-                    session.cut(CloseCode.MESSAGE_TOO_BIG, str(exc))
-                    return
-                try:
-                    await self._on_frame(session, raw)
-                except ProtocolError as exc:
-                    self._refuse(session, exc)
-                continue
-            session.cut(IDLE_CLOSE, f"idle: no frame in {self.limits.idle_timeout:g} s; ping")
-            return
+            idle_until = trio.current_time() + idle
+            scope.deadline = idle_until if expires is None else min(idle_until, expires)
+            try:
+                raw = await connection.receive()
+            except ConnectionClosed as exc:
+                session.cut(1006 if exc.code == 1006 else CloseCode.NORMAL, "client left")
+                return
+            except FrameTooLarge as exc:
+                session.cut(CloseCode.MESSAGE_TOO_BIG, str(exc))
+                return
+            try:
+                await self._on_frame(session, raw)
+            except ProtocolError as exc:
+                self._refuse(session, exc)
 
     def _refuse(self, session: Session, error: ProtocolError) -> None:
         self.metrics.refused(error.code)
@@ -280,7 +289,7 @@ class Gateway:
         limits = self.limits
         now = trio.current_time()
         if not session.bucket.take(now):
-            if not session.refusals.take(now):
+            if not session.may_be_refused(now):
                 session.cut(CloseCode.FLOODING, "flooding: kept sending over the rate limit")
                 return
             raise ProtocolError(

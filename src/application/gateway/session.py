@@ -65,7 +65,7 @@ class Session:
         "id",
         "identity",
         "limits",
-        "ref",
+        "node",
         "refusals",
         "subscriptions",
     )
@@ -80,15 +80,14 @@ class Session:
         on_cut: Callable[[int], None] | None = None,
     ) -> None:
         self.id = secrets.token_urlsafe(9)
-        self.ref = ConnectionRef(node, self.id)
+        self.node = node
         self.connection = connection
         self.identity = identity
         self.limits = limits
         self.subscriptions: dict[str, Subscription] = {}
         self.bucket = TokenBucket(limits.rate, limits.burst)
-        self.refusals = TokenBucket(limits.rate / 4, limits.flood_refusals)
-        """Rate-limit refusals a client may collect: it is cut once they outrun a quarter of the
-        rate limit for long enough, whatever its pace (ignoring 429s is flooding)."""
+        self.refusals: TokenBucket | None = None
+        """Rate-limit refusals a client may collect (made at its first): see ``may_be_refused``."""
         self.closing: tuple[int, str] | None = None
         # A list, not a deque: the writer takes it whole, and an empty list is 56 bytes where an
         # empty deque is 600; the events exist only while someone waits on them.
@@ -99,6 +98,19 @@ class Session:
         self._on_cut = on_cut
         self._spawn = spawn
         self._writing = False
+
+    def may_be_refused(self, now: float) -> bool:
+        """Whether a client over the rate limit gets a refusal rather than being cut: it is cut
+        once its refusals outrun a quarter of the rate limit for long enough, whatever its pace
+        (ignoring 429s is flooding)."""
+        if self.refusals is None:
+            self.refusals = TokenBucket(self.limits.rate / 4, self.limits.flood_refusals)
+        return self.refusals.take(now)
+
+    @property
+    def ref(self) -> ConnectionRef:
+        """This connection, as presence knows it (made on demand: few sessions need it)."""
+        return ConnectionRef(self.node, self.id)
 
     def __repr__(self) -> str:
         return f"<Session {self.id} user={self.identity.user_id!r} from {self.connection.remote}>"
