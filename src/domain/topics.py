@@ -98,6 +98,11 @@ class TopicStrategy(Protocol):
         """A regular expression that matches exactly the topics this strategy writes."""
         ...
 
+    def fixed_topics(self) -> list[str] | None:
+        """Every topic this strategy writes, when that is a fixed set known up front; None
+        when topics come and go with channels (readers of all then subscribe by pattern)."""
+        ...
+
 
 @attrs.frozen
 class PerChannelTopics:
@@ -135,6 +140,9 @@ class PerChannelTopics:
     def subscription_pattern(self) -> str:
         return f"^{re.escape(self.prefix)}_[A-Za-z0-9_-]+$"
 
+    def fixed_topics(self) -> None:
+        return None
+
 
 @attrs.frozen
 class SharedTopics:
@@ -148,7 +156,7 @@ class SharedTopics:
         if not 1 <= count <= 1000:
             raise ConfigurationError(f"KAFKA_SHARED_TOPICS must be between 1 and 1000, not {count}")
 
-    def topics(self) -> list[str]:
+    def fixed_topics(self) -> list[str]:
         return [f"{self.prefix}-shared-{index}" for index in range(self.count)]
 
     def topic_for(self, channel: Channel) -> str:
@@ -156,7 +164,7 @@ class SharedTopics:
         return f"{self.prefix}-shared-{index}"
 
     def owns(self, topic: str) -> bool:
-        return topic in self.topics()
+        return topic in self.fixed_topics()
 
     def subscription_pattern(self) -> str:
         indexes = "|".join(str(index) for index in range(self.count))

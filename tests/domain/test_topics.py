@@ -171,7 +171,7 @@ def test_shared_topic_for_is_one_of_the_topics(prefix: str, count: int, channel:
     strategy = SharedTopics(prefix, count)
     topic = strategy.topic_for(channel)
     assert topic == SharedTopics(prefix, count).topic_for(Channel(channel.name))
-    assert topic in strategy.topics()
+    assert topic in strategy.fixed_topics()
     assert strategy.owns(topic)
     assert re.fullmatch(strategy.subscription_pattern(), topic)
     assert KAFKA_TOPIC.fullmatch(topic)
@@ -180,18 +180,23 @@ def test_shared_topic_for_is_one_of_the_topics(prefix: str, count: int, channel:
 @HEAVY
 @given(prefixes, st.integers(1, 50))
 def test_shared_topics_are_count_distinct_legal_names(prefix: str, count: int) -> None:
-    topics = SharedTopics(prefix, count).topics()
+    topics = SharedTopics(prefix, count).fixed_topics()
     assert len(topics) == count
     assert len(set(topics)) == count
     assert all(KAFKA_TOPIC.fullmatch(topic) for topic in topics)
     assert all(re.fullmatch(SharedTopics(prefix, count).subscription_pattern(), t) for t in topics)
 
 
+@given(prefixes)
+def test_per_channel_topics_are_not_a_fixed_set(prefix: str) -> None:
+    assert PerChannelTopics(prefix).fixed_topics() is None
+
+
 @HEAVY
 @given(prefixes, st.integers(1, 20), st.text("realtimshd-_0123456789", max_size=20))
 def test_shared_owns_only_its_topics(prefix: str, count: int, text: str) -> None:
     strategy = SharedTopics(prefix, count)
-    assert strategy.owns(text) == (text in strategy.topics())
+    assert strategy.owns(text) == (text in strategy.fixed_topics())
     assert not strategy.owns(f"{prefix}-shared-{count}")
     assert not strategy.owns(presence_topic(prefix))
 
@@ -204,10 +209,10 @@ def test_per_channel_and_shared_names_never_coincide(
     per_channel, shared = PerChannelTopics(prefix), SharedTopics(prefix, count)
     topic = topic_or_none(per_channel, channel)
     assume(topic is not None)
-    assert topic not in shared.topics()
+    assert topic not in shared.fixed_topics()
     assert not shared.owns(topic)
     assert not re.fullmatch(shared.subscription_pattern(), topic)
-    for shared_topic in shared.topics():
+    for shared_topic in shared.fixed_topics():
         assert not per_channel.owns(shared_topic)
         assert not re.fullmatch(per_channel.subscription_pattern(), shared_topic)
     assert topic != presence_topic(prefix)
@@ -262,4 +267,4 @@ def test_bad_shared_counts_are_configuration_errors(count: int) -> None:
 
 @pytest.mark.parametrize("count", [1, 1000])
 def test_shared_count_bounds_are_inclusive(count: int) -> None:
-    assert len(SharedTopics("realtime", count).topics()) == count
+    assert len(SharedTopics("realtime", count).fixed_topics()) == count

@@ -45,7 +45,7 @@ SNAPSHOT_INTERVAL = 1.0
 """Seconds between full snapshots of every assigned partition's position and lag while busy."""
 
 DISCOVERY_INTERVAL_MS = 2_000
-"""How often a gateway looks for new channel topics (metadata refresh), when reading them all."""
+"""How often a feed reading every per-channel topic looks for new ones (metadata refresh)."""
 
 
 @attrs.frozen
@@ -111,10 +111,17 @@ class KafkaFeed:
         self._cluster_id = await trio.to_thread.run_sync(self._admin.cluster_id)
         if self.options.start_at_end:
             await trio.to_thread.run_sync(self._note_start)
-        if self._wanted is not None:
-            topics = sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
+        topics = self._topics()
+        if topics is not None:
             await trio.to_thread.run_sync(self._ensure_topics, topics)
         self._thread.start()
+
+    def _topics(self) -> list[str] | None:
+        """The topics this feed reads, when they are known up front (its channels' topics, or
+        the shared strategy's); None when it reads every channel topic, existing or to come."""
+        if self._wanted is not None:
+            return sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
+        return self._strategy.fixed_topics()
 
     def _note_start(self) -> None:
         """Where this feed starts in the topics that exist now: their end offsets now, before
@@ -220,7 +227,8 @@ class KafkaFeed:
     def _open_consumer(self) -> KafkaConsumer:
         options = self.options
         config = dict(self._config)
-        if self._wanted is None:
+        topics = self._topics()
+        if topics is None:
             config.setdefault("metadata_max_age_ms", DISCOVERY_INTERVAL_MS)
         # "none": a partition without a committed offset raises, and _place decides where it
         # starts, on this thread (kafka-python 3 runs rebalance callbacks on its IO thread,
@@ -236,10 +244,11 @@ class KafkaFeed:
         )
         if options.start_at_end and self._existing is None:
             self._existing = set(self._admin.topics())
-        if self._wanted is None:
+        if topics is None:
+            # Pattern subscriptions fetch the whole cluster's metadata at every refresh: only
+            # for per-channel topics, which appear with channels.
             consumer.subscribe(pattern=self._strategy.subscription_pattern())
         else:
-            topics = sorted({self._strategy.topic_for(Channel(name)) for name in self._wanted})
             consumer.subscribe(topics=topics)
         return consumer
 
