@@ -68,19 +68,21 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
 def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
-    from tidings import Channel
     from tidings.adapters.kafka.subscriber import KafkaSubscriber
     from tidings.application.gateway.hub import Hub
     from tidings.application.gateway.presence import PresenceTracker
     from tidings.config import Settings
+    from tidings.entrypoints.serve import tune_garbage_collector
     from tidings.ports import FeedOptions, GroupMode
 
     settings = Settings.load(env_file=None, kafka_brokers=args.brokers,
                              kafka_topic_prefix=args.prefix, realtime_broker="kafka")
+    # As a gateway reads: every channel of the prefix (here one topic), the gateway's GC settings.
     options = FeedOptions(
-        channels=(Channel(args.channel),), group_mode=GroupMode.SHARED, batch_size=500,
+        channels=None, group_mode=GroupMode.SHARED, batch_size=500,
         timeout=0.5, group=args.group, node_id="bench", start_at_end=False,
     )
+    tune_garbage_collector()
     hub = Hub(PresenceTracker("bench", lambda channel, part: None))
     clock = Clock()
     count = 0

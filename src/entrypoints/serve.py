@@ -45,7 +45,7 @@ async def run_gateway(
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
             _announce(server.url, gateway.node, settings.realtime_broker, settings.realtime_demo)
-            _tune_garbage_collector()
+            tune_garbage_collector()
             task_status.started(server.url)
             async for signum in signals:
                 log.info("received %s: shutting down", signal.Signals(signum).name)
@@ -66,7 +66,7 @@ async def run_gateway(
     log.info("gateway stopped")
 
 
-def _tune_garbage_collector() -> None:
+def tune_garbage_collector() -> None:
     """Keep the cyclic collector off the delivery path.
 
     A gateway holds ~200 tracked objects per connection, so with thousands of connections a

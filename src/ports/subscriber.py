@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -24,12 +24,53 @@ class GroupMode(enum.StrEnum):
     SHARED = "shared"
 
 
-@attrs.frozen
 class Delivered:
-    """A message read from the broker, with its position in its stream."""
+    """A message read from the broker, with its position in its stream.
 
-    message: Message
-    position: Position | None
+    ``channel`` (the name) is always at hand. ``message`` may be built only when first asked for
+    (``Delivered.undecoded``): a gateway routes on the channel alone, so the messages of channels
+    none of its clients hold (most of the stream, on one node of many) are never built.
+    """
+
+    __slots__ = ("_envelope", "_message", "channel", "position")
+
+    def __init__(self, message: Message, position: Position | None) -> None:
+        self._message: Message | None = message
+        self._envelope: dict[str, Any] | None = None
+        self.channel = message.channel.name
+        self.position = position
+
+    @classmethod
+    def undecoded(
+        cls, channel: str, envelope: dict[str, Any], position: Position | None
+    ) -> Delivered:
+        """A delivery of a decoded JSON envelope whose channel name is checked already."""
+        delivered = cls.__new__(cls)
+        delivered._message, delivered._envelope = None, envelope
+        delivered.channel, delivered.position = channel, position
+        return delivered
+
+    @property
+    def message(self) -> Message:
+        """The message; raises ``InvalidMessage`` when an undecoded envelope is not one."""
+        message = self._message
+        if message is None:
+            assert self._envelope is not None
+            message = Message.from_dict(self._envelope, trusted=True)
+            self._message, self._envelope = message, None
+        return message
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Delivered):
+            return NotImplemented
+        return (self.message, self.position) == (other.message, other.position)
+
+    def __hash__(self) -> int:
+        return hash((self.message, self.position))
+
+    def __repr__(self) -> str:
+        shown = self._message if self._message is not None else f"<undecoded on {self.channel}>"
+        return f"Delivered({shown!r}, {self.position!r})"
 
 
 @attrs.frozen

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from ...domain import Channel, Message
-from ...domain.errors import BrokerUnavailable, InvalidMessage
+from ...domain.errors import BrokerUnavailable, InvalidChannel, InvalidMessage
 from ...domain.position import stream_id
 
 log = logging.getLogger("tidings.kafka")
@@ -47,6 +48,18 @@ class UndecodableRecords:
     def decode(self, value: bytes | None, where: str) -> Message | None:
         """The record's message, decoded with orjson (which refuses NaN and lone surrogates,
         so what it returns is plain JSON and need not be checked again)."""
+        found = self.envelope(value, where)
+        if found is None:
+            return None
+        try:
+            return Message.from_dict(found[1], trusted=True)
+        except InvalidMessage as exc:
+            self.skip(where, exc)
+            return None
+
+    def envelope(self, value: bytes | None, where: str) -> tuple[str, dict[str, Any]] | None:
+        """The record's channel name and decoded envelope, the channel checked and the rest
+        not yet (``Delivered.undecoded``); None when it is no envelope."""
         try:
             if value is None:
                 raise InvalidMessage("record has no value")
@@ -54,11 +67,23 @@ class UndecodableRecords:
                 envelope = orjson.loads(value)
             except orjson.JSONDecodeError as exc:
                 raise InvalidMessage(f"envelope is not valid JSON: {exc}") from None
-            return Message.from_dict(envelope, trusted=True)
+            if not isinstance(envelope, dict):
+                raise InvalidMessage(f"an envelope is a JSON object, not {type(envelope).__name__}")
+            name = envelope.get("channel")
+            if not isinstance(name, str):
+                raise InvalidMessage(f"envelope has no channel name, but {name!r}")
+            try:
+                Channel.of(name)
+            except InvalidChannel as exc:
+                raise InvalidMessage(str(exc)) from exc
+            return name, envelope
         except InvalidMessage as exc:
-            self.count += 1
-            if self.count == 1 or self.count % 1000 == 0:
-                log.warning(
-                    "skipping %d undecodable record(s); latest at %s: %s", self.count, where, exc
-                )
+            self.skip(where, exc)
             return None
+
+    def skip(self, where: str, exc: InvalidMessage) -> None:
+        self.count += 1
+        if self.count == 1 or self.count % 1000 == 0:
+            log.warning(
+                "skipping %d undecodable record(s); latest at %s: %s", self.count, where, exc
+            )

@@ -38,6 +38,9 @@ from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.subscriber")
 
+IN_FLIGHT = 2
+"""Batches the consumer thread may hand to trio before trio has taken the first of them."""
+
 PROBE_INTERVAL = 5.0
 """Seconds between liveness probes of the cluster (for health checks)."""
 
@@ -82,7 +85,9 @@ class KafkaFeed:
         self._wanted = (
             None if options.channels is None else {channel.name for channel in options.channels}
         )
-        self._send, self._receive = trio.open_memory_channel[KafkaBatch | BaseException](1)
+        self._send, self._receive = trio.open_memory_channel[KafkaBatch | BaseException](IN_FLIGHT)
+        self._in_flight = threading.Semaphore(IN_FLIGHT)
+        """Batches handed to trio and not yet taken: the thread polls ahead at most this far."""
         self._token = trio.lowlevel.current_trio_token()
         self._stop = threading.Event()
         self._commit_lock = threading.Lock()
@@ -140,6 +145,7 @@ class KafkaFeed:
 
     async def batches(self) -> AsyncIterator[Sequence[Delivered]]:
         async for item in self._receive:
+            self._in_flight.release()
             if isinstance(item, BaseException):
                 raise item
             for tp, offset in item.next_offsets.items():
@@ -189,12 +195,23 @@ class KafkaFeed:
     # -- The consumer thread -----------------------------------------------------------------
 
     def _hand_over(self, item: KafkaBatch | BaseException) -> bool:
-        """Give an item to trio, waiting while the previous one is unread; False once closed."""
+        """Queue an item for trio without waiting for trio to run (the thread goes on polling),
+        unless ``IN_FLIGHT`` items are unread; False once the feed is closed."""
+        while not self._in_flight.acquire(timeout=0.2):
+            if self._stop.is_set():
+                return False
         try:
-            trio.from_thread.run(self._send.send, item, trio_token=self._token)
-            return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
+            self._token.run_sync_soon(self._queue_item, item)
+        except trio.RunFinishedError:
             return False
+        return not self._stop.is_set()
+
+    def _queue_item(self, item: KafkaBatch | BaseException) -> None:
+        """On the trio thread: there is room (the semaphore says so), unless the feed closed."""
+        try:
+            self._send.send_nowait(item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._stop.set()
 
     def _run(self) -> None:
         """Consume until closed; ride out broker outages by reconnecting with backoff."""
@@ -296,7 +313,7 @@ class KafkaFeed:
             if time.monotonic() >= next_probe:
                 self._probe()
                 next_probe = time.monotonic() + PROBE_INTERVAL
-            self._commit_handed(consumer)
+            self._commit_handed(consumer, wait=False)
             try:
                 records = consumer.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
             except NoOffsetForPartitionError as exc:
@@ -309,17 +326,7 @@ class KafkaFeed:
                 consumer.seek_to_beginning(*gone)
                 assigned = None
                 continue
-            deliveries: list[Delivered] = []
-            for tp, batch in records.items():
-                stream = kafka_stream(self._cluster_id, tp.topic, tp.partition)
-                self._streams[stream] = tp
-                for record in batch:
-                    message = self._undecodable.decode(record.value, f"{tp.topic}/{tp.partition}")
-                    if message is None:
-                        continue
-                    if self._wanted is not None and message.channel.name not in self._wanted:
-                        continue
-                    deliveries.append(Delivered(message, Position(stream, record.offset)))
+            deliveries = self._deliveries(records)
             assignment = consumer.assignment()
             now = time.monotonic()
             if records and assignment == assigned and now < next_snapshot:
@@ -333,6 +340,27 @@ class KafkaFeed:
                 assigned, next_snapshot = assignment, now + SNAPSHOT_INTERVAL
             if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up, lag)):
                 return
+
+    def _deliveries(self, records: dict[TopicPartition, list[Any]]) -> list[Delivered]:
+        """A poll's records as deliveries. A feed of every channel (a gateway's) leaves the
+        envelopes undecoded until someone wants them: most are for nobody on this node."""
+        deliveries: list[Delivered] = []
+        wanted = self._wanted
+        for tp, batch in records.items():
+            stream = kafka_stream(self._cluster_id, tp.topic, tp.partition)
+            self._streams[stream] = tp
+            where = f"{tp.topic}/{tp.partition}"
+            for record in batch:
+                position = Position(stream, record.offset)
+                if wanted is None:
+                    found = self._undecodable.envelope(record.value, where)
+                    if found is not None:
+                        deliveries.append(Delivered.undecoded(*found, position))
+                    continue
+                message = self._undecodable.decode(record.value, where)
+                if message is not None and message.channel.name in wanted:
+                    deliveries.append(Delivered(message, position))
+        return deliveries
 
     def _snapshot(
         self, consumer: KafkaConsumer, assignment: set[TopicPartition], *, idle: bool
@@ -353,7 +381,9 @@ class KafkaFeed:
             ends = consumer.end_offsets(list(positions))
         return all(positions[tp] >= ends[tp] for tp in positions)
 
-    def _commit_handed(self, consumer: KafkaConsumer) -> None:
+    def _commit_handed(self, consumer: KafkaConsumer, *, wait: bool = True) -> None:
+        """Commit what trio has handed on. In the poll loop without waiting for the answer
+        (the next commit supersedes a lost one); when the consumer closes, waiting for it."""
         with self._commit_lock:
             offsets, self._to_commit = self._to_commit, {}
         if not offsets:
@@ -366,11 +396,13 @@ class KafkaFeed:
         }
         if not to_commit:
             return
+        if not wait:
+            consumer.commit_async(to_commit, callback=_log_failed_commit)
+            return
         try:
             consumer.commit(to_commit)
         except KafkaError as exc:
-            # The messages were handed on; a failed commit only means they may come again.
-            log.warning("commit failed (messages may be redelivered): %s", exc)
+            _log_failed_commit(to_commit, exc)
 
 
 class KafkaSubscriber:
@@ -436,6 +468,12 @@ class KafkaSubscriber:
 
     def close(self) -> None:
         """Feeds close with their context; nothing is shared between them."""
+
+
+def _log_failed_commit(offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
+    if isinstance(result, BaseException):
+        # The messages were handed on; a failed commit only means they may come again.
+        log.warning("commit failed (messages may be redelivered): %s", result)
 
 
 def _lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | None:

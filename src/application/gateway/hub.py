@@ -6,13 +6,17 @@ lookup and one encoding per message, then a non-blocking hand-off to each recipi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 
 from ...domain import Channel, Message, PresenceChange, SubscriptionTable
+from ...domain.errors import InvalidMessage
 from ...domain.protocol import encode_event
 from ...ports import Delivered
 from .presence import PresenceTracker
 from .session import Session, Subscription
+
+log = logging.getLogger("tidings.gateway")
 
 
 class Hub:
@@ -20,6 +24,8 @@ class Hub:
         self.presence = presence
         self.table: SubscriptionTable[Session] = SubscriptionTable()
         self.sessions: dict[str, Session] = {}
+        self.invalid = 0
+        """Messages skipped because their envelope, decoded late, was not valid."""
 
     # -- Membership --------------------------------------------------------------------------
 
@@ -82,10 +88,14 @@ class Hub:
         table = self.table
         touched: dict[Session, None] = {}
         for delivered in batch:
-            message = delivered.message
-            name = message.channel.name
+            name = delivered.channel
             recipients = table.subscribers(name)
             if not recipients:
+                continue
+            try:
+                message = delivered.message
+            except InvalidMessage as exc:  # an envelope decoded only now, and it is no message
+                self._skip(delivered, exc)
                 continue
             position = delivered.position
             frame = encode_event(message, position)
@@ -97,6 +107,16 @@ class Hub:
         for session in touched:  # each recipient's share of the batch in one write
             session.kick()
         return handed
+
+    def _skip(self, delivered: Delivered, exc: InvalidMessage) -> None:
+        self.invalid += 1
+        if self.invalid == 1 or self.invalid % 1000 == 0:
+            log.warning(
+                "skipping %d invalid message(s); latest at %s: %s",
+                self.invalid,
+                delivered.position,
+                exc,
+            )
 
     def sessions_on(self, channel: Channel) -> Iterable[Session]:
         return self.table.subscribers(channel)
