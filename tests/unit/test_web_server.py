@@ -8,7 +8,7 @@ import trio
 import trio_websocket
 
 from tidings.adapters.web import WebServer
-from tidings.ports import ClientConnection, HttpRequest, HttpResponse
+from tidings.ports import ClientConnection, HttpRequest, HttpResponse, SendOutcome
 
 
 class BrokenApi:
@@ -97,4 +97,30 @@ async def test_a_malformed_upgrade_gets_wsprotos_refusal_and_the_listener_goes_o
         async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{server.port}/ws") as ws:
             await ws.send_message("hi")
             assert await ws.get_message() == "echo:hi"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_pong_waits_for_the_tail_of_a_partial_write() -> None:
+    """A write-through send the socket takes only in part holds the rest; a pong that
+    trio-websocket sends before the session's writer runs must follow that rest, not split the
+    frame."""
+    big = "x" * (16 * 1024 * 1024)  # more than a loopback socket buffers
+    outcomes: list[SendOutcome] = []
+
+    async def handler(connection: ClientConnection) -> None:
+        assert await connection.receive() == "go"
+        outcomes.append(connection.send_nowait([big]))
+        assert await connection.receive() == "next"  # meanwhile the reader answers the ping
+        await connection.receive()
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(WebServer("127.0.0.1", 0, BrokenApi()).serve, handler)
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with trio_websocket.open_websocket_url(url, max_message_size=2 * len(big)) as ws:
+            with trio.fail_after(20):
+                await ws.send_message("go")
+                await ws.send_message("next")
+                await ws.ping(b"after-the-frame")  # answered only once the frame is whole
+                assert await ws.get_message() == big
+        assert outcomes == [SendOutcome.PARTIAL]
         nursery.cancel_scope.cancel()

@@ -122,9 +122,11 @@ class WebSocketClient:
         self._ws = ws
         self._token = token
         self._remote = remote
+        self._stream = stream
         # The plain socket under trio's, for writes that need no waiting; None disables them.
         self._socket = getattr(stream.socket, "_sock", None) if stream is not None else None
         self._held = b""
+        """The tail of a partial non-blocking write: whatever is written next goes after it."""
 
     def take_token(self) -> str | None:
         token, self._token = self._token, None
@@ -153,11 +155,11 @@ class WebSocketClient:
         closed = ws._close_reason
         if closed is not None:
             raise ConnectionClosed(closed.code, closed.reason or "")
-        held, self._held = self._held, b""
-        data = held + b"".join([text_frame(frame) for frame in frames])
+        data = b"".join([text_frame(frame) for frame in frames])
         with trio.CancelScope(shield=True) as write:
             write.deadline = trio.current_time() + WRITE_TIMEOUT
             async with ws._stream_lock:
+                data = self._take_held() + data
                 try:
                     await ws._stream.send_all(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -186,8 +188,19 @@ class WebSocketClient:
             return SendOutcome.BLOCKED
         if written == len(data):
             return SendOutcome.SENT
+        assert self._stream is not None
         self._held = data[written:]
+        # Until the tail is out, trio-websocket's own writes (a pong, a close) must follow it,
+        # not land inside the frame: they go through a stream that sends the tail first.
+        ws._stream = _TailFirst(self._stream, self)
         return SendOutcome.PARTIAL
+
+    def _take_held(self) -> bytes:
+        """The held tail, to be written next (under the stream lock); the plain stream again."""
+        held, self._held = self._held, b""
+        if held and self._stream is not None:
+            self._ws._stream = self._stream
+        return held
 
     async def close(self, code: int, reason: str = "") -> None:
         """Say goodbye with ``code`` if the client can still hear it, then drop the socket."""
@@ -195,6 +208,30 @@ class WebSocketClient:
             await self._ws.aclose(code, reason or None)
         if closing.cancelled_caught or not self._ws.closed:
             await trio.aclose_forcefully(self._ws._stream)
+
+
+class _TailFirst(trio.abc.Stream):
+    """A connection's stream while a partial write's tail is held: the next write sends it first.
+
+    trio-websocket writes under its stream lock, as ``send_many`` does, and each writer takes
+    the tail inside that lock, so the bytes go out in the order they were meant to.
+    """
+
+    def __init__(self, stream: trio.SocketStream, client: WebSocketClient) -> None:
+        self._stream = stream
+        self._client = client
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(self._client._take_held() + bytes(data))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self._stream.receive_some(max_bytes))
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 def _parse_target(target: bytes) -> tuple[str, dict[str, str]]:
