@@ -21,11 +21,26 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import trio
+from hypothesis import HealthCheck, Phase
 
 from tests.conftest import API_KEY, SECRET
 from tests.support.processes import Gateway, process_env
 from tests.support.wsclient import Client, connect
 from tidings.adapters.jwt_tokens import JwtTokens
+
+LIVE_HYPOTHESIS: dict[str, Any] = {
+    "deadline": None,
+    # No shrinking: each example costs dozens of round trips to a live gateway, and the failure
+    # message already names the input, the connection's state and the answers.
+    "phases": (Phase.explicit, Phase.reuse, Phase.generate),
+    "suppress_health_check": [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+        HealthCheck.function_scoped_fixture,
+    ],
+}
+"""Hypothesis settings for fuzzing a running gateway."""
 
 T = TypeVar("T")
 

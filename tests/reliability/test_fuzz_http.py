@@ -23,30 +23,19 @@ import attrs
 import httpx
 import pytest
 import trio
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import API_KEY
 from tests.support.processes import Gateway
 
-from .conftest import assert_serving, port_of, record, running_gateway
+from .conftest import LIVE_HYPOTHESIS, assert_serving, port_of, record, running_gateway
 
 HANDSHAKE_TIMEOUT = 2.0
 SLACK = 1.5
 """Seconds allowed on top of the handshake timeout for the gateway to notice and close."""
 MAX_HEAD = 16_384
 READ_TIMEOUT = 10.0
-
-HYPOTHESIS = {
-    "deadline": None,
-    "phases": (Phase.explicit, Phase.reuse, Phase.generate),
-    "suppress_health_check": [
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-        HealthCheck.function_scoped_fixture,
-    ],
-}
 
 DEEP_BODY_GETS_500 = False
 """BUG: ``POST /broadcast`` (with the API key; ``/demo/broadcast`` in demo mode, without one) whose
@@ -441,7 +430,7 @@ def raw_requests(draw: st.DrawFn) -> tuple[str, bytes]:
 # -- Tests ---------------------------------------------------------------------------------------
 
 
-@settings(max_examples=250, **HYPOTHESIS)
+@settings(max_examples=250, **LIVE_HYPOTHESIS)
 @given(requests=st.lists(raw_requests(), min_size=1, max_size=3))
 async def test_raw_requests_never_get_a_5xx_and_errors_are_json(
     http_gateway: Gateway,
@@ -790,7 +779,7 @@ def http(http_gateway: Gateway) -> Iterator[httpx.Client]:
         yield client
 
 
-@settings(max_examples=300, **HYPOTHESIS)
+@settings(max_examples=300, **LIVE_HYPOTHESIS)
 @given(body=broadcast_bodies, headers=auth_headers, as_text=st.booleans())
 def test_broadcast_bodies_and_keys(
     http: httpx.Client,

@@ -31,7 +31,7 @@ import attrs
 import pytest
 import trio
 import trio_websocket
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support.processes import Gateway
@@ -39,6 +39,7 @@ from tests.support.wsclient import Client, connect
 
 from .conftest import (
     DOCUMENTED_CODES,
+    LIVE_HYPOTHESIS,
     SERVER_FRAME_TYPES,
     Bystander,
     assert_serving,
@@ -64,19 +65,6 @@ FUZZ_SETTINGS = {
     "REALTIME_MAX_MESSAGE_BYTES": str(MAX_MESSAGE),
     "REALTIME_MAX_CHANNELS": str(MAX_CHANNELS),
     "REALTIME_HISTORY_SIZE": "20",
-}
-
-HYPOTHESIS = {
-    "deadline": None,
-    # No shrinking: each example costs dozens of round trips to a live gateway, and the failure
-    # message already names the frame, the connection's state and the answers.
-    "phases": (Phase.explicit, Phase.reuse, Phase.generate),
-    "suppress_health_check": [
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-        HealthCheck.function_scoped_fixture,
-    ],
 }
 
 # -- Who the fuzzing connections are -----------------------------------------------------------
@@ -763,7 +751,7 @@ async def finish(gateway: Gateway, bystander: Bystander, tally: Tally) -> None:
 identities = st.sampled_from(sorted(IDENTITIES))
 
 
-@settings(max_examples=70, **HYPOTHESIS)
+@settings(max_examples=70, **LIVE_HYPOTHESIS)
 @given(
     who=identities,
     frames=st.lists(
@@ -782,7 +770,7 @@ async def test_frames_with_a_valid_type_and_mutated_fields(
     await drive(fuzz_gateway, IDENTITIES[who], frames, tally_for(tallies, "mutated_fields"))
 
 
-@settings(max_examples=40, **HYPOTHESIS)
+@settings(max_examples=40, **LIVE_HYPOTHESIS)
 @given(
     who=identities,
     frames=st.lists(st.one_of(raw_frames, raw_frames, valid_frames()), min_size=30, max_size=60),
@@ -797,7 +785,7 @@ async def test_arbitrary_text_bytes_and_json_shapes(
     await drive(fuzz_gateway, IDENTITIES[who], frames, tally_for(tallies, "raw"))
 
 
-@settings(max_examples=15, **HYPOTHESIS)
+@settings(max_examples=15, **LIVE_HYPOTHESIS)
 @given(
     who=identities,
     frames=st.lists(st.one_of(oversized_frames, valid_frames()), min_size=1, max_size=8),
@@ -907,7 +895,7 @@ async def blast(
             assert code in ALLOWED_CLOSES, f"closed with {code}"
 
 
-@settings(max_examples=12, **HYPOTHESIS)
+@settings(max_examples=12, **LIVE_HYPOTHESIS)
 @given(
     who=identities,
     frames=st.lists(
