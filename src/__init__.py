@@ -70,6 +70,8 @@ _container: Container | None = None
 def container() -> Container:
     """The process-wide container, built from the environment on first use."""
     global _container
+    if _container is not None:
+        return _container  # built already: no lock on the path of every broadcast
     with _lock:
         if _container is None:
             from .bootstrap import Container

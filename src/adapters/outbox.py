@@ -19,15 +19,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 
 import attrs
 
-from ..domain import Channel, Message, Position
+from ..domain import Channel, Message
 from ..domain.errors import BrokerError, BrokerOverloaded, BrokerUnavailable
-from ..ports import Publisher
+from ..ports import Acknowledgement, Publisher
 
 log = logging.getLogger("tidings.outbox")
 
@@ -159,23 +158,20 @@ class OutboxPublisher:
     def name(self) -> str:
         return self._broker.name
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         if Channel.of(channel) != message.channel:
             raise ValueError(f"publish on {channel!s} of a message for {message.channel.name!r}")
-        future: Future[Position | None] = Future()
         try:
             self._outbox.add(message)
         except (sqlite3.Error, BrokerError) as exc:
-            future.set_exception(
+            return Acknowledgement.failed(
                 exc
                 if isinstance(exc, BrokerError)
                 else BrokerUnavailable([self._outbox.path], f"the outbox refused it: {exc}")
             )
-            return future
         self._idle.clear()
         self._wake.set()
-        future.set_result(None)
-        return future
+        return Acknowledgement.acknowledged(None)
 
     def status(self) -> OutboxStatus:
         return self._outbox.status()
@@ -220,7 +216,7 @@ class OutboxPublisher:
         Sending stops at the first refusal, so a message is never sent before one accepted
         earlier on the same outbox.
         """
-        futures: list[tuple[int, Future[Position | None]]] = []
+        futures: list[tuple[int, Acknowledgement]] = []
         for seq, message in batch:
             try:
                 future = self._broker.publish(message.channel, message)

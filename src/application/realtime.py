@@ -7,35 +7,34 @@ size limit), picks the configured broker, and lets the caller wait in its own st
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Mapping
-from concurrent.futures import Future
 from typing import Any
 
 from ..domain import JSON, Channel, Message, Position
 from ..domain.errors import UnknownBroker
-from ..ports import Pending, Publisher
-from .waiting import wait_future
+from ..ports import Acknowledgement, Pending, Publisher
+from .waiting import wait_for
 
 
 class PendingBroadcast:
-    """A published message and the future of its acknowledgement (implements ``Pending``)."""
+    """A published message and the broker's acknowledgement of it (implements ``Pending``)."""
 
-    __slots__ = ("_future", "message")
+    __slots__ = ("_ack", "message")
 
-    def __init__(self, message: Message, future: Future[Position | None]) -> None:
+    def __init__(self, message: Message, ack: Acknowledgement) -> None:
         self.message = message
-        self._future = future
+        self._ack = ack
 
     def done(self) -> bool:
-        return self._future.done()
+        return self._ack.done()
 
     def result(self, timeout: float | None = None) -> Position | None:
-        return self._future.result(timeout)
+        return self._ack.result(timeout)
 
     def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
-        self._future.add_done_callback(lambda _: callback(self))
+        self._ack.add_done_callback(lambda _: callback(self))
 
     def __await__(self) -> Generator[Any, None, Position | None]:
-        return wait_future(self._future).__await__()
+        return wait_for(self._ack).__await__()
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"

@@ -72,9 +72,13 @@ def _validate_timestamp(instance: Message, attribute: attrs.Attribute[float], va
         raise InvalidMessage(f"timestamp must be a finite number of seconds, not {value!r}")
 
 
+_data_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""One encoder for every message: ``json.dumps`` with these options builds a new one per call."""
+
+
 def _encode_data(channel: str, data: JSON) -> str:
     try:
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        text = _data_encoder.encode(data)
         text.encode()  # a lone surrogate is valid in a str but not in UTF-8 on the wire
     except (TypeError, ValueError, RecursionError) as exc:
         reason = "it is nested too deeply" if isinstance(exc, RecursionError) else str(exc)

@@ -5,7 +5,7 @@ Adapters implement them; the container wires one adapter to each; services depen
 
 from .metrics import GatewayMetrics
 from .presence import PresenceBus, PresenceSink
-from .publisher import Publisher
+from .publisher import Acknowledgement, Publisher
 from .realtime import Pending, RealtimePort
 from .subscriber import (
     Delivered,
@@ -30,6 +30,7 @@ from .transport import (
 )
 
 __all__ = [
+    "Acknowledgement",
     "ClientConnection",
     "ConnectionClosed",
     "ConnectionHandler",

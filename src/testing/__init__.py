@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Generator
-from concurrent.futures import Future
 from typing import Any
 
-from ..application.waiting import wait_future
+from ..application.waiting import wait_for
 from ..domain import JSON, Channel, Message, Position
 from ..domain.errors import BrokerError
-from ..ports import Pending
+from ..ports import Acknowledgement, Pending
 
 __all__ = ["ANY", "FakePublisher", "FakeRealtime"]
 
@@ -39,27 +38,27 @@ ANY: Any = _Any()
 class _Recorded:
     """A broadcast that the fake took: already acknowledged, or failed as configured."""
 
-    def __init__(self, message: Message, future: Future[Position | None]) -> None:
+    def __init__(self, message: Message, ack: Acknowledgement) -> None:
         self.message = message
-        self._future = future
+        self._ack = ack
 
     def done(self) -> bool:
         return True
 
     def result(self, timeout: float | None = None) -> Position | None:
-        return self._future.result(timeout)
+        return self._ack.result(timeout)
 
     def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
         callback(self)
 
     def __await__(self) -> Generator[Any, None, Position | None]:
-        return wait_future(self._future).__await__()
+        return wait_for(self._ack).__await__()
 
 
 class FakePublisher:
     """A publisher that records instead of sending (implements ``Publisher``)."""
 
-    def __init__(self, name: str, record: Callable[[Message], Future[Position | None]]) -> None:
+    def __init__(self, name: str, record: Callable[[Message], Acknowledgement]) -> None:
         self._name = name
         self._record = record
 
@@ -67,7 +66,7 @@ class FakePublisher:
     def name(self) -> str:
         return self._name
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         if Channel.of(channel) != message.channel:
             raise ValueError(f"publish on {channel!s} of a message for {message.channel.name}")
         return self._record(message)
@@ -90,15 +89,12 @@ class FakeRealtime:
 
     # -- RealtimePort ------------------------------------------------------------------------
 
-    def _record(self, message: Message) -> Future[Position | None]:
+    def _record(self, message: Message) -> Acknowledgement:
         message.check_size(self._max_message_bytes)
-        future: Future[Position | None] = Future()
         if self._failure is not None:
-            future.set_exception(self._failure)
-            return future
+            return Acknowledgement.failed(self._failure)
         self.broadcasts.append(message)
-        future.set_result(Position("fa4efa4efa4e", next(self._offsets)))
-        return future
+        return Acknowledgement.acknowledged(Position("fa4efa4efa4e", next(self._offsets)))
 
     def broadcast_nowait(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None

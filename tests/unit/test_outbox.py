@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
 from tidings import BrokerUnavailable, Channel, Message, Position
 from tidings.adapters.outbox import OutboxPublisher, SqliteOutbox
+from tidings.ports import Acknowledgement
 
 
 class FlakyBroker:
@@ -22,14 +22,11 @@ class FlakyBroker:
         self.taken: list[Message] = []
         self.closed = False
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
-        future: Future[Position | None] = Future()
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         if self.up.is_set():
             self.taken.append(message)
-            future.set_result(Position("0123456789ab", len(self.taken) - 1))
-        else:
-            future.set_exception(BrokerUnavailable(["k:9092"], "down"))
-        return future
+            return Acknowledgement.acknowledged(Position("0123456789ab", len(self.taken) - 1))
+        return Acknowledgement.failed(BrokerUnavailable(["k:9092"], "down"))
 
     def flush(self, timeout: float | None = None) -> None:
         pass

@@ -6,10 +6,14 @@ broker failure and a retry never duplicates it.
 
 ``publish`` never blocks its caller: a message for a topic already known goes straight to the
 producer's buffer (kafka-python's ``send`` is thread-safe and only appends); anything that may
-block (connecting, creating a topic) happens on this adapter's own worker thread. Every future
-resolves within ``KAFKA_TIMEOUT``: with the position the broker gave the message, or with
-``BrokerUnavailable`` naming the brokers tried. In-flight messages are bounded
+block (connecting, creating a topic) happens on this adapter's own worker thread. Every
+acknowledgement settles within ``KAFKA_TIMEOUT``: with the position the broker gave the message, or
+with ``BrokerUnavailable`` naming the brokers tried. In-flight messages are bounded
 (``BrokerOverloaded`` beyond), so a dead broker cannot make memory grow without end.
+
+Kafka's answers arrive on kafka-python's network thread, one per record. Settling takes no lock of
+this adapter: the map of open acknowledgements is the in-flight count, and removing an entry from
+it (one atomic ``dict.pop``) decides who settles, an answer or the watchdog, exactly once.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
 from typing import Any
 
 from kafka import KafkaProducer
@@ -27,6 +30,7 @@ from kafka.errors import KafkaError
 from ...config import Settings
 from ...domain import Channel, Message, Position, TopicStrategy
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable
+from ...ports import Acknowledgement
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
 from .settings import PRODUCER_SETTINGS, security_settings, translate
@@ -40,7 +44,7 @@ _STOP = object()
 _SETTLED = object()
 
 GRACE = 5.0
-"""Seconds past the delivery timeout after which the watchdog fails a future itself."""
+"""Seconds past the delivery timeout after which the watchdog fails an acknowledgement itself."""
 
 
 def _close_quietly(producer: KafkaProducer) -> None:
@@ -74,13 +78,13 @@ class KafkaPublisher:
         self._queued: dict[str, int] = {}
         """Messages per topic waiting on the worker; while any wait, later ones queue behind."""
         self._lock = threading.Lock()
-        self._in_flight = 0
         self._max_in_flight = max_in_flight
         self._work: queue.Queue[Any] = queue.Queue(maxsize=max_in_flight)
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._open: dict[Future[Position | None], float | None] = {}
-        """Accepted futures not yet settled, with the time by which they must be."""
+        self._open: dict[Acknowledgement, float | None] = {}
+        """Acknowledgements not yet settled, with the time by which they must be (None while
+        queued on the worker). Added to under the lock; removed from by whoever settles."""
         self._delivery_timeout = producer_config.get("delivery_timeout_ms", 120_000) / 1000
         self._watchdog = threading.Thread(
             target=self._watch, name="tidings-kafka-watchdog", daemon=True
@@ -115,40 +119,40 @@ class KafkaPublisher:
 
     # -- Publisher ---------------------------------------------------------------------------
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         target = Channel.of(channel)
         if target != message.channel:
             raise ValueError(
                 f"publish on {target.name!r} of a message for {message.channel.name!r}"
             )
         topic = self._strategy.topic_for(target)
-        future: Future[Position | None] = Future()
+        ack = Acknowledgement()
         with self._lock:
             if self._closed:
-                future.set_exception(BrokerUnavailable(self.brokers, "the publisher is closed"))
-                return future
-            if self._in_flight >= self._max_in_flight:
-                future.set_exception(
+                return Acknowledgement.failed(
+                    BrokerUnavailable(self.brokers, "the publisher is closed")
+                )
+            if len(self._open) >= self._max_in_flight:
+                return Acknowledgement.failed(
                     BrokerOverloaded(
-                        f"{self._in_flight} messages await Kafka's acknowledgement, the limit; "
+                        f"{len(self._open)} messages await Kafka's acknowledgement, the limit; "
                         f"message {message.id} on {target.name!r} was not published"
                     )
                 )
-                return future
-            self._in_flight += 1
-            self._open[future] = None
             direct = topic in self._known and not self._queued.get(topic)
             producer = self._producer if direct else None
             if producer is None:
+                self._open[ack] = None
                 self._queued[topic] = self._queued.get(topic, 0) + 1
                 self._start_worker()
-                self._work.put_nowait((topic, message, future))
-                return future
-        self._send(producer, topic, message, future)
-        return future
+                self._work.put_nowait((topic, message, ack))
+                return ack
+            self._open[ack] = time.monotonic() + self._delivery_timeout + GRACE
+        self._send(producer, topic, message, ack)
+        return ack
 
     def _send(
-        self, producer: KafkaProducer, topic: str, message: Message, future: Future[Position | None]
+        self, producer: KafkaProducer, topic: str, message: Message, ack: Acknowledgement
     ) -> None:
         try:
             record = producer.send(
@@ -156,24 +160,18 @@ class KafkaPublisher:
             )
         except (KafkaError, OSError) as exc:
             self._discard(producer)
-            self._settle(future, error=unavailable(self.brokers, exc))
+            self._settle(ack, error=unavailable(self.brokers, exc))
             return
-        with self._lock:
-            if future in self._open:
-                self._open[future] = time.monotonic() + self._delivery_timeout + GRACE
-        cluster_id = self._cluster_id or ""
-        record.add_callback(
-            lambda metadata: self._settle(
-                future,
-                Position(kafka_stream(cluster_id, topic, metadata.partition), metadata.offset),
-            )
-        )
+        record.add_callback(self._acknowledged, ack, self._cluster_id or "")
+        record.add_errback(self._failed, ack, producer)
 
-        def failed(exc: BaseException) -> None:
-            self._discard(producer)
-            self._settle(future, error=unavailable(self.brokers, exc))
+    def _acknowledged(self, ack: Acknowledgement, cluster_id: str, metadata: Any) -> None:
+        stream = kafka_stream(cluster_id, metadata.topic, metadata.partition)
+        self._settle(ack, Position(stream, metadata.offset))
 
-        record.add_errback(failed)
+    def _failed(self, ack: Acknowledgement, producer: KafkaProducer, exc: BaseException) -> None:
+        self._discard(producer)
+        self._settle(ack, error=unavailable(self.brokers, exc))
 
     def _discard(self, producer: KafkaProducer) -> None:
         """Stop using a producer that failed a delivery; the next message builds a fresh one.
@@ -192,24 +190,23 @@ class KafkaPublisher:
         ).start()
 
     def _watch(self) -> None:
-        """Fail futures that outlived the delivery timeout: a publish never hangs."""
+        """Fail acknowledgements that outlived the delivery timeout: a publish never hangs."""
         while not self._closed:
             time.sleep(1.0)
             now = time.monotonic()
-            with self._lock:
-                overdue = [
-                    future
-                    for future, deadline in self._open.items()
-                    if deadline is not None and deadline < now
-                ]
-                producer = self._producer
+            overdue = [
+                ack
+                for ack, deadline in self._open.copy().items()
+                if deadline is not None and deadline < now
+            ]
             if not overdue:
                 continue
+            producer = self._producer
             if producer is not None:
                 self._discard(producer)
-            for future in overdue:
+            for ack in overdue:
                 self._settle(
-                    future,
+                    ack,
                     error=BrokerUnavailable(
                         self.brokers, f"no acknowledgement within {self._delivery_timeout:g}s"
                     ),
@@ -217,19 +214,16 @@ class KafkaPublisher:
 
     def _settle(
         self,
-        future: Future[Position | None],
+        ack: Acknowledgement,
         position: Position | None = None,
         error: BaseException | None = None,
     ) -> None:
-        with self._lock:
-            if self._open.pop(future, _SETTLED) is _SETTLED:
-                return  # settled already (a late callback after the watchdog, say)
-            self._in_flight -= 1
+        if self._open.pop(ack, _SETTLED) is _SETTLED:
+            return  # settled already (a late answer after the watchdog's verdict, say)
         if error is not None:
-            future.set_exception(error)
+            ack.set_exception(error)
         else:
-            assert position is not None
-            future.set_result(position)
+            ack.set_result(position)
 
     # -- The worker thread: everything that may block ------------------------------------------
 
@@ -245,7 +239,7 @@ class KafkaPublisher:
             item = self._work.get()
             if item is _STOP:
                 return
-            topic, message, future = item
+            topic, message, ack = item
             try:
                 producer = self._ready_producer()
                 if topic not in self._known:
@@ -257,9 +251,10 @@ class KafkaPublisher:
                 error = (
                     exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
                 )
-                self._fail_queued(error, (topic, message, future))
+                self._fail_queued(error, (topic, message, ack))
                 continue
-            self._send(producer, topic, message, future)
+            self._open[ack] = time.monotonic() + self._delivery_timeout + GRACE
+            self._send(producer, topic, message, ack)
             with self._lock:
                 self._dequeued(topic)
                 self._known.add(topic)
@@ -286,10 +281,10 @@ class KafkaPublisher:
                 self._work.put(_STOP)
                 break
             failed.append(item)
-        for topic, _, future in failed:
+        for topic, _, ack in failed:
             with self._lock:
                 self._dequeued(topic)
-            self._settle(future, error=error)
+            self._settle(ack, error=error)
 
     def _ready_producer(self) -> KafkaProducer:
         if self._producer is not None:
@@ -311,10 +306,9 @@ class KafkaPublisher:
                         timeout=0 if deadline is None else max(0.0, deadline - time.monotonic())
                     )
                 except KafkaError:
-                    pass  # what did not make it fails its own future
-            with self._lock:
-                if self._in_flight == 0:
-                    return
+                    pass  # what did not make it fails its own acknowledgement
+            if not self._open:
+                return
             if deadline is not None and time.monotonic() >= deadline:
                 return
             time.sleep(0.005)

@@ -24,7 +24,6 @@ import uuid
 import zlib
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 
 import trio
@@ -32,7 +31,7 @@ import trio
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable, InvalidPosition, PositionExpired
 from ...domain.position import stream_id
-from ...ports import Delivered, FeedOptions, FeedStatus, GroupMode
+from ...ports import Acknowledgement, Delivered, FeedOptions, FeedStatus, GroupMode
 
 
 class _ChannelLog:
@@ -134,8 +133,7 @@ class MemoryBroker:
 
     # -- Publisher ---------------------------------------------------------------------------
 
-    def publish(self, channel: Channel | str, message: Message) -> Future[Position | None]:
-        future: Future[Position | None] = Future()
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         target = Channel.of(channel)
         if target != message.channel:
             raise ValueError(
@@ -144,19 +142,19 @@ class MemoryBroker:
         name = target.name
         with self._lock:
             if self._closed:
-                future.set_exception(BrokerUnavailable(["memory"], "the memory broker is closed"))
-                return future
+                return Acknowledgement.failed(
+                    BrokerUnavailable(["memory"], "the memory broker is closed")
+                )
             feeds = self._targets(name)
             full = [feed for feed in feeds if not feed.has_room()]
             if full:
-                future.set_exception(
+                return Acknowledgement.failed(
                     BrokerOverloaded(
                         f"memory broker: {len(full)} subscriber queue(s) full "
                         f"({self._queue_size} messages); message {message.id} on {name!r} "
                         "was not published"
                     )
                 )
-                return future
             log = self._log(name)
             position = Position(log.stream, log.next_offset)
             log.next_offset += 1
@@ -164,8 +162,7 @@ class MemoryBroker:
             self._remember(log, delivered)
             for feed in feeds:
                 feed.push(delivered)
-        future.set_result(position)
-        return future
+        return Acknowledgement.acknowledged(position)
 
     def _log(self, name: str) -> _ChannelLog:
         """The channel's log, made on its first message; called with the lock held."""
