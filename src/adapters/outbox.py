@@ -165,13 +165,14 @@ class OutboxPublisher:
             self._outbox.add(message)
         except (sqlite3.Error, BrokerError) as exc:
             return Acknowledgement.failed(
+                message,
                 exc
                 if isinstance(exc, BrokerError)
-                else BrokerUnavailable([self._outbox.path], f"the outbox refused it: {exc}")
+                else BrokerUnavailable([self._outbox.path], f"the outbox refused it: {exc}"),
             )
         self._idle.clear()
         self._wake.set()
-        return Acknowledgement.acknowledged(None)
+        return Acknowledgement.acknowledged(message, None)
 
     def status(self) -> OutboxStatus:
         return self._outbox.status()

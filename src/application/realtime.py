@@ -1,44 +1,17 @@
 """``RealtimeService``: the application's implementation of ``RealtimePort`` over publishers.
 
 It validates every broadcast before it leaves the process (channel grammar, event name, JSON data,
-size limit), picks the configured broker, and lets the caller wait in its own style.
+size limit), picks the configured broker, and lets the caller wait in its own style: what the
+broker answers (an ``Acknowledgement``) is the ``Pending`` that ``broadcast_nowait`` returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
-from ..domain import JSON, Channel, Message, Position
+from ..domain import JSON, Channel, Message
 from ..domain.errors import UnknownBroker
-from ..ports import Acknowledgement, Pending, Publisher
-from .waiting import wait_for
-
-
-class PendingBroadcast:
-    """A published message and the broker's acknowledgement of it (implements ``Pending``)."""
-
-    __slots__ = ("_ack", "message")
-
-    def __init__(self, message: Message, ack: Acknowledgement) -> None:
-        self.message = message
-        self._ack = ack
-
-    def done(self) -> bool:
-        return self._ack.done()
-
-    def result(self, timeout: float | None = None) -> Position | None:
-        return self._ack.result(timeout)
-
-    def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
-        self._ack.add_done_callback(lambda _: callback(self))
-
-    def __await__(self) -> Generator[Any, None, Position | None]:
-        return wait_for(self._ack).__await__()
-
-    def __repr__(self) -> str:
-        state = "done" if self.done() else "pending"
-        return f"<PendingBroadcast {self.message.channel.name}/{self.message.event} {state}>"
+from ..ports import Acknowledgement, Publisher
 
 
 class RealtimeService:
@@ -65,14 +38,14 @@ class RealtimeService:
 
     def broadcast_nowait(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
-    ) -> PendingBroadcast:
+    ) -> Acknowledgement:
         message = Message.event(channel, event, data, exclude=exclude)
         return self.publish(message)
 
-    def publish(self, message: Message) -> PendingBroadcast:
+    def publish(self, message: Message) -> Acknowledgement:
         """Send a ready-made message through the default broker, after the size check."""
         message.check_size(self._max_message_bytes)
-        return PendingBroadcast(message, self.broker().publish(message.channel, message))
+        return self.broker().publish(message.channel, message)
 
     def broadcast(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None

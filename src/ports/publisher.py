@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+import sniffio
 
 from ..domain import Channel, Message, Position
 
@@ -25,27 +28,30 @@ class Acknowledgement:
     ``exception``, ``add_done_callback``) at a fraction of its weight: one small object with no
     lock, condition or list of its own until somebody waits or registers a callback. A publisher
     that keeps 100,000 messages in flight keeps 100,000 of these, and the cyclic garbage
-    collector walks them all (ADR 0014).
+    collector walks them all (ADR 0011). It is also what ``broadcast_nowait`` returns (it
+    implements ``Pending``): await it under asyncio or trio, or wait with ``result()``.
     """
 
-    __slots__ = ("_callbacks", "_state", "_value")
+    __slots__ = ("_callbacks", "_state", "_value", "message")
 
-    def __init__(self) -> None:
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        """The message this answers for."""
         self._state = _PENDING
         self._value: Position | BaseException | None = None
         self._callbacks: list[Callable[[Acknowledgement], object]] | None = None
 
     @classmethod
-    def acknowledged(cls, position: Position | None) -> Acknowledgement:
-        """An answer that is already in: the broker took the message at ``position``."""
-        settled = cls()
+    def acknowledged(cls, message: Message, position: Position | None) -> Acknowledgement:
+        """An answer that is already in: the broker took ``message`` at ``position``."""
+        settled = cls(message)
         settled._state, settled._value = _ACKNOWLEDGED, position
         return settled
 
     @classmethod
-    def failed(cls, error: BaseException) -> Acknowledgement:
-        """An answer that is already in: the broker refused the message with ``error``."""
-        settled = cls()
+    def failed(cls, message: Message, error: BaseException) -> Acknowledgement:
+        """An answer that is already in: the broker refused ``message`` with ``error``."""
+        settled = cls(message)
         settled._state, settled._value = _FAILED, error
         return settled
 
@@ -114,8 +120,68 @@ class Acknowledgement:
         if not settled.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             raise TimeoutError(f"no answer from the broker within {timeout:g}s")
 
+    def __await__(self) -> Generator[Any, None, Position | None]:
+        return self._settled().__await__()
+
+    async def _settled(self) -> Position | None:
+        """Wait under asyncio or trio without blocking the loop: the settling thread wakes the
+        waiting task through its own library. Like every async call it is a checkpoint, even
+        when the answer is in already (the memory broker answers at once): a loop of
+        broadcasts lets other tasks run."""
+        library = sniffio.current_async_library()
+        if library == "asyncio":
+            if not self.done():
+                await _settled_under_asyncio(self)
+            else:
+                await asyncio.sleep(0)
+        elif library == "trio":
+            if not self.done():
+                await _settled_under_trio(self)
+            else:
+                import trio
+
+                await trio.lowlevel.checkpoint()
+        else:
+            raise RuntimeError(f"tidings cannot await under {library!r}; use asyncio or trio")
+        return self.result()
+
     def __repr__(self) -> str:
-        return f"<Acknowledgement {_STATES[self._state]}>"
+        message = self.message
+        return f"<Acknowledgement of {message.channel.name}/{message.event} {_STATES[self._state]}>"
+
+
+async def _settled_under_asyncio(ack: Acknowledgement) -> None:
+    loop = asyncio.get_running_loop()
+    settled = loop.create_future()
+
+    def wake() -> None:
+        if not settled.done():  # the waiting task may have been cancelled
+            settled.set_result(None)
+
+    def call_soon(_: Acknowledgement) -> None:
+        try:
+            loop.call_soon_threadsafe(wake)
+        except RuntimeError:
+            pass  # the loop is closed; nobody is left to wake
+
+    ack.add_done_callback(call_soon)
+    await settled
+
+
+async def _settled_under_trio(ack: Acknowledgement) -> None:
+    import trio
+
+    token = trio.lowlevel.current_trio_token()
+    settled = trio.Event()
+
+    def call_soon(_: Acknowledgement) -> None:
+        try:
+            token.run_sync_soon(settled.set)
+        except trio.RunFinishedError:
+            pass  # the waiting run ended; nobody is left to wake
+
+    ack.add_done_callback(call_soon)
+    await settled.wait()
 
 
 class Publisher(Protocol):

@@ -11,10 +11,9 @@ is installed); it also replaces what ``tidings.realtime()`` and ``tidings.broadc
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
-from ..application.waiting import wait_for
 from ..domain import JSON, Channel, Message, Position
 from ..domain.errors import BrokerError
 from ..ports import Acknowledgement, Pending
@@ -33,26 +32,6 @@ class _Any:
 
 
 ANY: Any = _Any()
-
-
-class _Recorded:
-    """A broadcast that the fake took: already acknowledged, or failed as configured."""
-
-    def __init__(self, message: Message, ack: Acknowledgement) -> None:
-        self.message = message
-        self._ack = ack
-
-    def done(self) -> bool:
-        return True
-
-    def result(self, timeout: float | None = None) -> Position | None:
-        return self._ack.result(timeout)
-
-    def add_done_callback(self, callback: Callable[[Pending], object]) -> None:
-        callback(self)
-
-    def __await__(self) -> Generator[Any, None, Position | None]:
-        return wait_for(self._ack).__await__()
 
 
 class FakePublisher:
@@ -92,15 +71,15 @@ class FakeRealtime:
     def _record(self, message: Message) -> Acknowledgement:
         message.check_size(self._max_message_bytes)
         if self._failure is not None:
-            return Acknowledgement.failed(self._failure)
+            return Acknowledgement.failed(message, self._failure)
         self.broadcasts.append(message)
-        return Acknowledgement.acknowledged(Position("fa4efa4efa4e", next(self._offsets)))
+        return Acknowledgement.acknowledged(message, Position("fa4efa4efa4e", next(self._offsets)))
 
     def broadcast_nowait(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
     ) -> Pending:
         message = Message.event(channel, event, data, exclude=exclude)
-        return _Recorded(message, self._record(message))
+        return self._record(message)
 
     def broadcast(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None

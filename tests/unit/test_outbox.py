@@ -25,8 +25,9 @@ class FlakyBroker:
     def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
         if self.up.is_set():
             self.taken.append(message)
-            return Acknowledgement.acknowledged(Position("0123456789ab", len(self.taken) - 1))
-        return Acknowledgement.failed(BrokerUnavailable(["k:9092"], "down"))
+            at = Position("0123456789ab", len(self.taken) - 1)
+            return Acknowledgement.acknowledged(message, at)
+        return Acknowledgement.failed(message, BrokerUnavailable(["k:9092"], "down"))
 
     def flush(self, timeout: float | None = None) -> None:
         pass

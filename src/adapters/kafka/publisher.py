@@ -54,6 +54,37 @@ def _close_quietly(producer: KafkaProducer) -> None:
         log.debug("discarded producer did not close cleanly: %s", exc)
 
 
+class _Answer:
+    """Kafka's answer to one record, turned into its acknowledgement (on the network thread).
+
+    One small object per record in flight, called on success and with ``failed`` on failure:
+    cheaper for the garbage collector than a pair of closures or partials.
+    """
+
+    __slots__ = ("ack", "cluster_id", "producer", "publisher")
+
+    def __init__(
+        self,
+        publisher: KafkaPublisher,
+        ack: Acknowledgement,
+        producer: KafkaProducer,
+        cluster_id: str,
+    ) -> None:
+        self.publisher = publisher
+        self.ack = ack
+        self.producer = producer
+        self.cluster_id = cluster_id
+
+    def __call__(self, metadata: Any) -> None:
+        stream = kafka_stream(self.cluster_id, metadata.topic, metadata.partition)
+        self.publisher._settle(self.ack, Position(stream, metadata.offset))
+
+    def failed(self, exc: BaseException) -> None:
+        publisher = self.publisher
+        publisher._discard(self.producer)
+        publisher._settle(self.ack, error=unavailable(publisher.brokers, exc))
+
+
 class KafkaPublisher:
     """Implements ``Publisher`` over Kafka (see the module doc)."""
 
@@ -126,18 +157,19 @@ class KafkaPublisher:
                 f"publish on {target.name!r} of a message for {message.channel.name!r}"
             )
         topic = self._strategy.topic_for(target)
-        ack = Acknowledgement()
+        ack = Acknowledgement(message)
         with self._lock:
             if self._closed:
                 return Acknowledgement.failed(
-                    BrokerUnavailable(self.brokers, "the publisher is closed")
+                    message, BrokerUnavailable(self.brokers, "the publisher is closed")
                 )
             if len(self._open) >= self._max_in_flight:
                 return Acknowledgement.failed(
+                    message,
                     BrokerOverloaded(
                         f"{len(self._open)} messages await Kafka's acknowledgement, the limit; "
                         f"message {message.id} on {target.name!r} was not published"
-                    )
+                    ),
                 )
             direct = topic in self._known and not self._queued.get(topic)
             producer = self._producer if direct else None
@@ -162,16 +194,9 @@ class KafkaPublisher:
             self._discard(producer)
             self._settle(ack, error=unavailable(self.brokers, exc))
             return
-        record.add_callback(self._acknowledged, ack, self._cluster_id or "")
-        record.add_errback(self._failed, ack, producer)
-
-    def _acknowledged(self, ack: Acknowledgement, cluster_id: str, metadata: Any) -> None:
-        stream = kafka_stream(cluster_id, metadata.topic, metadata.partition)
-        self._settle(ack, Position(stream, metadata.offset))
-
-    def _failed(self, ack: Acknowledgement, producer: KafkaProducer, exc: BaseException) -> None:
-        self._discard(producer)
-        self._settle(ack, error=unavailable(self.brokers, exc))
+        answer = _Answer(self, ack, producer, self._cluster_id or "")
+        record.add_callback(answer)
+        record.add_errback(answer.failed)
 
     def _discard(self, producer: KafkaProducer) -> None:
         """Stop using a producer that failed a delivery; the next message builds a fresh one.

@@ -143,17 +143,18 @@ class MemoryBroker:
         with self._lock:
             if self._closed:
                 return Acknowledgement.failed(
-                    BrokerUnavailable(["memory"], "the memory broker is closed")
+                    message, BrokerUnavailable(["memory"], "the memory broker is closed")
                 )
             feeds = self._targets(name)
             full = [feed for feed in feeds if not feed.has_room()]
             if full:
                 return Acknowledgement.failed(
+                    message,
                     BrokerOverloaded(
                         f"memory broker: {len(full)} subscriber queue(s) full "
                         f"({self._queue_size} messages); message {message.id} on {name!r} "
                         "was not published"
-                    )
+                    ),
                 )
             log = self._log(name)
             position = Position(log.stream, log.next_offset)
@@ -162,7 +163,7 @@ class MemoryBroker:
             self._remember(log, delivered)
             for feed in feeds:
                 feed.push(delivered)
-        return Acknowledgement.acknowledged(position)
+        return Acknowledgement.acknowledged(message, position)
 
     def _log(self, name: str) -> _ChannelLog:
         """The channel's log, made on its first message; called with the lock held."""
