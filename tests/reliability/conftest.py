@@ -218,6 +218,10 @@ class Bystander:
         self.unexpected: list[Any] = []
         self.failure: BaseException | None = None
         self._ready = threading.Event()
+        self._halt = threading.Event()
+        """Publish no more: set by ``stop`` before it counts."""
+        self._halted = threading.Event()
+        """The publisher has stopped, so ``published`` is final (its last post has returned)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="bystander", daemon=True)
 
@@ -246,16 +250,19 @@ class Bystander:
                 nursery.cancel_scope.cancel()
 
     async def _publish(self) -> None:
-        with httpx.Client(base_url=self.gateway.url, headers=auth(), timeout=WAIT) as http:
-            while True:
-                body = {"channel": self.channel, "event": "tick", "data": {"n": self.published}}
-                response = await trio.to_thread.run_sync(
-                    functools.partial(http.post, "/broadcast", json=body)
-                )
-                if response.status_code != 200:
-                    raise AssertionError(f"bystander broadcast refused: {response.text}")
-                self.published += 1
-                await trio.sleep(self.interval)
+        try:
+            with httpx.Client(base_url=self.gateway.url, headers=auth(), timeout=WAIT) as http:
+                while not self._halt.is_set():
+                    body = {"channel": self.channel, "event": "tick", "data": {"n": self.published}}
+                    response = await trio.to_thread.run_sync(
+                        functools.partial(http.post, "/broadcast", json=body)
+                    )
+                    if response.status_code != 200:
+                        raise AssertionError(f"bystander broadcast refused: {response.text}")
+                    self.published += 1
+                    await trio.sleep(self.interval)
+        finally:
+            self._halted.set()
 
     async def _read(self, client: Client) -> None:
         while True:
@@ -300,6 +307,11 @@ class Bystander:
         }
 
     def stop(self) -> dict[str, int]:
+        """Stop publishing, then check: a broadcast can arrive before its POST has returned, so
+        counting while the publisher runs could see one more received than published."""
+        self._halt.set()
+        if not self._halted.wait(WAIT) and self.failure is None:
+            raise AssertionError(f"the bystander's publisher did not stop within {WAIT} s")
         figures = self.check()
         self._stop.set()
         self._thread.join(WAIT)
