@@ -116,7 +116,7 @@ class KafkaPublisher:
         self._open: dict[Acknowledgement, float | None] = {}
         """Acknowledgements not yet settled, with the time by which they must be (None while
         queued on the worker). Added to under the lock; removed from by whoever settles."""
-        self._delivery_timeout = producer_config.get("delivery_timeout_ms", 120_000) / 1000
+        self._delivery_timeout: float = producer_config.get("delivery_timeout_ms", 120_000) / 1000
         self._watchdog = threading.Thread(
             target=self._watch, name="tidings-kafka-watchdog", daemon=True
         )
@@ -179,9 +179,13 @@ class KafkaPublisher:
                 self._start_worker()
                 self._work.put_nowait((topic, message, ack))
                 return ack
-            self._open[ack] = time.monotonic() + self._delivery_timeout + GRACE
+            self._open[ack] = self._deadline()
         self._send(producer, topic, message, ack)
         return ack
+
+    def _deadline(self) -> float:
+        """When a record sent now must be answered, or the watchdog fails it."""
+        return time.monotonic() + self._delivery_timeout + GRACE
 
     def _send(
         self, producer: KafkaProducer, topic: str, message: Message, ack: Acknowledgement
@@ -278,7 +282,7 @@ class KafkaPublisher:
                 )
                 self._fail_queued(error, (topic, message, ack))
                 continue
-            self._open[ack] = time.monotonic() + self._delivery_timeout + GRACE
+            self._open[ack] = self._deadline()
             self._send(producer, topic, message, ack)
             with self._lock:
                 self._dequeued(topic)
