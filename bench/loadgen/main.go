@@ -401,12 +401,16 @@ func main() {
 	emit(ready)
 
 	if cfg.proto == "tidings" {
+		// Each client pings once per interval at its own moment, as clients that connected at
+		// different times do, not all 10,000 in one burst.
 		go func() {
-			for range time.Tick(cfg.ping) {
-				for _, c := range clients {
-					if c != nil {
-						_ = c.write(`{"type":"ping"}`)
-					}
+			step := max(cfg.ping/time.Duration(max(len(clients), 1)), time.Microsecond)
+			ticker := time.NewTicker(step)
+			defer ticker.Stop()
+			for i := 0; ; i = (i + 1) % len(clients) {
+				<-ticker.C
+				if c := clients[i]; c != nil {
+					_ = c.write(`{"type":"ping"}`)
 				}
 			}
 		}()
