@@ -20,6 +20,9 @@ log = logging.getLogger("tidings.serve")
 
 DRAIN_TIMEOUT = 10.0
 
+SWITCH_INTERVAL = 0.0002
+"""Seconds a thread may keep the GIL while another waits for it (CPython's default: 0.005)."""
+
 
 async def run_gateway(
     container: Container, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
@@ -46,6 +49,7 @@ async def run_gateway(
                 nursery.start_soon(run_demo_feed, container.realtime())
             _announce(server.url, gateway.node, settings.realtime_broker, settings.realtime_demo)
             tune_garbage_collector()
+            shorten_switch_interval()
             task_status.started(server.url)
             async for signum in signals:
                 log.info("received %s: shutting down", signal.Signals(signum).name)
@@ -78,6 +82,19 @@ def tune_garbage_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def shorten_switch_interval() -> None:
+    """Give the Kafka client's threads the GIL soon after they ask for it (ADR 0014).
+
+    kafka-python does its network I/O on a thread of its own, which the feed's consumer thread
+    drives through events. Each time either thread returns from a system call, it waits for the
+    GIL, and a busy trio thread gives it up only after the switch interval: at the default 5 ms,
+    one poll under load took 50-150 ms. Measured with 10,000 clients on their own
+    channels, 1,000 msg/s to 1,000 of them, four 10 s phases: p99 143, 122, 30, 96 ms ->
+    13, 11, 12, 15 ms; fan-out saturation unchanged (1.47-1.59 M deliveries/s both ways).
+    """
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def _announce(url: str, node: str, broker: str, demo: bool) -> None:
