@@ -72,17 +72,18 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     from tidings.application.gateway.hub import Hub
     from tidings.application.gateway.presence import PresenceTracker
     from tidings.config import Settings
-    from tidings.entrypoints.serve import tune_garbage_collector
+    from tidings.entrypoints.serve import tune_interpreter
     from tidings.ports import FeedOptions, GroupMode
 
     settings = Settings.load(env_file=None, kafka_brokers=args.brokers,
                              kafka_topic_prefix=args.prefix, realtime_broker="kafka")
-    # As a gateway reads: every channel of the prefix (here one topic), the gateway's GC settings.
+    # As a gateway reads: every channel of the prefix (here one topic), with the gateway's
+    # interpreter settings (garbage collector, switch interval).
     options = FeedOptions(
         channels=None, group_mode=GroupMode.SHARED, batch_size=500,
         timeout=0.5, group=args.group, node_id="bench", start_at_end=False,
     )
-    tune_garbage_collector()
+    tune_interpreter()
     hub = Hub(PresenceTracker("bench", lambda channel, part: None))
     clock = Clock()
     count = 0

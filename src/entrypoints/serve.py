@@ -48,8 +48,7 @@ async def run_gateway(
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
             _announce(server.url, gateway.node, settings.realtime_broker, settings.realtime_demo)
-            tune_garbage_collector()
-            shorten_switch_interval()
+            tune_interpreter()
             task_status.started(server.url)
             async for signum in signals:
                 log.info("received %s: shutting down", signal.Signals(signum).name)
@@ -68,6 +67,12 @@ async def run_gateway(
                 )
             nursery.cancel_scope.cancel()
     log.info("gateway stopped")
+
+
+def tune_interpreter() -> None:
+    """The process-wide settings a gateway runs with, once it has started."""
+    tune_garbage_collector()
+    shorten_switch_interval()
 
 
 def tune_garbage_collector() -> None:
