@@ -72,13 +72,13 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     from tidings.application.gateway.hub import Hub
     from tidings.application.gateway.presence import PresenceTracker
     from tidings.config import Settings
-    from tidings.entrypoints.serve import tune_interpreter
+    from tidings.entrypoints.runtime import collect_garbage_on_a_clock, tune_interpreter
     from tidings.ports import FeedOptions, GroupMode
 
     settings = Settings.load(env_file=None, kafka_brokers=args.brokers,
                              kafka_topic_prefix=args.prefix, realtime_broker="kafka")
     # As a gateway reads: every channel of the prefix (here one topic), with the gateway's
-    # interpreter settings (garbage collector, switch interval).
+    # interpreter settings (garbage collector and its clock, switch interval).
     options = FeedOptions(
         channels=None, group_mode=GroupMode.SHARED, batch_size=500,
         timeout=0.5, group=args.group, node_id="bench", start_at_end=False,
@@ -90,15 +90,18 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
 
     async def consume() -> None:
         nonlocal count
-        async with KafkaSubscriber.from_settings(settings).open_feed(options) as feed:
-            async for batch in feed.batches():
-                if batch:
-                    clock.seen()
-                    hub.dispatch(batch)
-                    count += len(batch)
-                    await feed.commit()
-                if count >= args.count:
-                    break
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(collect_garbage_on_a_clock)
+            async with KafkaSubscriber.from_settings(settings).open_feed(options) as feed:
+                async for batch in feed.batches():
+                    if batch:
+                        clock.seen()
+                        hub.dispatch(batch)
+                        count += len(batch)
+                        await feed.commit()
+                    if count >= args.count:
+                        break
+            nursery.cancel_scope.cancel()
 
     trio.run(consume)
     return clock.summary("tidings", count)

@@ -1,0 +1,64 @@
+"""A gateway process collects young garbage on a clock, whatever the allocation count says."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+from tidings.entrypoints.runtime import MIDDLE_EVERY, YOUNG_EVERY, collect_garbage_on_a_clock
+
+
+class Cycle:
+    """Refers to itself: only the cyclic collector can free it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.fixture
+def without_automatic_collections() -> Iterator[None]:
+    """Only the clock collects (``gc.collect`` works while automatic collection is off)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@pytest.mark.usefixtures("without_automatic_collections")
+async def test_a_new_cycle_is_freed_at_the_next_beat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cycle = Cycle()
+    freed = weakref.ref(cycle)
+    del cycle
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect_garbage_on_a_clock)
+        await trio.sleep(YOUNG_EVERY / 2)
+        assert freed() is not None
+        await trio.sleep(YOUNG_EVERY)
+        assert freed() is None
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.usefixtures("without_automatic_collections")
+async def test_a_cycle_older_than_one_collection_is_freed_by_the_middle_beat(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cycle = Cycle()
+    freed = weakref.ref(cycle)
+    gc.collect(0)  # it survives, so it moves to the middle generation
+    del cycle
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(collect_garbage_on_a_clock)
+        await trio.sleep(YOUNG_EVERY * (MIDDLE_EVERY - 1) + YOUNG_EVERY / 2)
+        assert freed() is not None  # young collections leave the middle generation alone
+        await trio.sleep(YOUNG_EVERY)
+        assert freed() is None
+        nursery.cancel_scope.cancel()
