@@ -242,7 +242,9 @@ def markdown(results: Results, chart: str | None) -> str:
             "opens the N connections (64 at a time), speaks the tidings protocol (connect, "
             "`connected`, `subscribe`, `subscribed`, count `event` frames) or Socket.IO v5 over "
             "Engine.IO v4 websocket (open packet, `40`, `join` with an acknowledgement, answer "
-            "pings, count `bench` events), and stamps each delivery on arrival.",
+            "pings, count `bench` events), and stamps each delivery on arrival. Each tidings "
+            "client sends a keep-alive ping every 20 s, the clients' pings spread evenly over "
+            "that interval (as clients that connected at different times send them).",
             "- **Latency** is arrival time minus the publish time carried in the message data "
             "(`ts`, ns since the epoch, taken by the publisher just before it hands the message "
             "over; same machine clock). Quantiles come from a log histogram with 1.1 % buckets.",
@@ -270,7 +272,10 @@ def markdown(results: Results, chart: str | None) -> str:
             "read (such cases are footnoted).",
             "- **Servers.** tidings: `tidings serve --port P --node-id bench-...` with "
             "`REALTIME_QUEUE_SIZE=1000000` (so saturation runs do not cut slow clients), a run-"
-            "unique `KAFKA_TOPIC_PREFIX` and consumer group, default Kafka client settings. "
+            "unique `KAFKA_TOPIC_PREFIX` and consumer group, default Kafka client settings; "
+            "`tidings serve` sets its own interpreter options once started (garbage-collector "
+            "thresholds, a 0.2 ms GIL switch interval: ADR 0014), the peers run with CPython's "
+            "defaults. "
             "python-socketio: `bench/peers/socketio_server.py`, `AsyncServer` on aiohttp for the "
             "in-process mode; `socketio.Server(async_mode='gevent', "
             "client_manager=socketio.KafkaManager(...))` on gevent's WSGI server with "
