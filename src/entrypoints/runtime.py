@@ -17,8 +17,9 @@ SWITCH_INTERVAL = 0.0002
 YOUNG_EVERY = 0.05
 """Seconds between collections of the youngest generation."""
 
-MIDDLE_EVERY = 20
-"""Every this many young collections, the middle generation is collected instead: once a second."""
+MIDDLE_EVERY = 5
+"""Every this many young collections, the middle generation is collected instead (every 250 ms:
+a second's survivors, ~30,000 objects at 10,000 connections, took 10-13 ms to walk)."""
 
 
 def tune_interpreter() -> None:
