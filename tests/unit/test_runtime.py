@@ -32,33 +32,21 @@ def without_automatic_collections() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("without_automatic_collections")
-async def test_a_new_cycle_is_freed_at_the_next_beat(
-    autojump_clock: trio.testing.MockClock,
+@pytest.mark.parametrize(
+    ("survived_one", "beat"), [(False, 1), (True, MIDDLE_EVERY)], ids=["young", "middle"]
+)
+async def test_a_cycle_is_freed_at_the_first_beat_that_collects_its_generation(
+    survived_one: bool, beat: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     cycle = Cycle()
     freed = weakref.ref(cycle)
+    if survived_one:
+        gc.collect(0)  # it survives a collection, so it moves to the middle generation
     del cycle
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect_garbage_on_a_clock)
-        await trio.sleep(YOUNG_EVERY / 2)
-        assert freed() is not None
-        await trio.sleep(YOUNG_EVERY)
-        assert freed() is None
-        nursery.cancel_scope.cancel()
-
-
-@pytest.mark.usefixtures("without_automatic_collections")
-async def test_a_cycle_older_than_one_collection_is_freed_by_the_middle_beat(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    cycle = Cycle()
-    freed = weakref.ref(cycle)
-    gc.collect(0)  # it survives, so it moves to the middle generation
-    del cycle
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(collect_garbage_on_a_clock)
-        await trio.sleep(YOUNG_EVERY * (MIDDLE_EVERY - 1) + YOUNG_EVERY / 2)
-        assert freed() is not None  # young collections leave the middle generation alone
+        await trio.sleep(YOUNG_EVERY * (beat - 1) + YOUNG_EVERY / 2)
+        assert freed() is not None  # the beats before it leave its generation alone
         await trio.sleep(YOUNG_EVERY)
         assert freed() is None
         nursery.cancel_scope.cancel()
