@@ -97,6 +97,33 @@ async def test_a_batch_that_was_not_committed_comes_again(kafka_env: dict[str, s
     assert [d.message.id for d in batch] == [m.id for m, _ in published][: len(batch)]
 
 
+async def test_a_poll_is_handed_on_in_batches_that_each_commit_only_themselves(
+    kafka_env: dict[str, str],
+) -> None:
+    """A poll reads up to four batches' worth; each batch is at most ``batch_size`` long, and
+    committing one commits up to its own last message, not the rest of the poll."""
+    settings = load_settings(kafka_env)
+    published = await publish(settings, numbered("chat.1", 250))
+    ids = [message.id for message, _ in published]
+    in_forties = options(settings, "chat.1", batch_size=40)
+    async with feed(settings, in_forties) as opened:
+        first = await first_batch(opened)
+        await opened.commit()
+    assert [d.message.id for d in first] == ids[: len(first)]
+
+    sizes: list[int] = [len(first)]
+    rest: list[Delivered] = []
+    async with feed(settings, in_forties) as reopened:
+        with trio.fail_after(20):
+            async for batch in reopened.batches():
+                sizes.append(len(batch))
+                rest.extend(batch)
+                if not batch and reopened.caught_up():
+                    break
+    assert [d.message.id for d in rest] == ids[len(first) :], "resumes after the first batch"
+    assert max(sizes) == 40, f"batches of at most batch_size, not {sizes}"
+
+
 async def test_deliveries_carry_the_positions_the_publisher_got(kafka_env: dict[str, str]) -> None:
     settings = load_settings(kafka_env)
     published = await publish(settings, numbered("chat.1", 4) + numbered("user.3", 4))

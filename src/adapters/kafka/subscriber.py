@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,6 +41,12 @@ log = logging.getLogger("tidings.kafka.subscriber")
 IN_FLIGHT = 2
 """Batches the consumer thread may hand to trio before trio has taken the first of them."""
 
+POLL_BATCHES = 4
+"""A poll reads up to this many batches. kafka-python makes two round trips to its network
+thread per poll, whatever its size, so a backlog is read in fewer, larger polls and handed on
+in batches of ``batch_size`` (200,000 messages, four runs each: 66-76k -> 80-81k msg/s;
+raw kafka-python, 500 a poll, 78-81k)."""
+
 PROBE_INTERVAL = 5.0
 """Seconds between liveness probes of the cluster (for health checks)."""
 
@@ -53,12 +59,13 @@ DISCOVERY_INTERVAL_MS = 2_000
 
 @attrs.frozen
 class KafkaBatch:
-    """A poll's worth of messages plus where each partition stands after it."""
+    """Up to ``batch_size`` messages of one poll plus where each partition stands after them."""
 
     deliveries: list[Delivered]
     next_offsets: dict[TopicPartition, int]
     """Where partitions stand after this batch, what committing it commits: those it read from,
-    or every assigned partition when the feed takes a snapshot (assignment changed, idle, 1 s)."""
+    or, for a poll's last batch, every assigned partition when the feed takes a snapshot
+    (assignment changed, idle, 1 s)."""
     caught_up: bool
     lag: int | None = None
 
@@ -255,7 +262,7 @@ class KafkaFeed:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="none",
-            max_poll_records=options.batch_size,
+            max_poll_records=options.batch_size * POLL_BATCHES,
             client_id=f"tidings-{self.group_id}",
             **config,
         )
@@ -304,6 +311,7 @@ class KafkaFeed:
 
     def _poll_loop(self, consumer: KafkaConsumer) -> None:
         timeout_ms = max(1, int(self.options.timeout * 1000))
+        max_records = self.options.batch_size * POLL_BATCHES
         next_probe = time.monotonic() + PROBE_INTERVAL
         assigned: set[TopicPartition] | None = None
         """The assignment of the last full snapshot of positions (None: take one next poll)."""
@@ -315,7 +323,7 @@ class KafkaFeed:
                 next_probe = time.monotonic() + PROBE_INTERVAL
             self._commit_handed(consumer, wait=False)
             try:
-                records = consumer.poll(timeout_ms=timeout_ms, max_records=self.options.batch_size)
+                records = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             except NoOffsetForPartitionError as exc:
                 self._place(consumer, set(exc.args[0]))
                 assigned = None
@@ -338,8 +346,30 @@ class KafkaFeed:
                 snapshot = self._snapshot(consumer, assignment, idle=not records)
                 next_offsets, caught_up, lag = snapshot
                 assigned, next_snapshot = assignment, now + SNAPSHOT_INTERVAL
-            if not self._hand_over(KafkaBatch(deliveries, next_offsets, caught_up, lag)):
-                return
+            for batch in self._split(deliveries, next_offsets, caught_up, lag):
+                if not self._hand_over(batch):
+                    return
+
+    def _split(
+        self,
+        deliveries: list[Delivered],
+        next_offsets: dict[TopicPartition, int],
+        caught_up: bool,
+        lag: int | None,
+    ) -> Iterator[KafkaBatch]:
+        """A poll's deliveries in batches of at most ``batch_size`` (one, maybe empty, at
+        least). Each batch commits up to its own last delivery in each partition; the last
+        one commits where the whole poll left the partitions."""
+        size = self.options.batch_size
+        last = (len(deliveries) - 1) // size * size if deliveries else 0
+        for start in range(0, last, size):
+            batch = deliveries[start : start + size]
+            offsets: dict[TopicPartition, int] = {}
+            for delivered in batch:
+                assert delivered.position is not None
+                offsets[self._streams[delivered.position.stream]] = delivered.position.offset + 1
+            yield KafkaBatch(batch, offsets, False, lag)
+        yield KafkaBatch(deliveries[last:], next_offsets, caught_up, lag)
 
     def _deliveries(self, records: dict[TopicPartition, list[Any]]) -> list[Delivered]:
         """A poll's records as deliveries. A feed of every channel (a gateway's) leaves the
