@@ -22,6 +22,9 @@ class Plan:
     channels_latency_rate: int
     """Messages/s of the latency phase, to random users among ``channels_latency_clients``."""
     channels_latency_clients: int
+    channels_latency_seconds: float
+    """How long the latency phase publishes: its p99 is the 1 % slowest of rate x seconds
+    messages, so a single stall of the machine weighs less in a longer phase."""
     channels_saturation_messages: int
     publish_messages: int
     """Messages of the fire-and-forget publish runs (broadcast_nowait, producer.send)."""
@@ -44,6 +47,7 @@ PLANS = {
         channels_connections=100,
         channels_latency_rate=200,
         channels_latency_clients=100,
+        channels_latency_seconds=2,
         channels_saturation_messages=2_000,
         publish_messages=2_000,
         publish_sync_messages=200,
@@ -61,6 +65,7 @@ PLANS = {
         channels_connections=1_000,
         channels_latency_rate=1_000,
         channels_latency_clients=1_000,
+        channels_latency_seconds=5,
         channels_saturation_messages=30_000,
         publish_messages=30_000,
         publish_sync_messages=1_000,
@@ -78,6 +83,7 @@ PLANS = {
         channels_connections=10_000,
         channels_latency_rate=1_000,
         channels_latency_clients=1_000,
+        channels_latency_seconds=30,
         channels_saturation_messages=100_000,
         publish_messages=200_000,
         publish_sync_messages=5_000,

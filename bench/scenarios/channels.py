@@ -35,9 +35,10 @@ def run(ctx: Context) -> None:
         "title": "Many channels",
         "about": (
             f"{n:,} clients, each on its own user.N channel; the latency phase sends "
-            f"{plan.channels_latency_rate:,} messages/s for {plan.fixed_seconds:g} s to random "
-            f"users among the first {min(n, plan.channels_latency_clients):,}; the saturation "
-            f"phase sends {plan.channels_saturation_messages:,} messages to random users flat out "
+            f"{plan.channels_latency_rate:,} messages/s for {plan.channels_latency_seconds:g} s "
+            f"to random users among the first {min(n, plan.channels_latency_clients):,}; the "
+            f"saturation phase sends {plan.channels_saturation_messages:,} messages to random "
+            "users flat out "
             "(through Kafka: published while the server is stopped, then delivered as a "
             f"backlog; at most {BACKLOG_SECONDS:g} s of publishing)."
         ),
@@ -64,7 +65,8 @@ def _one(ctx: Context, system: str, n: int) -> None:
             warm_up(ctx, server, loadgen, channel=CHANNEL, users=clients, expected=40)
             latency = phase(
                 ctx, server, loadgen, scenario=SCENARIO, case=f"{case}, latency", rate=rate,
-                count=round(rate * plan.fixed_seconds), max_seconds=plan.fixed_seconds * 2,
+                count=round(rate * plan.channels_latency_seconds),
+                max_seconds=plan.channels_latency_seconds * 2,
                 channel=CHANNEL, users=clients, per_message=1, seed=7,
             )
             saturated = phase(
