@@ -23,8 +23,8 @@ a second's survivors, ~30,000 objects at 10,000 connections, took 10-13 ms to wa
 
 
 def tune_interpreter() -> None:
-    """The process-wide settings a gateway runs with, once it has started; it also runs
-    ``collect_garbage_on_a_clock`` for as long as it serves."""
+    """The process-wide settings a gateway runs with, once it has started (it also runs
+    ``collect_garbage_on_a_clock`` for as long as it serves)."""
     tune_garbage_collector()
     shorten_switch_interval()
 

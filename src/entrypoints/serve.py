@@ -20,6 +20,7 @@ log = logging.getLogger("tidings.serve")
 
 DRAIN_TIMEOUT = 10.0
 
+
 async def run_gateway(
     container: Container, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
 ) -> None:
