@@ -88,8 +88,8 @@ def run_consume(ctx: Context) -> None:
         "about": (
             "Messages/s read from a pre-filled topic, first message to last: tidings' KafkaFeed "
             "reading every channel as a gateway does (polls of up to 2,000 records; envelopes "
-            "decoded up to their channel; "
-            "messages built only for local subscribers; the gateway's interpreter settings), "
+            "decoded up to their channel; messages built only for local subscribers; the "
+            "gateway's interpreter settings), "
             "handing batches of 500 to Hub.dispatch (no local subscribers) and committing each, "
             "the raw kafka-python poll loop (500 a poll, json.loads of each value, commit each "
             "poll), broadcaster's subscriber (json.loads of each)."

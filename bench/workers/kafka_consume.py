@@ -72,7 +72,7 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     from tidings.application.gateway.hub import Hub
     from tidings.application.gateway.presence import PresenceTracker
     from tidings.config import Settings
-    from tidings.entrypoints.runtime import collect_garbage_on_a_clock, tune_interpreter
+    from tidings.entrypoints.runtime import tune_interpreter
     from tidings.ports import FeedOptions, GroupMode
 
     settings = Settings.load(env_file=None, kafka_brokers=args.brokers,
@@ -83,7 +83,6 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
         channels=None, group_mode=GroupMode.SHARED, batch_size=500,
         timeout=0.5, group=args.group, node_id="bench", start_at_end=False,
     )
-    tune_interpreter()
     hub = Hub(PresenceTracker("bench", lambda channel, part: None))
     clock = Clock()
     count = 0
@@ -91,7 +90,7 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     async def consume() -> None:
         nonlocal count
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(collect_garbage_on_a_clock)
+            tune_interpreter(nursery)
             async with KafkaSubscriber.from_settings(settings).open_feed(options) as feed:
                 async for batch in feed.batches():
                     if batch:

@@ -22,11 +22,12 @@ MIDDLE_EVERY = 5
 a second's survivors, ~30,000 objects at 10,000 connections, took 10-13 ms to walk)."""
 
 
-def tune_interpreter() -> None:
-    """The process-wide settings a gateway runs with, once it has started (it also runs
-    ``collect_garbage_on_a_clock`` for as long as it serves)."""
+def tune_interpreter(nursery: trio.Nursery) -> None:
+    """Apply the process-wide settings a gateway runs with, once it has started, and run
+    ``collect_garbage_on_a_clock`` in ``nursery`` for as long as it lives."""
     tune_garbage_collector()
     shorten_switch_interval()
+    nursery.start_soon(collect_garbage_on_a_clock)
 
 
 def tune_garbage_collector() -> None:

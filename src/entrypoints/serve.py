@@ -14,7 +14,7 @@ import trio
 
 from ..application.demo import run_demo_feed
 from ..bootstrap import Container
-from .runtime import collect_garbage_on_a_clock, tune_interpreter
+from .runtime import tune_interpreter
 
 log = logging.getLogger("tidings.serve")
 
@@ -45,8 +45,7 @@ async def run_gateway(
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
             _announce(server.url, gateway.node, settings.realtime_broker, settings.realtime_demo)
-            tune_interpreter()
-            nursery.start_soon(collect_garbage_on_a_clock)
+            tune_interpreter(nursery)
             task_status.started(server.url)
             async for signum in signals:
                 log.info("received %s: shutting down", signal.Signals(signum).name)
