@@ -38,6 +38,23 @@ class PrometheusMetrics:
             "Clients cut off because their outbound queue filled (slow consumers)",
             registry=self.registry,
         )
+        self._refused_connections = Counter(
+            "tidings_connections_refused",
+            "Connections turned away before they were served, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._failed_connections = Counter(
+            "tidings_connections_failed",
+            "Connections closed with 1011 because serving them raised an unexpected error",
+            registry=self.registry,
+        )
+        self._dropped = Counter(
+            "tidings_records_dropped",
+            "Broker records delivered to nobody, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         info = Gauge("tidings_node_info", "This gateway node", ["node"], registry=self.registry)
         info.labels(**labels).set(1)
 
@@ -65,6 +82,15 @@ class PrometheusMetrics:
 
     def queue_overflow(self) -> None:
         self._overflows.inc()
+
+    def connection_refused(self, reason: str) -> None:
+        self._refused_connections.labels(reason=reason).inc()
+
+    def connection_failed(self) -> None:
+        self._failed_connections.inc()
+
+    def records_dropped(self, reason: str, count: int = 1) -> None:
+        self._dropped.labels(reason=reason).inc(count)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

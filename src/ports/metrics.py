@@ -30,6 +30,19 @@ class GatewayMetrics(Protocol):
         """A client cut off because its queue filled."""
         ...
 
+    def connection_refused(self, reason: str) -> None:
+        """A connection turned away before it was served (``reason``: a short label such as
+        ``max_connections``, ``max_connections_per_address`` or ``origin``)."""
+        ...
+
+    def connection_failed(self) -> None:
+        """A connection closed with 1011 because serving it raised an unexpected error."""
+        ...
+
+    def records_dropped(self, reason: str, count: int = 1) -> None:
+        """Broker records not delivered to anyone (``reason``: e.g. ``wrong_topic``)."""
+        ...
+
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type."""
         ...
