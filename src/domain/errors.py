@@ -105,6 +105,14 @@ class InvalidToken(TidingsError):
     """A connection token that is missing, malformed, forged or expired."""
 
 
+class TokenExpired(InvalidToken):
+    """A connection token past its expiry: the client should fetch a fresh one and reconnect.
+
+    A type of its own because the gateway answers it with another close code than a forged or
+    malformed token, which must not be retried.
+    """
+
+
 class TokenSecretMissing(ConfigurationError):
     """Tokens cannot be signed or verified because ``REALTIME_SECRET`` is not set."""
 
@@ -113,3 +121,27 @@ class TokenSecretMissing(ConfigurationError):
             "REALTIME_SECRET is not set: set it in the environment or .env to sign "
             "and verify connection tokens"
         )
+
+
+class SecretTooShort(ConfigurationError):
+    """A token secret too short to resist an offline search from one captured token."""
+
+    def __init__(self, variable: str, length: int, minimum: int) -> None:
+        self.variable = variable
+        self.length = length
+        self.minimum = minimum
+        super().__init__(
+            f"{variable} is {length} bytes long; it must be at least {minimum} bytes, or anyone "
+            "holding one token can recover it and forge tokens for any user. Make one with "
+            "`tidings secret` or "
+            '`python -c "import secrets; print(secrets.token_urlsafe(48))"`'
+        )
+
+
+class InvalidOrigin(TidingsError, ValueError):
+    """A web origin (``https://app.example.com``) that cannot be parsed."""
+
+    def __init__(self, origin: object, reason: str) -> None:
+        self.origin = origin
+        self.reason = reason
+        super().__init__(f"invalid origin {origin!r}: {reason}")
