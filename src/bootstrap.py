@@ -8,8 +8,8 @@ are imported only when a Kafka provider is first called, so the memory broker ne
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
@@ -22,16 +22,21 @@ from .application.gateway import Gateway, Limits
 from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
 from .config import Settings
+from .domain import Message
 from .domain.errors import UnknownBroker
 from .ports import (
     FeedOptions,
     GatewayMetrics,
     GroupMode,
     History,
+    Pending,
     PresenceBus,
     Publisher,
     Subscriber,
 )
+
+if TYPE_CHECKING:
+    from .adapters.kafka.publisher import KafkaPublisher
 
 
 def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
@@ -44,17 +49,45 @@ def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
     broker.close()
 
 
-def _kafka_publisher(settings: Settings) -> Iterator[Publisher]:
-    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
+def _kafka_producer(settings: Settings) -> Iterator[KafkaPublisher]:
+    """The process's one Kafka producer, shared by broadcasts and client events."""
     from .adapters.kafka.publisher import KafkaPublisher
 
-    publisher: Publisher = KafkaPublisher.from_settings(settings)
-    if settings.realtime_outbox:
-        from .adapters.outbox import OutboxPublisher, SqliteOutbox
-
-        publisher = OutboxPublisher(SqliteOutbox(settings.realtime_outbox), publisher)
+    publisher = KafkaPublisher.from_settings(settings)
     yield publisher
     publisher.close()
+
+
+def _kafka_publisher(settings: Settings, producer: KafkaPublisher) -> Iterator[Publisher]:
+    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
+    if not settings.realtime_outbox:
+        yield producer  # closed by its own provider
+        return
+    from .adapters.outbox import OutboxPublisher, SqliteOutbox
+
+    outbox = OutboxPublisher(SqliteOutbox(settings.realtime_outbox), producer)
+    yield outbox
+    outbox.close()
+
+
+def _client_events(
+    settings: Settings, realtime: RealtimeService, kafka: Callable[[], KafkaPublisher]
+) -> Callable[[Message], Pending]:
+    """How the gateway publishes client events (ADR 0016).
+
+    On Kafka straight to the producer, never creating a topic (a client must not be able to fill
+    the cluster with topics) and never through the outbox (the client is told at once when the
+    broker did not take its event); with the size limit of every broadcast. On other brokers like
+    any broadcast.
+    """
+    if settings.realtime_broker != "kafka":
+        return realtime.publish
+    existing = RealtimeService(
+        {"kafka": lambda: kafka().existing_topics_only()},
+        "kafka",
+        settings.realtime_max_message_bytes,
+    )
+    return existing.publish
 
 
 def _kafka_subscriber(settings: Settings) -> Iterator[Subscriber]:
@@ -118,7 +151,7 @@ def _gateway(
     subscriber: Subscriber,
     history: History,
     presence_bus: PresenceBus,
-    realtime: RealtimeService,
+    client_events: Callable[[Message], Pending],
     tokens: JwtTokens,
     metrics: GatewayMetrics,
     limits: Limits,
@@ -130,7 +163,7 @@ def _gateway(
         presence_timeout=settings.realtime_presence_timeout,
         subscriber=subscriber,
         history=history,
-        publish=realtime.publish,
+        publish=client_events,
         tokens=tokens,
         policy=settings.access_policy(),
         limits=limits,
@@ -140,7 +173,11 @@ def _gateway(
 
 
 def _web_server(
-    settings: Settings, gateway: Gateway, realtime: RealtimeService, tokens: JwtTokens
+    settings: Settings,
+    gateway: Gateway,
+    realtime: RealtimeService,
+    tokens: JwtTokens,
+    metrics: GatewayMetrics,
 ) -> WebServer:
     http = GatewayHttp(
         gateway=gateway,
@@ -154,9 +191,12 @@ def _web_server(
         settings.realtime_ws_host,
         settings.realtime_ws_port,
         http,
+        metrics=metrics,
         max_frame_bytes=settings.realtime_max_frame_bytes,
         max_body_bytes=max(1_048_576, settings.realtime_max_message_bytes * 4),
         handshake_timeout=settings.realtime_handshake_timeout,
+        max_connections=settings.realtime_max_connections,
+        max_connections_per_address=settings.realtime_max_connections_per_ip,
     )
 
 
@@ -173,7 +213,8 @@ class Container(containers.DeclarativeContainer):
     settings = providers.Singleton(Settings.load)
 
     memory_broker = providers.Resource(_memory_broker, settings)
-    kafka_publisher = providers.Resource(_kafka_publisher, settings)
+    kafka_producer = providers.Resource(_kafka_producer, settings)
+    kafka_publisher = providers.Resource(_kafka_publisher, settings, kafka_producer)
     kafka_subscriber = providers.Resource(_kafka_subscriber, settings)
 
     publishers = providers.Dict(
@@ -208,6 +249,9 @@ class Container(containers.DeclarativeContainer):
     )
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
+    client_events = providers.Singleton(
+        _client_events, settings, realtime, kafka_producer.provider
+    )
     gateway = providers.Singleton(
         _gateway,
         settings=settings,
@@ -216,12 +260,12 @@ class Container(containers.DeclarativeContainer):
         subscriber=subscriber,
         history=history,
         presence_bus=presence_bus,
-        realtime=realtime,
+        client_events=client_events,
         tokens=tokens,
         metrics=metrics,
         limits=limits,
     )
-    web_server = providers.Singleton(_web_server, settings, gateway, realtime, tokens)
+    web_server = providers.Singleton(_web_server, settings, gateway, realtime, tokens, metrics)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Container:

@@ -15,7 +15,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .domain.access import AccessPolicy
-from .domain.errors import ConfigurationError, InvalidAccessRule
+from .domain.errors import ConfigurationError, InvalidAccessRule, InvalidOrigin
+from .domain.origins import OriginPolicy
 from .domain.topics import TopicStrategy, topic_strategy
 
 BROKERS = ("memory", "kafka")
@@ -84,6 +85,11 @@ class Settings(BaseSettings):
     realtime_channel_rules: str = ""
     realtime_demo: bool = False
     """Demo mode (``tidings serve --demo``): the page may mint tokens and broadcast. Local only."""
+    realtime_allowed_origins: str = ""
+    """Origins (``https://app.example.com``) whose pages may use the gateway besides its own:
+    the Origin check of WebSocket upgrades and the CORS answer of HTTP endpoints. ``*``: all."""
+    realtime_max_token_ttl: float | None = Field(default=None, gt=0)
+    """Longest lifetime in seconds of a connection token, checked at issue and verification."""
 
     # Limits, with safe defaults.
     realtime_max_message_bytes: int = Field(default=65_536, ge=256)
@@ -100,6 +106,11 @@ class Settings(BaseSettings):
     """Channels whose history the memory broker keeps (the least recently used go first)."""
     realtime_history_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
     """Bytes of messages the memory broker keeps for resume, all channels together."""
+    realtime_max_connections: int = Field(default=20_000, ge=0)
+    """Open connections (HTTP and WebSocket) the gateway serves at once; 0: no limit."""
+    realtime_max_connections_per_ip: int = Field(default=500, ge=0)
+    """Open connections from one client address; 0: no limit (behind a proxy, every client
+    has the proxy's address: limit there instead)."""
     realtime_handshake_timeout: float = Field(default=10.0, gt=0)
     realtime_idle_timeout: float = Field(default=120.0, gt=0)
     """Seconds without any frame from a client before it is disconnected (clients ping)."""
@@ -125,6 +136,15 @@ class Settings(BaseSettings):
         try:
             AccessPolicy.parse(value)
         except InvalidAccessRule as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("realtime_allowed_origins")
+    @classmethod
+    def _origins_syntax(cls, value: str) -> str:
+        try:
+            OriginPolicy.parse(value)
+        except InvalidOrigin as exc:
             raise ValueError(str(exc)) from None
         return value
 
@@ -163,6 +183,10 @@ class Settings(BaseSettings):
     def access_policy(self) -> AccessPolicy:
         return AccessPolicy.parse(self.realtime_channel_rules)
 
+    def origin_policy(self) -> OriginPolicy:
+        """``REALTIME_ALLOWED_ORIGINS`` parsed (validated at load, so this does not raise)."""
+        return OriginPolicy.parse(self.realtime_allowed_origins)
+
     def node_id(self, port: int | None = None) -> str:
         """``REALTIME_NODE_ID``, or this host's name (plus the port, for gateways)."""
         if self.realtime_node_id:
@@ -176,6 +200,22 @@ class Settings(BaseSettings):
     def api_key(self) -> str | None:
         return self.realtime_api_key.get_secret_value() if self.realtime_api_key else None
 
+    def problems(self) -> list[str]:
+        """What loads but would stop ``tidings serve``: a ``REALTIME_SECRET`` that is too short.
+
+        The token adapter enforces the rule when it is built; asking it here lets ``tidings
+        config`` show the problem instead of failing on it.
+        """
+        from .adapters.jwt_tokens import check_secret
+
+        secret = self.secret()
+        try:
+            if secret:
+                check_secret(secret)
+        except ConfigurationError as exc:
+            return [str(exc)]
+        return []
+
     def effective(self) -> dict[str, Any]:
         """Every setting by its environment name, secrets masked, for ``tidings config``."""
         shown: dict[str, Any] = {}
@@ -188,6 +228,9 @@ class Settings(BaseSettings):
             elif value is None:
                 value = "(not set)"
             shown[name.upper()] = value
+        problems = self.problems()
+        if problems:
+            shown["(problems)"] = problems
         shown["(node id)"] = self.node_id()
         shown["(env file)"] = str(Path(".env").resolve()) if Path(".env").exists() else "(none)"
         shown["(environment overrides)"] = sorted(

@@ -6,7 +6,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request, TextMessage
 
-from tidings.adapters.web.server import text_frame
+from tidings.adapters.web.framing import text_frame
 
 
 @pytest.fixture(scope="module")
