@@ -6,7 +6,7 @@ gateway until it ends. What happens on one connection stays there: every stage (
 head, the body, the upgrade, the open connection, the close) is bounded in time, every error is
 caught at the connection's edge (logged once, counted, the connection closed with 1011), and the
 listener never sees it. Limits on open connections, in total and per client address, are checked
-before a byte is read. See ADR 0007 and ADR 0016.
+before a byte is read. See ADR 0007 and ADR 0017.
 """
 
 from __future__ import annotations

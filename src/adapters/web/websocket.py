@@ -1,4 +1,4 @@
-"""One server-side WebSocket connection, served on wsproto's low-level ``Connection`` (ADR 0016).
+"""One server-side WebSocket connection, served on wsproto's low-level ``Connection`` (ADR 0017).
 
 wsproto parses and validates every byte a client sends (masking, reserved bits, opcodes, control
 frame rules, UTF-8, close codes); this module decides what the gateway does about each event and
