@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from dependency_injector import containers, providers
 
-from .adapters.jwt_tokens import JwtTokens
+from .adapters.jwt_tokens import JwtTokens, new_secret
 from .adapters.memory import MemoryBroker
 from .adapters.memory.presence import LocalPresenceBus
 from .adapters.prometheus import PrometheusMetrics
@@ -172,11 +172,15 @@ def _gateway(
     )
 
 
+DEMO_TOKEN_TTL = 3600.0
+"""Seconds a token from ``GET /demo/token`` lives (less if ``REALTIME_MAX_TOKEN_TTL`` says so)."""
+
+
 def _web_server(
     settings: Settings,
     gateway: Gateway,
     realtime: RealtimeService,
-    tokens: JwtTokens,
+    demo_tokens: JwtTokens | None,
     metrics: GatewayMetrics,
 ) -> WebServer:
     http = GatewayHttp(
@@ -185,7 +189,10 @@ def _web_server(
         api_key=settings.api_key(),
         static=bundled_file,
         broker=settings.realtime_broker,
-        demo_tokens=tokens if settings.realtime_demo else None,
+        origins=settings.origin_policy(),
+        listening_host=settings.realtime_ws_host,
+        demo_tokens=demo_tokens,
+        demo_token_ttl=min(DEMO_TOKEN_TTL, settings.realtime_max_token_ttl or DEMO_TOKEN_TTL),
     )
     return WebServer(
         settings.realtime_ws_host,
@@ -198,6 +205,29 @@ def _web_server(
         max_connections=settings.realtime_max_connections,
         max_connections_per_address=settings.realtime_max_connections_per_ip,
     )
+
+
+def _tokens(settings: Settings, demo_key: str) -> JwtTokens:
+    """Tokens signed with ``REALTIME_SECRET``; a demo gateway also accepts its own demo tokens.
+
+    Raises ``SecretTooShort`` for a short ``REALTIME_SECRET``.
+    """
+    return JwtTokens(
+        settings.secret(),
+        max_ttl=settings.realtime_max_token_ttl,
+        also_accept=(demo_key,) if settings.realtime_demo else (),
+    )
+
+
+def _demo_tokens(settings: Settings, demo_key: str) -> JwtTokens | None:
+    """The demo page's tokens, signed with a key of this process alone (None outside demo mode).
+
+    The key is random per process and never derived from ``REALTIME_SECRET``, so a demo token,
+    which grants every private and presence channel, is worthless on any other gateway.
+    """
+    if not settings.realtime_demo:
+        return None
+    return JwtTokens(demo_key, max_ttl=settings.realtime_max_token_ttl)
 
 
 def _select(settings: Settings, **brokers: Any) -> Any:
@@ -232,9 +262,9 @@ class Container(containers.DeclarativeContainer):
         max_message_bytes=settings.provided.realtime_max_message_bytes,
     )
 
-    tokens = providers.Singleton(
-        JwtTokens, secret=providers.Callable(lambda s: s.secret(), settings)
-    )
+    demo_key = providers.Singleton(new_secret)
+    tokens = providers.Singleton(_tokens, settings, demo_key)
+    demo_tokens = providers.Singleton(_demo_tokens, settings, demo_key)
 
     kafka_history = providers.Resource(_kafka_history, settings)
     history = providers.Singleton(
@@ -265,7 +295,7 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         limits=limits,
     )
-    web_server = providers.Singleton(_web_server, settings, gateway, realtime, tokens, metrics)
+    web_server = providers.Singleton(_web_server, settings, gateway, realtime, demo_tokens, metrics)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Container:

@@ -75,15 +75,27 @@ def cli(log_level: str) -> None:
     is_flag=True,
     default=None,
     help="Demo mode for local development: the page can mint tokens and broadcast; "
-    "the dashboard moves.",
+    "the dashboard moves. Loopback addresses only, unless --demo-public.",
+)
+@click.option(
+    "--demo-public",
+    is_flag=True,
+    help="Allow --demo on an address other than loopback: anyone who can reach it can then "
+    "mint tokens for any user and publish to any channel.",
 )
 def serve(
-    host: str | None, port: int | None, broker: str | None, node_id: str | None, demo: bool | None
+    host: str | None,
+    port: int | None,
+    broker: str | None,
+    node_id: str | None,
+    demo: bool | None,
+    demo_public: bool,
 ) -> None:
     """Run the gateway: WebSocket, HTTP and the broker consumer in one process."""
     import trio
 
     from ..bootstrap import Container
+    from ..domain.origins import is_loopback_host
     from .serve import run_gateway
 
     settings = load_settings(
@@ -93,18 +105,19 @@ def serve(
         realtime_node_id=node_id,
         realtime_demo=demo,
     )
-    if settings.realtime_demo and not settings.secret():
-        import secrets
-
-        settings = load_settings(
-            realtime_ws_host=host,
-            realtime_ws_port=port,
-            realtime_broker=broker,
-            realtime_node_id=node_id,
-            realtime_demo=True,
-            realtime_secret=secrets.token_hex(32),
+    address = settings.realtime_ws_host
+    if settings.realtime_demo and not demo_public and not is_loopback_host(address):
+        _fail(
+            f"refusing --demo on {address or 'every interface'}: in demo mode anyone who can "
+            "reach the gateway can mint tokens for any user and publish to any channel, and "
+            "this address is reachable from other machines. Listen on 127.0.0.1 (the default), "
+            "or add --demo-public if everyone who can reach it may do that."
         )
     container = Container.for_settings(settings)
+    try:
+        container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
+    except ConfigurationError as exc:
+        _fail(str(exc))
     try:
         trio.run(run_gateway, container)
     except TidingsError as exc:
@@ -145,11 +158,19 @@ def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
 
     user_info = _json_argument(info, "--info")
     grants = tuple(pattern.strip() for pattern in channels.split(",") if pattern.strip())
-    tokens = Container.for_settings(load_settings()).tokens()
     try:
+        tokens = Container.for_settings(load_settings()).tokens()
         click.echo(tokens.issue(user_id, info=user_info, ttl=ttl, channels=grants))
     except (TidingsError, ValueError) as exc:
         _fail(str(exc))
+
+
+@cli.command()
+def secret() -> None:
+    """Print a fresh random secret for REALTIME_SECRET (48 random bytes, URL-safe)."""
+    from ..adapters.jwt_tokens import new_secret
+
+    click.echo(new_secret())
 
 
 @cli.command()

@@ -5,6 +5,13 @@
 only) also ``GET /demo/token`` so the demo page can act as any user, and ``POST /demo/broadcast``
 which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that
 says what went wrong.
+
+CORS follows the origin policy (``REALTIME_ALLOWED_ORIGINS``, the list that also guards WebSocket
+upgrades): a request from an allowed origin is answered with ``Access-Control-Allow-Origin`` set
+to it, a preflight ``OPTIONS`` with 204 and what may be sent; any other origin gets no CORS
+header, so browsers keep its page from reading the answer. The demo endpoints go further and
+refuse outright what a page of another site sends, since minting a token or publishing is done
+by the request itself, whether or not its answer can be read.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 
 from ...domain import JSON, Message
 from ...domain.errors import BrokerError, InvalidChannel, InvalidMessage, MessageTooLarge
+from ...domain.origins import OriginPolicy
 from ...ports import HttpRequest, HttpResponse, Pending, TokenIssuer
 from .gateway import Gateway
 
@@ -33,6 +41,9 @@ _ROUTES = {
     "/demo/broadcast": ("POST",),
 }
 _DEMO_ONLY = ("/demo/token", "/demo/broadcast")
+_CORS_REQUEST_HEADERS = "Authorization, Content-Type"
+_CORS_MAX_AGE = "600"
+"""Seconds a browser may reuse a preflight answer (Chromium caps it at 7200)."""
 
 
 def json_response(
@@ -46,8 +57,22 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return json_response(status, {"error": message}, headers)
 
 
+def _bad_parameter(name: str, message: str) -> HttpResponse:
+    return json_response(400, {"error": f"parameter {name!r}: {message}", "parameter": name})
+
+
+def _methods(route: tuple[str, ...]) -> str:
+    """What ``Allow`` and a preflight answer list: the route's methods, HEAD with GET, OPTIONS."""
+    return ", ".join([*route, *(["HEAD"] if "GET" in route else []), "OPTIONS"])
+
+
 class GatewayHttp:
-    """Implements ``HttpApi`` for one gateway."""
+    """Implements ``HttpApi`` for one gateway.
+
+    ``origins`` is the origin policy, ``listening_host`` the address the gateway listens on (a
+    loopback gateway's demo endpoints refuse other ``Host`` names: DNS rebinding).
+    ``demo_tokens`` issues the demo page's tokens (demo mode only), valid ``demo_token_ttl`` s.
+    """
 
     def __init__(
         self,
@@ -57,27 +82,52 @@ class GatewayHttp:
         api_key: str | None,
         static: StaticFiles,
         broker: str,
+        origins: OriginPolicy | None = None,
+        listening_host: str = "127.0.0.1",
         demo_tokens: TokenIssuer | None = None,
+        demo_token_ttl: float = 3600,
     ) -> None:
         self._gateway = gateway
         self._publish = publish
         self._api_key = api_key
         self._static = static
         self._broker = broker
+        self._origins = origins if origins is not None else OriginPolicy()
+        self._listening_host = listening_host
         self._demo_tokens = demo_tokens
+        self._demo_token_ttl = demo_token_ttl
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
+        response = await self._answer(request)
+        return self._with_cors(request, response)
+
+    def _with_cors(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        """``response`` with ``Vary: Origin``, and the CORS grant when the origin is allowed."""
+        headers = dict(response.headers)
+        headers["vary"] = ", ".join(filter(None, [headers.get("vary"), "Origin"]))
+        origin = request.headers.get("origin")
+        if origin is not None and self._origins.allows(origin, request.headers.get("host")):
+            headers["access-control-allow-origin"] = origin
+        return HttpResponse(response.status, response.body, response.content_type, headers)
+
+    async def _answer(self, request: HttpRequest) -> HttpResponse:
         methods = _ROUTES.get(request.path)
         if methods is None or (request.path in _DEMO_ONLY and self._demo_tokens is None):
             return _error(404, f"no such endpoint: {request.path}")
+        if request.method == "OPTIONS":
+            return self._preflight(request, methods)
         if request.method not in methods and not (request.method == "HEAD" and "GET" in methods):
             return _error(
                 405,
                 f"{request.method} is not allowed on {request.path}",
-                {"allow": ", ".join(methods)},
+                {"allow": _methods(methods)},
             )
         if request.path == "/broadcast":
             return self._authorized(request) or await self._broadcast(request)
+        if request.path in _DEMO_ONLY:
+            refusal = self._demo_refusal(request)
+            if refusal is not None:
+                return refusal
         if request.path == "/demo/broadcast":
             return await self._broadcast(request)
         if request.path == "/healthz":
@@ -92,6 +142,63 @@ class GatewayHttp:
             return _error(404, f"no such file: {request.path}")
         body, content_type = static
         return HttpResponse(200, body, content_type, {"cache-control": "no-cache"})
+
+    def _preflight(self, request: HttpRequest, methods: tuple[str, ...]) -> HttpResponse:
+        """204 with what a page of an allowed origin may send; 403 for another origin."""
+        allowed = _methods(methods)
+        origin = request.headers.get("origin")
+        if origin is None:
+            return HttpResponse(204, b"", "text/plain", {"allow": allowed})
+        if not self._origins.allows(origin, request.headers.get("host")):
+            return _error(
+                403,
+                f"origin {origin!r} is not allowed: list it in REALTIME_ALLOWED_ORIGINS",
+            )
+        return HttpResponse(
+            204,
+            b"",
+            "text/plain",
+            {
+                "allow": allowed,
+                "access-control-allow-methods": allowed,
+                "access-control-allow-headers": _CORS_REQUEST_HEADERS,
+                "access-control-max-age": _CORS_MAX_AGE,
+            },
+        )
+
+    def _demo_refusal(self, request: HttpRequest) -> HttpResponse | None:
+        """403 for what another site's page sends, 415 for a demo broadcast that is not JSON.
+
+        A cross-site ``POST`` with ``Content-Type: text/plain`` needs no preflight, so the
+        content type is checked as well as the origin: JSON from another origin always asks
+        the browser's permission first. ``Sec-Fetch-Site`` covers requests without ``Origin``.
+        """
+        host = request.headers.get("host")
+        origin = request.headers.get("origin")
+        if not self._origins.host_allowed(host, self._listening_host):
+            return _error(
+                403,
+                f"Host {host!r} does not name this gateway, which listens on "
+                f"{self._listening_host}: refused against DNS rebinding (list the origin in "
+                "REALTIME_ALLOWED_ORIGINS if the name is yours)",
+            )
+        if origin is not None and not self._origins.allows(origin, host):
+            return _error(
+                403,
+                f"origin {origin!r} may not use the demo endpoints: only pages of this gateway "
+                "or of REALTIME_ALLOWED_ORIGINS may",
+            )
+        if origin is None and request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+            return _error(403, "a cross-site request may not use the demo endpoints")
+        if request.method == "POST":
+            media_type = request.headers.get("content-type", "").partition(";")[0]
+            if media_type.strip().lower() != "application/json":
+                return _error(
+                    415,
+                    "send the message as Content-Type: application/json, "
+                    f"not {media_type.strip() or 'no content type'!r}",
+                )
+        return None
 
     def _authorized(self, request: HttpRequest) -> HttpResponse | None:
         if not self._api_key:
@@ -169,11 +276,17 @@ class GatewayHttp:
         assert self._demo_tokens is not None
         user = request.query.get("user", "").strip()
         if not user or len(user) > 64:
-            return _error(400, "give ?user=NAME (1 to 64 characters)")
+            return _bad_parameter("user", "give ?user=NAME (1 to 64 characters)")
         name = request.query.get("name", user)[:64]
-        token = self._demo_tokens.issue(
-            user, info={"name": name}, ttl=3600, channels=("private-**", "presence-**")
-        )
+        try:
+            token = self._demo_tokens.issue(
+                user,
+                info={"name": name},
+                ttl=self._demo_token_ttl,
+                channels=("private-**", "presence-**"),
+            )
+        except ValueError as exc:
+            return _bad_parameter("user", str(exc))
         return json_response(200, {"token": token, "user_id": user})
 
 
