@@ -69,6 +69,9 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
             REALTIME_QUEUE_SIZE=str(QUEUE_SIZE),
             REALTIME_IDLE_TIMEOUT="3600",
             REALTIME_HANDSHAKE_TIMEOUT="60",
+            # Every client of the load generator comes from 127.0.0.1, in their thousands.
+            REALTIME_MAX_CONNECTIONS="0",
+            REALTIME_MAX_CONNECTIONS_PER_IP="0",
             **kafka_env,
         )
         argv = [*_tidings_command(ctx.python), "--log-level", "WARNING", "serve",

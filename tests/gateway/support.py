@@ -138,7 +138,8 @@ async def abort(client: Client, *, reset: bool = True) -> None:
 
     ``reset``: send a TCP RST (as when the process dies with unread data); else a plain FIN.
     """
-    stream = client.ws._stream
+    assert client.stream is not None, "abort needs a client made by connect()"
+    stream = client.stream.stream
     if reset:
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await stream.aclose()

@@ -21,12 +21,11 @@ import jwt
 import pytest
 import trio
 import trio_websocket
-from wsproto.events import TextMessage
 
 from tests.conftest import SECRET
 from tests.gateway.support import close_code
 from tests.support.processes import Gateway
-from tests.support.wsclient import Client, connect
+from tests.support.wsclient import Client, connect, send_burst
 
 from .conftest import (
     Bystander,
@@ -79,6 +78,8 @@ def churn_gateway() -> Iterator[Gateway]:
     with running_gateway(
         REALTIME_RATE_LIMIT="1000000",
         REALTIME_RATE_BURST="1000000",
+        REALTIME_PRESENCE_JOIN_RATE="1000000",
+        REALTIME_PRESENCE_JOIN_BURST="1000000",
         REALTIME_HISTORY_CHANNELS="500",
     ) as gateway:
         yield gateway
@@ -253,14 +254,6 @@ async def test_a_lone_surrogate_in_a_signed_token_is_refused_or_served(claim: st
 
 FLOOD_FRAMES = 10_000
 FLOOD_SECONDS = 3.0
-
-
-async def send_burst(client: Client, frame: str, count: int) -> None:
-    """``count`` copies of ``frame`` in one write: as fast as a client can possibly send."""
-    ws = client.ws
-    data = b"".join(ws._wsproto.send(TextMessage(data=frame)) for _ in range(count))
-    async with ws._stream_lock:
-        await ws._stream.send_all(data)
 
 
 @attrs.define

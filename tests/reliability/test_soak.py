@@ -64,7 +64,8 @@ def soak_gateway() -> Iterator[Gateway]:
 
 async def abort(client: Client, *, reset: bool) -> None:
     """Drop the TCP connection without a WebSocket close: a reset, or a plain FIN."""
-    stream = client.ws._stream
+    assert client.stream is not None, "abort needs a client made by connect()"
+    stream = client.stream.stream
     if reset:
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await stream.aclose()

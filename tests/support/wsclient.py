@@ -6,15 +6,22 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import trio
 import trio_websocket
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage
 
 
 class Client:
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(
+        self, ws: trio_websocket.WebSocketConnection, stream: SharedStream | None = None
+    ) -> None:
         self.ws = ws
+        self.stream = stream
+        """The TCP stream under ``ws`` when ``connect`` opened it: for tests that must write raw
+        bytes or drop the connection without a WebSocket close."""
         self.connected: dict[str, Any] = {}
         self.seen: list[dict[str, Any]] = []
 
@@ -68,10 +75,55 @@ class Client:
             raise AssertionError(f"unexpected frame: {frame}")
 
 
+class SharedStream(trio.abc.Stream):
+    """A TCP stream whose writes go through one lock: trio-websocket's (a close, a pong) and a
+    test's raw bursts never interleave."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.lock = trio.Lock()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        async with self.lock:
+            await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self.stream.receive_some(max_bytes))
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
 @asynccontextmanager
 async def connect(ws_url: str, token: str | None = None) -> AsyncIterator[Client]:
-    url = ws_url + (f"?token={quote(token)}" if token else "")
-    async with trio_websocket.open_websocket_url(url) as ws:
-        client = Client(ws)
-        client.connected = await client.recv()
-        yield client
+    """A client connected to the gateway at ``ws_url`` (``ws://host:port/ws``), past its
+    ``connected`` frame. The TCP stream is opened here and handed to trio-websocket through its
+    public ``wrap_client_stream``, so that tests can reach it without private names."""
+    parts = urlsplit(ws_url)
+    resource = parts.path + (f"?token={quote(token)}" if token else "")
+    stream = SharedStream(
+        await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
+    )
+    async with trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(nursery, stream, parts.netloc, resource)
+        try:
+            client = Client(ws, stream)
+            client.connected = await client.recv()
+            yield client
+        finally:
+            with trio.move_on_after(2, shield=True):
+                await ws.aclose()
+            await trio.aclose_forcefully(stream)
+            nursery.cancel_scope.cancel()
+
+
+async def send_burst(client: Client, frame: str, count: int) -> None:
+    """``count`` copies of ``frame`` in one write, as fast as a client can possibly send: masked
+    client frames made by a wsproto connection of our own."""
+    assert client.stream is not None, "send_burst needs a client made by connect()"
+    framer = Connection(ConnectionType.CLIENT)
+    data = b"".join(framer.send(TextMessage(data=frame)) for _ in range(count))
+    await client.stream.send_all(data)  # under the lock trio-websocket's writes take too
