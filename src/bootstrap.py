@@ -111,6 +111,8 @@ def _limits(settings: Settings) -> Limits:
         max_channels=settings.realtime_max_channels,
         rate=settings.realtime_rate_limit,
         burst=settings.realtime_rate_burst,
+        presence_rate=settings.realtime_presence_join_rate,
+        presence_burst=settings.realtime_presence_join_burst,
         queue_size=settings.realtime_queue_size,
         handshake_timeout=settings.realtime_handshake_timeout,
         idle_timeout=settings.realtime_idle_timeout,

@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     realtime_rate_limit: float = Field(default=50.0, gt=0)
     """Frames per second a client may send (a token bucket)."""
     realtime_rate_burst: int = Field(default=100, ge=1)
+    realtime_presence_join_rate: float = Field(default=1.0, gt=0)
+    """Presence channels one connection may join per second on average (each join and leave
+    is announced to every member) ..."""
+    realtime_presence_join_burst: int = Field(default=10, ge=1)
+    """... and at once."""
     realtime_queue_size: int = Field(default=1_000, ge=1)
     """Frames queued for one client before it is cut off as too slow."""
     realtime_history_size: int = Field(default=1_000, ge=0)

@@ -40,6 +40,10 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     """The gateway is shutting down: reconnect (to another node) and resume."""
     MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    """Serving the connection failed on the gateway's side: reconnect and resume."""
+    IDLE = 4000
+    """The client sent nothing within the idle timeout (clients ping to stay): reconnect."""
     SLOW_CONSUMER = 4008
     """The client did not read fast enough and its queue filled: reconnect and resume."""
     TOKEN_EXPIRED = 4001

@@ -17,6 +17,10 @@ class Limits:
     """Frames per second a client may send on average (a token bucket) ..."""
     burst: int = 100
     """... and in a burst. Frames over it get error 429; a client that keeps going is cut."""
+    presence_rate: float = 1.0
+    """Presence channels a connection may join per second on average ..."""
+    presence_burst: int = 10
+    """... and at once. Joins over it get error 429: each join and leave goes to every member."""
     queue_size: int = 1_000
     """Frames queued for a client before it is cut off as a slow consumer (close 4008)."""
     handshake_timeout: float = 10.0

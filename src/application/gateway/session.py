@@ -64,6 +64,7 @@ class Session:
         "connection",
         "id",
         "identity",
+        "joins",
         "limits",
         "node",
         "refusals",
@@ -88,6 +89,8 @@ class Session:
         self.bucket = TokenBucket(limits.rate, limits.burst)
         self.refusals: TokenBucket | None = None
         """Rate-limit refusals a client may collect (made at its first): see ``may_be_refused``."""
+        self.joins: TokenBucket | None = None
+        """Presence channels this client may join (made at its first): see ``may_join``."""
         self.closing: tuple[int, str] | None = None
         # A list, not a deque: the writer takes it whole, and an empty list is 56 bytes where an
         # empty deque is 600; the events exist only while someone waits on them.
@@ -106,6 +109,12 @@ class Session:
         if self.refusals is None:
             self.refusals = TokenBucket(self.limits.rate / 4, self.limits.flood_refusals)
         return self.refusals.take(now)
+
+    def may_join(self, now: float) -> bool:
+        """Whether the client may join one more presence channel now (a token bucket)."""
+        if self.joins is None:
+            self.joins = TokenBucket(self.limits.presence_rate, self.limits.presence_burst)
+        return self.joins.take(now)
 
     @property
     def ref(self) -> ConnectionRef:
