@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import jwt
 import pytest
+import trio
 from click.testing import CliRunner
 
+from tests.support.processes import TIDINGS, Gateway, process_env
+from tests.support.wsclient import connect
 from tidings.adapters.jwt_tokens import MIN_SECRET_LENGTH, JwtTokens, new_secret
 from tidings.config import Settings
 from tidings.domain.errors import (
@@ -208,3 +212,34 @@ def test_a_bad_maximum_names_the_variable(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("REALTIME_MAX_TOKEN_TTL", "-5")
     with pytest.raises(ConfigurationError, match="REALTIME_MAX_TOKEN_TTL"):
         Settings.load()
+
+
+# -- The commands, as processes ------------------------------------------------------------------
+
+
+def test_tidings_serve_refuses_a_short_secret_before_listening() -> None:
+    result = subprocess.run(
+        [TIDINGS, "serve", "--port", "0"],
+        env=process_env(REALTIME_SECRET="abc", REALTIME_BROKER="memory"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "demo page" not in result.stdout
+    assert "REALTIME_SECRET is 3 bytes long" in result.stderr
+    assert "at least 32 bytes" in result.stderr
+    assert "tidings secret" in result.stderr and "token_urlsafe(48)" in result.stderr
+
+
+async def test_a_secret_from_tidings_secret_serves_tokens_from_tidings_token() -> None:
+    made = await trio.run_process([TIDINGS, "secret"], capture_stdout=True)
+    env = process_env(REALTIME_SECRET=made.stdout.decode().strip(), REALTIME_BROKER="memory")
+    gateway = Gateway(env)
+    try:
+        issued = await trio.run_process([TIDINGS, "token", "8"], env=env, capture_stdout=True)
+        async with connect(gateway.ws_url, issued.stdout.decode().strip()) as client:
+            assert client.connected["type"] == "connected", client.connected
+            assert client.connected["data"]["user_id"] == "8"
+    finally:
+        assert gateway.stop() == 0, gateway.output()
