@@ -19,6 +19,7 @@ from .adapters.memory.presence import LocalPresenceBus
 from .adapters.prometheus import PrometheusMetrics
 from .adapters.web import WebServer, bundled_file
 from .application.gateway import Gateway, Limits
+from .application.gateway.admission import UpgradeAdmission
 from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
 from .config import Settings
@@ -201,6 +202,7 @@ def _web_server(
         settings.realtime_ws_port,
         http,
         metrics=metrics,
+        admit=UpgradeAdmission(settings.origin_policy(), settings.realtime_ws_host),
         max_frame_bytes=settings.realtime_max_frame_bytes,
         max_body_bytes=max(1_048_576, settings.realtime_max_message_bytes * 4),
         handshake_timeout=settings.realtime_handshake_timeout,

@@ -227,7 +227,7 @@ class WebServer:
         if self._admit is not None:
             refusal = self._admit(head.request())
             if refusal is not None:
-                raise _Refused(refusal, "admission")
+                raise _Refused(refusal, "origin")
         received = await http.switch_protocols(headers)
         return WebSocketConnection(
             stream,
