@@ -190,30 +190,35 @@ class WebServer:
     async def _serve_http(
         self, http: HttpConnection, stream: trio.SocketStream, remote: str
     ) -> WebSocketConnection | None:
-        """Requests one after another (keep-alive), each within its timeout, until one upgrades
-        (its WebSocket is returned) or the connection closes (None)."""
+        """Requests one after another (keep-alive) until one upgrades (its WebSocket is returned)
+        or the connection closes (None). Reading a request and writing its answer are bounded in
+        time; answering it is not (a broadcast may wait for the broker's acknowledgement)."""
         timeout = self._handshake_timeout
         while True:
-            with trio.move_on_after(timeout):
+            body = b""
+            with trio.move_on_after(timeout) as reading:
                 head = await http.next_head()
-                if head is None:
-                    return None
-                if head.wants_websocket:
+                if head is not None and not head.wants_websocket:
+                    body = await http.read_body(head)
+            if reading.cancelled_caught or head is None:
+                return None  # closed, or too slow to send a request
+            if head.wants_websocket:
+                with trio.move_on_after(self._handshake_timeout):
                     return await self._upgrade(http, stream, head, remote)
-                await self._answer(http, head, remote)
-                timeout = self._keep_alive_timeout
-                continue
-            return None  # too slow: a request head or body took longer than allowed
+                return None
+            response = await self._answer(head, body, remote)
+            with trio.move_on_after(self._handshake_timeout) as writing:
+                more = await http.respond(response, head_only=head.method == "HEAD")
+            if writing.cancelled_caught or not more:
+                return None
+            timeout = self._keep_alive_timeout
 
-    async def _answer(self, http: HttpConnection, head: RequestHead, remote: str) -> None:
-        body = await http.read_body(head)
+    async def _answer(self, head: RequestHead, body: bytes, remote: str) -> HttpResponse:
         try:
-            response = await self._http.handle(head.request(body))
+            return await self._http.handle(head.request(body))
         except Exception:
             log.exception("%s %s from %s failed", head.method, head.path, remote)
             raise BadRequest(500, "internal error") from None
-        if not await http.respond(response, head_only=head.method == "HEAD"):
-            raise trio.ClosedResourceError("the response ended the connection")
 
     async def _upgrade(
         self, http: HttpConnection, stream: trio.SocketStream, head: RequestHead, remote: str
