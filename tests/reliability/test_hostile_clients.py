@@ -120,7 +120,14 @@ def _no_signature() -> str:
 
 
 def _hs(algorithm: str, key: str = SECRET, **claims: Any) -> Callable[[], str]:
-    return lambda: jwt.encode(_claims(**claims), key, algorithm=algorithm)
+    """A token maker; a claim given as a callable is computed when the token is made, so that
+    times are relative to the test, not to when this module was imported."""
+
+    def make() -> str:
+        made = {name: value() if callable(value) else value for name, value in claims.items()}
+        return jwt.encode(_claims(**made), key, algorithm=algorithm)
+
+    return make
 
 
 BAD_TOKENS: dict[str, tuple[Callable[[], str], int]] = {
@@ -131,8 +138,8 @@ BAD_TOKENS: dict[str, tuple[Callable[[], str], int]] = {
     "hs512-right-secret": (_hs("HS512"), 4401),
     "hs384-right-secret": (_hs("HS384"), 4401),
     "signature-stripped": (_no_signature, 4401),
-    "expired": (_hs("HS256", exp=int(time.time()) - 30), 4001),
-    "not-yet-valid": (_hs("HS256", nbf=int(time.time()) + 600), 4401),
+    "expired": (_hs("HS256", exp=lambda: int(time.time()) - 30), 4001),
+    "not-yet-valid": (_hs("HS256", nbf=lambda: int(time.time()) + 600), 4401),
     "no-expiry": (lambda: jwt.encode({"sub": "1"}, SECRET, algorithm="HS256"), 4401),
     "no-subject": (
         lambda: jwt.encode({"exp": int(time.time()) + 60}, SECRET, algorithm="HS256"),
