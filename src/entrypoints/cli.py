@@ -20,6 +20,13 @@ from ..domain.errors import ConfigurationError, TidingsError
 log = logging.getLogger("tidings")
 
 
+def first_leaf(error: BaseException) -> BaseException:
+    """The first exception in a (possibly nested) exception group: what to tell the user."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 def _fail(message: str, status: int = 2) -> NoReturn:
     click.echo(f"tidings: {message}", err=True)
     sys.exit(status)
@@ -118,14 +125,18 @@ def serve(
         container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
     except ConfigurationError as exc:
         _fail(str(exc))
+    failure: BaseException | None = None
     try:
         trio.run(run_gateway, container)
-    except TidingsError as exc:
-        _fail(str(exc), 1)
-    except OSError as exc:
-        _fail(f"cannot listen on {settings.realtime_ws_host}:{settings.realtime_ws_port}: {exc}", 1)
+    except* (TidingsError, OSError) as group:  # trio raises a task's error inside a group
+        failure = first_leaf(group)
     finally:
         container.shutdown_resources()
+    if isinstance(failure, OSError):
+        address = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
+        _fail(f"cannot listen on {address}: {failure.strerror or failure}", 1)
+    if failure is not None:
+        _fail(str(failure), 1)
 
 
 @cli.command()

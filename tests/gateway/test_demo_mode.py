@@ -295,16 +295,21 @@ def test_demo_on_a_public_address_refuses_to_start_and_says_why(
     assert "--demo-public" in result.stderr
 
 
-async def test_demo_public_starts_on_a_public_address() -> None:
-    gateway = Gateway(_env(), "--demo", "--host", "0.0.0.0", "--demo-public")
-    try:
-        port = urlsplit(gateway.url).port
-        response = await trio.to_thread.run_sync(
-            partial(httpx.get, f"http://127.0.0.1:{port}/healthz", timeout=WAIT)
-        )
-        assert response.status_code == 200, response.text
-    finally:
-        assert gateway.stop() == 0, gateway.output()
+def test_demo_public_lets_a_public_address_through() -> None:
+    """With --demo-public the refusal is lifted. Tests listen on loopback only, so the address is
+    one from TEST-NET-1 (RFC 5737) that this machine does not have: the command gets past the
+    demo check and then fails to listen, which shows the flag did its job without opening a
+    public socket."""
+    result = subprocess.run(
+        [TIDINGS, "serve", "--port", "0", "--demo", "--host", "192.0.2.1", "--demo-public"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "refusing --demo" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cannot listen on 192.0.2.1" in result.stderr
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])

@@ -20,6 +20,8 @@ from ...ports import HttpRequest, HttpResponse
 
 MAX_HEAD_BYTES = 16_384
 RECEIVE_BYTES = 65_536
+NO_BODY = frozenset({204, 304})
+"""Statuses whose responses carry no body and no Content-Length (RFC 9110 §8.6)."""
 
 
 class BadRequest(Exception):
@@ -69,12 +71,10 @@ def parse_target(target: str) -> tuple[str, dict[str, str]]:
 
 
 def _response_headers(response: HttpResponse, keep_alive: bool) -> list[tuple[str, str]]:
-    headers = [
-        ("content-type", response.content_type),
-        ("content-length", str(len(response.body))),
-        ("server", "tidings"),
-        ("x-content-type-options", "nosniff"),
-    ]
+    headers = [("content-type", response.content_type)]
+    if response.status not in NO_BODY:
+        headers.append(("content-length", str(len(response.body))))
+    headers += [("server", "tidings"), ("x-content-type-options", "nosniff")]
     headers += list(response.headers.items())
     if not keep_alive and "connection" not in response.headers:
         headers.append(("connection", "close"))
@@ -171,7 +171,7 @@ class HttpConnection:
             status_code=response.status, headers=_response_headers(response, keep_alive)
         )
         data = self._h11.send(head) or b""
-        if not head_only:
+        if not head_only and response.body and response.status not in NO_BODY:
             data += self._h11.send(h11.Data(data=response.body)) or b""
         data += self._h11.send(h11.EndOfMessage()) or b""
         await self._stream.send_all(data)

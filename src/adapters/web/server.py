@@ -26,12 +26,14 @@ from ...ports import (
     HttpRequest,
     HttpResponse,
 )
-from .http1 import BadRequest, HttpConnection, RequestHead, error_response
+from .http1 import RECEIVE_BYTES, BadRequest, HttpConnection, RequestHead, error_response
 from .websocket import UpgradeRefused, WebSocketConnection, accept_headers
 
 log = logging.getLogger("tidings.web")
 
 WEBSOCKET_PATH = "/ws"
+LINGER_BYTES = 1_048_576
+"""What a refused client may still send before its connection is closed anyway."""
 
 Admission = Callable[[HttpRequest], HttpResponse | None]
 """Decides whether an upgrade request may become a WebSocket: None, or the refusal to send."""
@@ -161,11 +163,7 @@ class WebServer:
         with trio.move_on_after(self._handshake_timeout):
             try:
                 await connection.respond(refused.response)
-                await stream.send_eof()
-                # Read what the client sent until it closes, so that closing does not reset the
-                # connection before the client has read the answer.
-                while await stream.receive_some(4096):
-                    pass
+                await _linger(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
                 pass
 
@@ -178,11 +176,13 @@ class WebServer:
         except BadRequest as exc:
             with trio.move_on_after(self._handshake_timeout):
                 await http.refuse(exc.status, exc.message, exc.headers)
+                await _linger(stream)
         except _Refused as exc:
             if self._metrics is not None:
                 self._metrics.connection_refused(exc.reason)
             with trio.move_on_after(self._handshake_timeout):
                 await http.respond(exc.response)
+                await _linger(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
         return None
@@ -256,6 +256,23 @@ class WebServer:
         finally:
             with trio.CancelScope(shield=True):
                 await client.close(1001)
+
+
+async def _linger(stream: trio.SocketStream) -> None:
+    """After a refusal: say we are done writing, then read (and drop) what the client still
+    sends until it closes, at most ``LINGER_BYTES``. Closing with unread input would reset the
+    connection, and a reset can destroy the answer before the client has read it. The caller
+    bounds the time."""
+    try:
+        await stream.send_eof()
+        left = LINGER_BYTES
+        while left > 0:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                return
+            left -= len(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
 
 
 def _peer(stream: trio.SocketStream) -> tuple[str, str]:
