@@ -101,6 +101,19 @@ class BrokerOverloaded(BrokerError):
     """A bounded buffer on the way to the broker is full; the message was not published."""
 
 
+class ChannelHasNoTopic(BrokerError):
+    """A publish that may not create a topic (a client event) on a channel whose topic does not
+    exist yet; the message was not published. Only the server creates topics (ADR 0016)."""
+
+    def __init__(self, channel: str, topic: str) -> None:
+        self.channel = channel
+        self.topic = topic
+        super().__init__(
+            f"channel {channel!r} has no topic yet ({topic}): clients cannot create one; the "
+            f"server's first broadcast on it or `tidings kafka create-topics {channel}` does"
+        )
+
+
 class InvalidToken(TidingsError):
     """A connection token that is missing, malformed, forged or expired."""
 

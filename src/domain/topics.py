@@ -13,6 +13,11 @@ in one partition, in order. Gateways read a few topics whatever the number of ch
 
 The two strategies never produce the same topic name for one prefix: per-channel topics start with
 ``{prefix}_``, shared ones with ``{prefix}-``.
+
+**The topic is the authority** (``topic_carries``, ADR 0016): a record is delivered only when the
+channel its envelope names maps to the topic it was read from (and, for shared topics, the record
+is keyed by that channel). Kafka grants write access per topic; without this rule a writer of one
+topic could reach any channel by naming it in the envelope.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from __future__ import annotations
 import functools
 import re
 import zlib
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import attrs
 
 from .channel import Channel
-from .errors import ConfigurationError, InvalidTopicName
+from .errors import ConfigurationError, InvalidChannel, InvalidTopicName
 
 MAX_TOPIC_LENGTH = 249
 """Kafka's limit on a topic name."""
@@ -88,6 +93,12 @@ class TopicStrategy(Protocol):
     @property
     def prefix(self) -> str: ...
 
+    @property
+    def keyed(self) -> bool:
+        """Whether a topic carries several channels, told apart by the record key (the channel
+        name), so a record must also be keyed by the channel its envelope names."""
+        ...
+
     def topic_for(self, channel: Channel) -> str: ...
 
     def owns(self, topic: str) -> bool:
@@ -109,6 +120,7 @@ class PerChannelTopics:
     """One topic per channel, named as in the seed: ``user.1`` -> ``realtime_user_1``."""
 
     prefix: str = attrs.field(default="realtime", validator=_validate_prefix)
+    keyed: ClassVar[bool] = False
 
     def topic_for(self, channel: Channel) -> str:
         topic = f"{self.prefix}_{encode_channel(channel.name)}"
@@ -150,6 +162,7 @@ class SharedTopics:
 
     prefix: str = attrs.field(default="realtime", validator=_validate_prefix)
     count: int = attrs.field(default=1)
+    keyed: ClassVar[bool] = True
 
     @count.validator
     def _check_count(self, attribute: attrs.Attribute[int], count: int) -> None:
@@ -169,6 +182,24 @@ class SharedTopics:
     def subscription_pattern(self) -> str:
         indexes = "|".join(str(index) for index in range(self.count))
         return f"^{re.escape(self.prefix)}-shared-({indexes})$"
+
+
+def topic_carries(strategy: TopicStrategy, topic: str, key: bytes | None, channel: str) -> bool:
+    """Whether a record read from ``topic`` with record key ``key`` may deliver a message of
+    ``channel`` (the name its envelope gives).
+
+    It may when ``channel`` is a valid name whose topic under ``strategy`` is ``topic``; with a
+    keyed strategy (shared topics) the record must also be keyed by the channel's name, as the
+    publisher writes it. Anything else, including a name that is no channel at all, is refused:
+    the envelope does not get to say where a record belongs, the topic does.
+    """
+    try:
+        expected = strategy.topic_for(Channel(channel))
+    except (InvalidChannel, InvalidTopicName):
+        return False
+    if expected != topic:
+        return False
+    return not strategy.keyed or key == channel.encode()
 
 
 STRATEGIES = ("per-channel", "shared")

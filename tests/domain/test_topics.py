@@ -12,7 +12,14 @@ from tests.domain.strategies import HEAVY, MAX_NAME, channels, punctuation_names
 from tidings.domain import Channel, PerChannelTopics, SharedTopics, topic_strategy
 from tidings.domain.channel import is_valid_name
 from tidings.domain.errors import ConfigurationError, InvalidTopicName
-from tidings.domain.topics import MAX_TOPIC_LENGTH, decode_channel, encode_channel, presence_topic
+from tidings.domain.topics import (
+    MAX_TOPIC_LENGTH,
+    TopicStrategy,
+    decode_channel,
+    encode_channel,
+    presence_topic,
+    topic_carries,
+)
 
 KAFKA_TOPIC = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 
@@ -229,6 +236,95 @@ def test_topic_for_is_deterministic(name: str, prefix: str, count: int, channel:
     except InvalidTopicName:
         return
     assert first == two.topic_for(Channel(channel.name))
+
+
+# --- the topic is the authority (ADR 0016) ----------------------------------------------------
+
+strategies = st.one_of(
+    st.builds(PerChannelTopics, prefixes),
+    st.builds(SharedTopics, prefixes, st.integers(1, 50)),
+)
+record_keys = st.one_of(st.none(), st.binary(max_size=20), channels.map(lambda c: c.name.encode()))
+
+
+def published(strategy: TopicStrategy, channel: Channel) -> tuple[str, bytes] | None:
+    """Where the publisher writes a message of ``channel``: its topic and record key."""
+    try:
+        return strategy.topic_for(channel), channel.name.encode()
+    except InvalidTopicName:
+        return None
+
+
+@HEAVY
+@given(strategies, channels)
+def test_every_record_the_publisher_writes_is_accepted(
+    strategy: TopicStrategy, channel: Channel
+) -> None:
+    record = published(strategy, channel)
+    assume(record is not None)
+    topic, key = record
+    assert topic_carries(strategy, topic, key, channel.name)
+
+
+@HEAVY
+@given(strategies, channels, channels, record_keys)
+def test_a_record_read_from_another_channels_topic_is_refused(
+    strategy: TopicStrategy, named: Channel, owner: Channel, key: bytes | None
+) -> None:
+    """A record naming ``named`` in ``owner``'s topic is refused whenever their topics differ,
+    whatever its key (the envelope does not outrank the topic)."""
+    one, two = published(strategy, named), published(strategy, owner)
+    assume(one is not None and two is not None)
+    assert one is not None and two is not None
+    if one[0] != two[0]:
+        assert not topic_carries(strategy, two[0], key, named.name)
+        assert not topic_carries(strategy, two[0], two[1], named.name)
+
+
+@HEAVY
+@given(prefixes, st.integers(1, 50), channels, record_keys)
+def test_on_shared_topics_a_wrong_key_is_refused(
+    prefix: str, count: int, channel: Channel, key: bytes | None
+) -> None:
+    strategy = SharedTopics(prefix, count)
+    assume(key != channel.name.encode())
+    assert not topic_carries(strategy, strategy.topic_for(channel), key, channel.name)
+
+
+@HEAVY
+@given(prefixes, channels, record_keys)
+def test_per_channel_topics_accept_any_key(
+    prefix: str, channel: Channel, key: bytes | None
+) -> None:
+    """A per-channel topic carries one channel, so the key says nothing more (a PHP publisher
+    sharing the topic may key its records otherwise)."""
+    strategy = PerChannelTopics(prefix)
+    topic = topic_or_none(strategy, channel)
+    assume(topic is not None)
+    assert topic is not None
+    assert topic_carries(strategy, topic, key, channel.name)
+
+
+@HEAVY
+@given(strategies, st.text(max_size=30), record_keys)
+def test_a_record_naming_no_valid_channel_is_refused(
+    strategy: TopicStrategy, name: str, key: bytes | None
+) -> None:
+    assume(not is_valid_name(name) or name in ("presence-", "private-"))
+    topics = strategy.fixed_topics() or [f"{strategy.prefix}_{encode_channel(name)}"]
+    assert not any(topic_carries(strategy, topic, key, name) for topic in topics)
+
+
+def test_the_forged_record_of_the_issue_is_refused() -> None:
+    """A record saying ``user.1``, written into ``realtime_public_news``."""
+    assert not topic_carries(PER_CHANNEL, "realtime_public_news", b"public.news", "user.1")
+    assert not topic_carries(PER_CHANNEL, "realtime_public_news", b"user.1", "user.1")
+    assert topic_carries(PER_CHANNEL, "realtime_user_1", b"user.1", "user.1")
+
+
+def test_only_the_shared_strategy_is_keyed() -> None:
+    assert SharedTopics("realtime", 4).keyed
+    assert not PerChannelTopics("realtime").keyed
 
 
 # --- configuration ----------------------------------------------------------------------------
