@@ -1,4 +1,5 @@
-"""``tidings kafka ...``: the seed's consumer, and monitoring without Kafka's shell tools."""
+"""``tidings kafka ...``: the seed's consumer, topic creation, and monitoring without Kafka's
+shell tools."""
 
 from __future__ import annotations
 
@@ -11,19 +12,19 @@ import trio
 
 from ..config import BROKERS, Settings
 from ..domain import Channel
-from ..domain.errors import ConfigurationError, InvalidChannel, TidingsError
+from ..domain.errors import ConfigurationError, InvalidChannel, InvalidTopicName, TidingsError
 from ..domain.topics import presence_topic
 from ..ports import FeedOptions, GroupMode
 
 
-def _channels(values: tuple[str, ...]) -> tuple[Channel, ...]:
+def _channels(values: tuple[str, ...], hint: str = "--channels") -> tuple[Channel, ...]:
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     if not names:
-        raise click.BadParameter("give at least one channel", param_hint="--channels")
+        raise click.BadParameter("give at least one channel", param_hint=hint)
     try:
         return tuple(dict.fromkeys(Channel(name) for name in names))
     except InvalidChannel as exc:
-        raise click.BadParameter(str(exc), param_hint="--channels") from None
+        raise click.BadParameter(str(exc), param_hint=hint) from None
 
 
 def _err(text: str) -> None:
@@ -32,7 +33,7 @@ def _err(text: str) -> None:
 
 @click.group()
 def kafka() -> None:
-    """The seed's consumer, and Kafka topics and consumer lag."""
+    """The seed's consumer, Kafka topics (listed or created) and consumer lag."""
 
 
 @kafka.command()
@@ -164,14 +165,62 @@ async def _consume(
                 progress=flush_and_report,
             )
             sys.stdout.flush()
+            misplaced = feed.status().misplaced
+            if misplaced:
+                _err(
+                    f"dropped {misplaced} record(s) whose envelope names a channel their topic "
+                    "does not carry (ADR 0016)"
+                )
         nursery.cancel_scope.cancel()
     return report
 
 
 def _admin(settings: Settings) -> Any:
     from ..adapters.kafka.admin import KafkaAdmin
+    from ..adapters.kafka.settings import consumer_config, security_settings
 
-    return KafkaAdmin(settings.broker_list, timeout=settings.kafka_timeout)
+    return KafkaAdmin(
+        settings.broker_list,
+        partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        timeout=settings.kafka_timeout,
+        client_settings=security_settings(consumer_config(settings)),
+    )
+
+
+@kafka.command("create-topics")
+@click.argument("channel_names", nargs=-1, required=True, metavar="CHANNEL...")
+def create_topics(channel_names: tuple[str, ...]) -> None:
+    """Create the topics of CHANNELs now (existing ones are left as they are).
+
+    Only the server creates topics (ADR 0016): a client's subscribe or client event never does,
+    and a client event on a channel without a topic is refused (404). A broadcast creates its
+    channel's topic; this command creates topics ahead of any broadcast, for channels that carry
+    client events only (a presence room, say). Channels of the shared strategy (KAFKA_TOPIC_STRATEGY
+    =shared) live in its fixed topics, which every gateway creates when it starts.
+    """
+    from .cli import load_settings
+
+    channels = _channels(channel_names, "CHANNEL")
+    settings = load_settings()
+    strategy = settings.topic_strategy()
+    try:
+        wanted = {channel: strategy.topic_for(channel) for channel in channels}
+    except InvalidTopicName as exc:
+        raise click.BadParameter(str(exc), param_hint="CHANNEL") from None
+    admin = _admin(settings)
+    created = 0
+    try:
+        for channel, topic in wanted.items():
+            made = admin.ensure_topic(topic)
+            created += made
+            click.echo(f"{'created' if made else 'exists':8} {topic:40} {channel.name}")
+    except TidingsError as exc:
+        _err(f"tidings: {exc}")
+        sys.exit(1)
+    finally:
+        admin.close()
+    _err(f"{created} topic(s) created, {len(wanted) - created} existed already")
 
 
 @kafka.command()

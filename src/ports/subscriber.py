@@ -107,6 +107,11 @@ class FeedStatus:
     """Messages in the broker not yet handed over, when known."""
     error: str | None = None
     """The last error talking to the broker, while it lasts."""
+    misplaced: int = 0
+    """Records dropped since the feed opened because their envelope names a channel their topic
+    does not carry (ADR 0016); ``/metrics`` counts them as ``reason="wrong_topic"``."""
+    undecodable: int = 0
+    """Records dropped since the feed opened because they are not message envelopes."""
 
 
 class Feed(Protocol):

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from tests.support.processes import Gateway
-from tests.support.wsclient import connect
+from tests.support.wsclient import Client, connect
 
 from .support import WAIT, broadcast, events_of, expect_error, ping_pong, token, unique
+
+
+async def open_room(gateway: Gateway, room: str, *members: Client) -> None:
+    """The server broadcasts on ``room`` first, as an application opening it does: on Kafka that
+    creates the room's topic, which a client event never does (ADR 0016)."""
+    await broadcast(gateway, room, "opened")
+    for member in members:
+        [event] = await member.events(1, WAIT)
+        assert event["event"] == "opened", event
 
 
 async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gateway) -> None:
@@ -17,6 +26,7 @@ async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gatew
     ):
         for client in (ann, bob, cy):
             await client.subscribe(room)
+        await open_room(gateway, room, ann, bob, cy)
         await ann.send(type="event", channel=room, event="client-typing", data={"who": "Ann"})
         for other in (bob, cy):
             [event] = await other.events(1, WAIT)
@@ -38,6 +48,7 @@ async def test_client_event_on_a_presence_channel(gateway: Gateway) -> None:
         connect(gateway.ws_url, token("2", info={"n": 2})) as bob,
     ):
         await ann.subscribe(room)
+        await open_room(gateway, room, ann)
         await bob.subscribe(room)
         await bob.send(type="event", channel=room, event="client-wave", data=None)
         # Ann first hears Bob join, then his event.

@@ -1,5 +1,9 @@
 """Topic administration: create on first use, cluster identity, offsets and lag.
 
+Only this module creates topics (``ensure_topic``), and only for the server's own publishing and
+commands: every Kafka client tidings opens asks the broker not to create a topic on a metadata
+request (``NO_AUTO_CREATE``), so no client-driven path can make one (ADR 0016).
+
 A ``KafkaAdmin`` is owned by one thread (kafka-python's clients are not shared across threads);
 each adapter that needs one makes its own. Its admin client is created lazily and dropped after a
 connection failure, so a broker that comes back is picked up on the next call.
@@ -17,6 +21,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .common import unavailable
+from .settings import NO_AUTO_CREATE
 
 
 @attrs.frozen
@@ -96,10 +101,11 @@ class KafkaAdmin:
             self._cluster_id = str(self._call("describe_cluster")["cluster_id"])
         return self._cluster_id
 
-    def ensure_topic(self, topic: str, *, compacted: bool = False) -> None:
-        """Create ``topic`` unless it exists; remembered, so a known topic costs nothing."""
+    def ensure_topic(self, topic: str, *, compacted: bool = False) -> bool:
+        """Create ``topic`` unless it exists; True when this call created it. Remembered, so a
+        known topic costs nothing."""
         if topic in self._known:
-            return
+            return False
         configs = {"cleanup.policy": "compact"} if compacted else {}
         try:
             self._call(
@@ -114,16 +120,30 @@ class KafkaAdmin:
                 ],
             )
         except TopicAlreadyExistsError:
-            pass
+            self._known.add(topic)
+            return False
         self._known.add(topic)
+        return True
+
+    def exists(self, topic: str) -> bool:
+        """Whether ``topic`` exists, asked without creating it (the admin client's metadata
+        requests never ask for auto-creation). A topic found is remembered; one missing is asked
+        about again next time, since the server may create it at any moment."""
+        if topic in self._known:
+            return True
+        if topic not in self.partition_counts([topic]):
+            return False
+        self._known.add(topic)
+        return True
 
     def topics(self) -> list[str]:
         return sorted(self._call("list_topics"))
 
     def partition_counts(self, topics: Iterable[str]) -> dict[str, int]:
+        """Partitions of each of ``topics`` that exists (missing ones are left out)."""
         described = self._call("describe_topics", list(topics))
         return {
-            entry["topic"]: len(entry["partitions"])
+            entry["name"]: len(entry["partitions"])
             for entry in described
             if not entry.get("error_code")
         }
@@ -187,6 +207,7 @@ class _Reader:
                 enable_auto_commit=False,
                 request_timeout_ms=self._timeout_ms,
                 bootstrap_timeout_ms=self._timeout_ms,
+                **NO_AUTO_CREATE,
                 **self._settings,
             )
         except (KafkaError, OSError) as exc:

@@ -1,19 +1,21 @@
-"""What the Kafka adapters share: stream identity, partitioning, errors, record decoding."""
+"""What the Kafka adapters share: stream identity, partitioning, errors, record decoding, and the
+check that a record's topic carries the channel its envelope names."""
 
 from __future__ import annotations
 
 import functools
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from ...domain import Channel, Message
+from ...domain import Channel, Message, TopicStrategy
 from ...domain.errors import BrokerUnavailable, InvalidChannel, InvalidMessage
 from ...domain.position import stream_id
+from ...domain.topics import topic_carries
 
 log = logging.getLogger("tidings.kafka")
 
@@ -86,4 +88,80 @@ class UndecodableRecords:
         if self.count == 1 or self.count % 1000 == 0:
             log.warning(
                 "skipping %d undecodable record(s); latest at %s: %s", self.count, where, exc
+            )
+
+
+ANY_KEY: Final = object()
+"""In ``MisplacedRecords.expected_keys``: the topic carries the channel whatever the record key."""
+REFUSED: Final = object()
+"""In ``MisplacedRecords.expected_keys``: the topic does not carry the channel."""
+
+
+class MisplacedRecords:
+    """Drops records whose envelope names a channel their topic does not carry (ADR 0016).
+
+    The verdict of ``topic_carries`` is remembered per topic and channel as the key a record
+    must have (``expected_keys``), so a feed checks a record with one dict look-up and a
+    comparison, inline. The memo is bounded (cleared when full: a forger cannot grow it). Drops
+    are counted (``count``, surfaced to ``/metrics`` through the feed's status) and logged once
+    per topic at WARNING, never once per record.
+    """
+
+    MEMO_SIZE = 65_536
+
+    def __init__(self, strategy: TopicStrategy) -> None:
+        self.count = 0
+        self._strategy = strategy
+        self._keyed = strategy.keyed
+        self._memo: dict[str, dict[str, object]] = {}
+        self._memo_size = 0
+        self._warned: set[str] = set()
+
+    def expected_keys(self, topic: str) -> dict[str, object]:
+        """For ``topic``: channel name -> ``ANY_KEY``, the record key (bytes) a record of that
+        channel must have, or ``REFUSED``; channels not in it yet are decided by ``accepts``.
+
+        A record whose expectation is neither ``ANY_KEY`` nor equal to its key goes through
+        ``accepts``, which decides, remembers, and counts a refusal.
+        """
+        memo = self._memo.get(topic)
+        if memo is None:
+            memo = self._memo[topic] = {}
+        return memo
+
+    def accepts(self, topic: str, key: bytes | None, channel: str) -> bool:
+        """Whether a record of ``topic`` keyed ``key`` may deliver a message of ``channel``;
+        a refusal is counted."""
+        memo = self.expected_keys(topic)
+        expected = memo.get(channel)
+        if expected is None:
+            expected = self._expected_key(topic, channel)
+            if self._memo_size >= self.MEMO_SIZE:
+                self._memo.clear()
+                self._memo_size = 0
+                memo = self.expected_keys(topic)
+            memo[channel] = expected
+            self._memo_size += 1
+        if expected is ANY_KEY or expected == key:
+            return True
+        self._drop(topic, key, channel)
+        return False
+
+    def _expected_key(self, topic: str, channel: str) -> object:
+        if not self._keyed:
+            return ANY_KEY if topic_carries(self._strategy, topic, None, channel) else REFUSED
+        key = channel.encode()
+        return key if topic_carries(self._strategy, topic, key, channel) else REFUSED
+
+    def _drop(self, topic: str, key: bytes | None, channel: str) -> None:
+        self.count += 1
+        if topic not in self._warned and len(self._warned) < self.MEMO_SIZE:
+            self._warned.add(topic)
+            log.warning(
+                "dropping records of topic %s whose envelope names a channel the topic does not "
+                "carry (first: channel %r, key %r); this is logged once per topic, the count is "
+                'tidings_records_dropped_total{reason="wrong_topic"}',
+                topic,
+                channel,
+                key,
             )

@@ -4,7 +4,9 @@ A few long-lived reader threads (each with its own group-less consumer) take rep
 from a queue, so a storm of reconnecting clients costs queued reads, not a consumer each. A
 request finds the partition whose stream id matches the position (so positions from another
 cluster, topic or partition layout are refused), checks the position is still retained, and
-reads from just after it to the end offset seen at the start, keeping the channel's messages.
+reads from just after it to the end offset seen at the start, keeping the channel's messages:
+those whose envelope names the channel and whose topic (and, for shared topics, key) carries it
+(``MisplacedRecords``, ADR 0016). Its consumers never ask Kafka to create the topic they read.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ...domain import Channel, Position, TopicStrategy
 from ...domain.errors import BrokerUnavailable, InvalidPosition, PositionExpired
 from ...ports import Delivered
 from .admin import KafkaAdmin
-from .common import UndecodableRecords, kafka_stream, unavailable
+from .common import MisplacedRecords, UndecodableRecords, kafka_stream, unavailable
 from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.history")
@@ -107,6 +109,7 @@ class KafkaHistory:
     def _read_loop(self) -> None:
         consumer: KafkaConsumer | None = None
         undecodable = UndecodableRecords()
+        misplaced = MisplacedRecords(self._strategy)
         try:
             while True:
                 request = self._requests.get()
@@ -120,7 +123,7 @@ class KafkaHistory:
                             enable_auto_commit=False,
                             **self._config,
                         )
-                    self._serve(consumer, request, undecodable)
+                    self._serve(consumer, request, undecodable, misplaced)
                 except (BrokerUnavailable, InvalidPosition, PositionExpired) as exc:
                     self._answer(request, exc)
                 except (KafkaError, OSError) as exc:
@@ -148,7 +151,11 @@ class KafkaHistory:
             pass
 
     def _serve(
-        self, consumer: KafkaConsumer, request: _Request, undecodable: UndecodableRecords
+        self,
+        consumer: KafkaConsumer,
+        request: _Request,
+        undecodable: UndecodableRecords,
+        misplaced: MisplacedRecords,
     ) -> None:
         channel, since = request.channel, request.since
         topic = self._strategy.topic_for(channel)
@@ -184,7 +191,11 @@ class KafkaHistory:
                 if record.offset >= end:
                     break
                 message = undecodable.decode(record.value, f"{topic}/{tp.partition}")
-                if message is not None and message.channel == channel:
+                if (
+                    message is not None
+                    and message.channel == channel
+                    and misplaced.accepts(topic, record.key, channel.name)
+                ):
                     batch.append(Delivered(message, Position(since.stream, record.offset)))
             if batch and not self._answer(request, batch):
                 return  # the client went away

@@ -26,7 +26,7 @@ from ...domain.presence import PresenceRecord
 from ...domain.topics import presence_topic
 from ...ports import PresenceSink
 from .admin import KafkaAdmin
-from .settings import consumer_config, security_settings
+from .settings import NO_AUTO_CREATE, consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.presence")
 
@@ -139,6 +139,7 @@ class KafkaPresenceBus:
             request_timeout_ms=max(1000, timeout_ms // 2),
             delivery_timeout_ms=timeout_ms,
             client_id=f"tidings-presence-{self._node}",
+            **NO_AUTO_CREATE,
             **self._client_settings,
         )
 
@@ -220,6 +221,7 @@ class KafkaPresenceBus:
                     group_id=None,
                     enable_auto_commit=False,
                     client_id=f"tidings-presence-{self._node}",
+                    **NO_AUTO_CREATE,
                     **self._client_settings,
                 )
                 partition = TopicPartition(self._topic, 0)

@@ -1,5 +1,9 @@
 """Publishing to Kafka with kafka-python: one shared producer, topics created on first use.
 
+Only what the server publishes creates a topic. Client events are published with
+``create_topic=False`` (``existing_topics_only``): into a topic that exists, else they fail with
+``ChannelHasNoTopic``, so clients cannot fill the cluster with topics (ADR 0016).
+
 Records are keyed by channel name, so one channel's messages share a partition and keep their
 order; the producer runs with ``acks=all`` and idempotence, so an acknowledged message survives a
 broker failure and a retry never duplicates it.
@@ -29,11 +33,11 @@ from kafka.errors import KafkaError
 
 from ...config import Settings
 from ...domain import Channel, Message, Position, TopicStrategy
-from ...domain.errors import BrokerOverloaded, BrokerUnavailable
+from ...domain.errors import BrokerOverloaded, BrokerUnavailable, ChannelHasNoTopic
 from ...ports import Acknowledgement
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
-from .settings import PRODUCER_SETTINGS, security_settings, translate
+from .settings import producer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.publisher")
 
@@ -124,33 +128,24 @@ class KafkaPublisher:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaPublisher:
-        timeout_ms = int(settings.kafka_timeout * 1000)
-        passed = translate(settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
-        compression = passed.pop("compression_type", settings.kafka_compression)
-        config: dict[str, Any] = {
-            "bootstrap_servers": settings.broker_list,
-            "acks": "all",
-            "enable_idempotence": True,
-            "compression_type": None if compression == "none" else compression,
-            "bootstrap_timeout_ms": timeout_ms,
-            "max_block_ms": timeout_ms,
-            "request_timeout_ms": max(1000, timeout_ms // 2),
-            "delivery_timeout_ms": timeout_ms,
-            "client_id": f"tidings-publisher-{settings.node_id()}",
-        }
-        config.update(passed)
+        config = producer_config(settings, f"tidings-publisher-{settings.node_id()}")
         admin = KafkaAdmin(
             settings.broker_list,
             partitions=settings.kafka_topic_partitions,
             replication_factor=settings.kafka_replication_factor,
             timeout=settings.kafka_timeout,
-            client_settings=security_settings(passed),
+            client_settings=security_settings(config),
         )
         return cls(settings.broker_list, settings.topic_strategy(), admin, config)
 
     # -- Publisher ---------------------------------------------------------------------------
 
-    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
+    def publish(
+        self, channel: Channel | str, message: Message, *, create_topic: bool = True
+    ) -> Acknowledgement:
+        """Publish ``message``; see ``Publisher``. With ``create_topic=False`` the channel's topic
+        must exist already: if it does not, the acknowledgement fails with ``ChannelHasNoTopic``
+        and nothing is created (the check happens on the worker thread, never the caller's)."""
         target = Channel.of(channel)
         if target != message.channel:
             raise ValueError(
@@ -177,7 +172,7 @@ class KafkaPublisher:
                 self._open[ack] = None
                 self._queued[topic] = self._queued.get(topic, 0) + 1
                 self._start_worker()
-                self._work.put_nowait((topic, message, ack))
+                self._work.put_nowait((topic, message, ack, create_topic))
                 return ack
             self._open[ack] = self._deadline()
         self._send(producer, topic, message, ack)
@@ -268,11 +263,17 @@ class KafkaPublisher:
             item = self._work.get()
             if item is _STOP:
                 return
-            topic, message, ack = item
+            topic, message, ack, create_topic = item
             try:
                 producer = self._ready_producer()
                 if topic not in self._known:
-                    self._admin.ensure_topic(topic)
+                    if create_topic:
+                        self._admin.ensure_topic(topic)
+                    elif not self._admin.exists(topic):
+                        with self._lock:
+                            self._dequeued(topic)
+                        self._settle(ack, error=ChannelHasNoTopic(message.channel.name, topic))
+                        continue
                     # A topic just created may not be in the producer's metadata yet; sending
                     # before it is would fail the first message with a retriable error.
                     producer.partitions_for(topic)
@@ -280,7 +281,12 @@ class KafkaPublisher:
                 error = (
                     exc if isinstance(exc, BrokerUnavailable) else unavailable(self.brokers, exc)
                 )
-                self._fail_queued(error, (topic, message, ack))
+                self._fail_queued(error, item)
+                continue
+            except Exception as exc:
+                # A bug must not end this thread: what waits on it would never be answered.
+                log.exception("publisher worker failed on a message for %s", topic)
+                self._fail_queued(unavailable(self.brokers, exc), item)
                 continue
             self._open[ack] = self._deadline()
             self._send(producer, topic, message, ack)
@@ -295,7 +301,7 @@ class KafkaPublisher:
         else:
             self._queued.pop(topic, None)
 
-    def _fail_queued(self, error: BrokerUnavailable, first: tuple[str, Message, Any]) -> None:
+    def _fail_queued(self, error: BrokerUnavailable, first: tuple[str, Message, Any, bool]) -> None:
         """Kafka is unreachable: fail this message and every one queued behind it, now.
 
         Waiting out the timeout once per queued message would make a burst fail slowly.
@@ -310,7 +316,7 @@ class KafkaPublisher:
                 self._work.put(_STOP)
                 break
             failed.append(item)
-        for topic, _, ack in failed:
+        for topic, _, ack, _ in failed:
             with self._lock:
                 self._dequeued(topic)
             self._settle(ack, error=error)
@@ -323,6 +329,10 @@ class KafkaPublisher:
         with self._lock:
             self._producer = producer
         return producer
+
+    def existing_topics_only(self) -> ExistingTopicsPublisher:
+        """This publisher as a ``Publisher`` that never creates a topic (for client events)."""
+        return ExistingTopicsPublisher(self)
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until every accepted message is acknowledged or failed (at most ``timeout``)."""
@@ -358,3 +368,27 @@ class KafkaPublisher:
             except KafkaError as exc:
                 log.warning("producer did not close cleanly: %s", exc)
         self._admin.close()
+
+
+class ExistingTopicsPublisher:
+    """A ``Publisher`` over a ``KafkaPublisher`` that publishes only into topics that exist.
+
+    It is how the gateway publishes client events (ADR 0016): a channel's topic is created by the
+    server (its first broadcast, ``tidings kafka create-topics``, or the shared strategy's fixed
+    topics), never by a client. It shares the producer; its owner closes that.
+    """
+
+    name = "kafka"
+
+    def __init__(self, publisher: KafkaPublisher) -> None:
+        self._publisher = publisher
+
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
+        """Publish into the channel's existing topic, or fail with ``ChannelHasNoTopic``."""
+        return self._publisher.publish(channel, message, create_topic=False)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._publisher.flush(timeout)
+
+    def close(self) -> None:
+        """Nothing of its own to release: the ``KafkaPublisher`` it wraps is closed by its owner."""

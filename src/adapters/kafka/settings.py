@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from ...config import Settings
 from ...domain.errors import ConfigurationError
@@ -26,6 +26,12 @@ def _bool(value: str) -> bool:
 
 
 Converter = Callable[[str], Any]
+
+NO_AUTO_CREATE: Final[Mapping[str, Any]] = {"allow_auto_create_topics": False}
+"""For every consumer and producer: a metadata request never asks the broker to create the topics
+it names. Brokers create topics on such requests by default (``auto.create.topics.enable``), and
+a gateway reads and replays topics on clients' behalf; only the server creates topics (ADR 0016).
+"""
 
 _COMMON: dict[str, Converter] = {
     "client.id": str,
@@ -92,6 +98,7 @@ REFUSED: dict[str, str] = {
     "value.serializer": "tidings encodes records itself",
     "key.deserializer": "tidings decodes records itself",
     "value.deserializer": "tidings decodes records itself",
+    "allow.auto.create.topics": "only the server creates topics, deliberately (ADR 0016)",
 }
 
 
@@ -130,4 +137,27 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     timeout_ms = int(settings.kafka_timeout * 1000)
     config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
     config.setdefault("bootstrap_timeout_ms", timeout_ms)
+    config.update(NO_AUTO_CREATE)
+    return config
+
+
+def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
+    """Keyword arguments for the publisher's producer: tidings' guarantees (``acks=all``,
+    idempotence, bounded waits, no topic auto-creation), then the pass-through settings."""
+    timeout_ms = int(settings.kafka_timeout * 1000)
+    passed = translate(settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
+    compression = passed.pop("compression_type", settings.kafka_compression)
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.broker_list,
+        "acks": "all",
+        "enable_idempotence": True,
+        "compression_type": None if compression == "none" else compression,
+        "bootstrap_timeout_ms": timeout_ms,
+        "max_block_ms": timeout_ms,
+        "request_timeout_ms": max(1000, timeout_ms // 2),
+        "delivery_timeout_ms": timeout_ms,
+        "client_id": client_id,
+        **NO_AUTO_CREATE,
+    }
+    config.update(passed)
     return config

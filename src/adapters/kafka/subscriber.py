@@ -9,6 +9,12 @@ for batches the trio side has reported as handed on: at-least-once, never commit
 Groups: ``fanout`` gives each node its own stable group (``{group}.{node}``), so every gateway
 sees every message and a restarted node resumes where it stopped; ``shared`` is the seed's one
 group for all, which splits the partitions (worker-style processing). See ADR 0005.
+
+A record is handed on only if its topic carries the channel its envelope names
+(``MisplacedRecords``, ADR 0016); the others are dropped and counted in the feed's status. A feed
+never creates a topic for a client: its consumer never asks the broker to auto-create one, and the
+topics it creates up front are those of the channels an operator named (``tidings kafka consume``)
+or the shared strategy's fixed set.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ from ...domain.errors import BrokerUnavailable
 from ...domain.position import stream_id
 from ...ports import Delivered, FeedOptions, FeedStatus
 from .admin import KafkaAdmin
-from .common import UndecodableRecords, kafka_stream, partition_for
+from .common import (
+    ANY_KEY,
+    REFUSED,
+    MisplacedRecords,
+    UndecodableRecords,
+    kafka_stream,
+    partition_for,
+)
 from .settings import consumer_config, security_settings
 
 log = logging.getLogger("tidings.kafka.subscriber")
@@ -112,6 +125,7 @@ class KafkaFeed:
         self._connected = False
         self.last_error: str | None = None
         self._undecodable = UndecodableRecords()
+        self._misplaced = MisplacedRecords(strategy)
         self.group_id = _group_id(options, strategy)
         self._thread = threading.Thread(
             target=self._run, name=f"tidings-kafka-feed-{self.group_id}", daemon=True
@@ -182,7 +196,13 @@ class KafkaFeed:
         return self._caught_up
 
     def status(self) -> FeedStatus:
-        return FeedStatus(self._connected and self.last_error is None, self._lag, self.last_error)
+        return FeedStatus(
+            self._connected and self.last_error is None,
+            self._lag,
+            self.last_error,
+            misplaced=self._misplaced.count,
+            undecodable=self._undecodable.count,
+        )
 
     def frontier(self, channel: Channel) -> Position:
         topic = self._strategy.topic_for(channel)
@@ -373,23 +393,47 @@ class KafkaFeed:
 
     def _deliveries(self, records: dict[TopicPartition, list[Any]]) -> list[Delivered]:
         """A poll's records as deliveries. A feed of every channel (a gateway's) leaves the
-        envelopes undecoded until someone wants them: most are for nobody on this node."""
+        envelopes undecoded until someone wants them: most are for nobody on this node. Records
+        whose topic does not carry the channel they name are dropped (and counted)."""
         deliveries: list[Delivered] = []
         wanted = self._wanted
+        misplaced = self._misplaced
         for tp, batch in records.items():
-            stream = kafka_stream(self._cluster_id, tp.topic, tp.partition)
+            topic = tp.topic
+            stream = kafka_stream(self._cluster_id, topic, tp.partition)
             self._streams[stream] = tp
-            where = f"{tp.topic}/{tp.partition}"
+            where = f"{topic}/{tp.partition}"
+            expected = misplaced.expected_keys(topic)
+            # The topic is the authority: per record one look-up and a comparison; ``accepts``
+            # only for a channel not seen in this topic yet, or a record that is refused.
             for record in batch:
-                position = Position(stream, record.offset)
                 if wanted is None:
                     found = self._undecodable.envelope(record.value, where)
-                    if found is not None:
-                        deliveries.append(Delivered.undecoded(*found, position))
+                    if found is None:
+                        continue
+                    name, envelope = found
+                    key = expected.get(name, REFUSED)
+                    if (
+                        key is not ANY_KEY
+                        and key != record.key
+                        and not misplaced.accepts(topic, record.key, name)
+                    ):
+                        continue
+                    position = Position(stream, record.offset)
+                    deliveries.append(Delivered.undecoded(name, envelope, position))
                     continue
                 message = self._undecodable.decode(record.value, where)
-                if message is not None and message.channel.name in wanted:
-                    deliveries.append(Delivered(message, position))
+                if message is None or message.channel.name not in wanted:
+                    continue
+                name = message.channel.name
+                key = expected.get(name, REFUSED)
+                if (
+                    key is not ANY_KEY
+                    and key != record.key
+                    and not misplaced.accepts(topic, record.key, name)
+                ):
+                    continue
+                deliveries.append(Delivered(message, Position(stream, record.offset)))
         return deliveries
 
     def _snapshot(

@@ -21,6 +21,7 @@ from ...domain import AccessPolicy, Channel, Identity, Message, Position, Presen
 from ...domain.access import ANONYMOUS
 from ...domain.errors import (
     BrokerError,
+    ChannelHasNoTopic,
     InvalidMessage,
     InvalidPosition,
     InvalidToken,
@@ -143,6 +144,7 @@ class Gateway:
             self._feed = feed
             self._feed_open.set()
             task_status.started()
+            misplaced = undecodable = 0  # records the feed dropped, as counted so far
             async for batch in feed.batches():
                 if batch:
                     self.metrics.messages_in(len(batch))
@@ -150,6 +152,13 @@ class Gateway:
                     self.health.batches += 1
                     self.health.messages += len(batch)
                     await feed.commit()
+                status = feed.status()
+                if status.misplaced != misplaced:
+                    self.metrics.records_dropped("wrong_topic", status.misplaced - misplaced)
+                    misplaced = status.misplaced
+                if status.undecodable != undecodable:
+                    self.metrics.records_dropped("undecodable", status.undecodable - undecodable)
+                    undecodable = status.undecodable
                 if self._stopping:
                     break
 
@@ -417,6 +426,9 @@ class Gateway:
             raise ProtocolError(code, str(exc), channel.name) from None
         try:
             await pending
+        except ChannelHasNoTopic as exc:
+            # Only the server creates topics (ADR 0016): the channel is unknown to the broker.
+            self._refuse(session, ProtocolError(ErrorCode.NOT_FOUND, str(exc), channel.name))
         except BrokerError as exc:
             self.metrics.refused(503)
             session.offer(encode_error(503, f"broker did not take the event: {exc}", channel.name))
