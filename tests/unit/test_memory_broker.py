@@ -130,3 +130,47 @@ def test_closed_broker_fails_publishes() -> None:
 def test_publish_checks_the_channel_matches() -> None:
     with pytest.raises(ValueError, match=r"public\.b"):
         MemoryBroker().publish("public.a", Message.event("public.b", "e"))
+
+
+async def _replayed(broker: MemoryBroker, channel: str, since: Position) -> list[Message]:
+    return [d.message async for batch in broker.replay(Channel(channel), since) for d in batch]
+
+
+async def test_one_channels_flood_does_not_push_out_another_channels_history() -> None:
+    """Issue 12: the flooder gives up its own oldest messages, not everyone else's."""
+    budget = 200_000
+    broker = MemoryBroker(history_bytes=budget)
+    modest = _publish(broker, "public.b", 10)
+    start_of_b = Position(broker.stream_of(Channel("public.b")), -1)
+    flood = [Message.event("public.a", "e", {"i": i, "pad": "x" * 1_000}) for i in range(2_000)]
+    assert sum(message.size for message in flood) > 10 * budget
+    positions = [broker.publish("public.a", message).result(1) for message in flood]
+
+    assert await _replayed(broker, "public.b", start_of_b) == modest
+    with pytest.raises(PositionExpired):
+        await _replayed(broker, "public.a", Position(positions[0].stream, -1))
+    kept = await _replayed(broker, "public.a", positions[-40])
+    assert kept == flood[-39:]  # the flooder's latest are kept, in order
+    assert broker.history_held_bytes <= budget
+
+
+async def test_deliveries_are_the_published_messages_themselves() -> None:
+    """The history keeps encoded envelopes; the live path hands on the very objects published."""
+    broker = MemoryBroker()
+    async with broker.open_feed(FeedOptions()) as feed:
+        sent = _publish(broker, "public.live", 3)
+        got = await _drain(feed, 3)
+    assert all(d.message is m for d, m in zip(got, sent, strict=True))
+
+
+async def test_past_the_channel_bound_the_least_recently_used_history_goes() -> None:
+    broker = MemoryBroker(history_channels=2)
+    _publish(broker, "public.one")
+    _publish(broker, "public.two")
+    first_of_one = Position(broker.stream_of(Channel("public.one")), -1)
+    _publish(broker, "public.two")
+    _publish(broker, "public.three")  # public.one was used least recently: its history goes
+    with pytest.raises(InvalidPosition, match="not from channel"):
+        await _replayed(broker, "public.one", first_of_one)
+    two = Position(broker.stream_of(Channel("public.two")), -1)
+    assert len(await _replayed(broker, "public.two", two)) == 2

@@ -7,9 +7,11 @@ Kafka. Semantics, so users can rely on them:
   ``shared`` mode with the same group split the channels between them, one channel always going
   to the same member so its order holds.
 * Each channel keeps its last ``history_size`` messages with positions, for resume, within two
-  bounds on the whole: ``history_channels`` channels and ``history_bytes`` of messages. Past
-  them the oldest messages of the least recently used channels go first (resuming from them
-  gets 410, as positions from before a restart do).
+  bounds on the whole: ``history_channels`` channels (past it the least recently used channel's
+  history goes) and ``history_bytes``, what the kept messages really cost in memory (past it the
+  channel holding the most gives up its oldest message, so one channel's flood does not push out
+  the others' history). Resuming from a message that is gone gets 410, as positions from before
+  a restart do (see ``history.py`` and ``tidings.domain.retention``).
 * Each feed's queue holds at most ``queue_size`` messages. A publish that would overflow any
   target feed's queue is refused whole with ``BrokerOverloaded``: no feed gets a message another
   misses, nothing is dropped silently, memory stays bounded.
@@ -22,26 +24,16 @@ from __future__ import annotations
 import threading
 import uuid
 import zlib
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
 from ...domain import Channel, Message, Position
-from ...domain.errors import BrokerOverloaded, BrokerUnavailable, InvalidPosition, PositionExpired
-from ...domain.position import stream_id
+from ...domain.errors import BrokerOverloaded, BrokerUnavailable
 from ...ports import Acknowledgement, Delivered, FeedOptions, FeedStatus, GroupMode
-
-
-class _ChannelLog:
-    __slots__ = ("entries", "next_offset", "sizes", "stream")
-
-    def __init__(self, stream: str) -> None:
-        self.stream = stream
-        self.next_offset = 0
-        self.entries: deque[Delivered] = deque()
-        self.sizes: deque[int] = deque()
+from .history import MemoryHistory
 
 
 class MemoryFeed:
@@ -120,14 +112,13 @@ class MemoryBroker:
         queue_size: int = 10_000,
     ) -> None:
         self._lock = threading.Lock()
-        self._epoch = uuid.uuid4().hex
-        self._history_size = history_size
-        self._history_channels = max(1, history_channels)
-        self._history_bytes = history_bytes
-        self._held_bytes = 0
+        self._history = MemoryHistory(
+            size=history_size,
+            channels=history_channels,
+            budget=history_bytes,
+            epoch=uuid.uuid4().hex,
+        )
         self._queue_size = queue_size
-        self._logs: OrderedDict[str, _ChannelLog] = OrderedDict()
-        self._evictions = 0
         self._feeds: list[MemoryFeed] = []
         self._closed = False
 
@@ -156,61 +147,17 @@ class MemoryBroker:
                         "was not published"
                     ),
                 )
-            log = self._log(name)
-            position = Position(log.stream, log.next_offset)
-            log.next_offset += 1
+            position = self._history.record(message)
             delivered = Delivered(message, position)
-            self._remember(log, delivered)
             for feed in feeds:
                 feed.push(delivered)
         return Acknowledgement.acknowledged(message, position)
 
-    def _log(self, name: str) -> _ChannelLog:
-        """The channel's log, made on its first message; called with the lock held."""
-        log = self._logs.get(name)
-        if log is None:
-            log = self._logs[name] = _ChannelLog(self._stream(name))
-            while len(self._logs) > self._history_channels:
-                self._drop_log()
-        else:
-            self._logs.move_to_end(name)
-        return log
-
-    def _remember(self, log: _ChannelLog, delivered: Delivered) -> None:
-        """Keep a message for resume within the bounds (see the module doc); lock held."""
-        if self._history_size <= 0:
-            return
-        size = delivered.message.size
-        log.entries.append(delivered)
-        log.sizes.append(size)
-        self._held_bytes += size
-        if len(log.entries) > self._history_size:
-            log.entries.popleft()
-            self._held_bytes -= log.sizes.popleft()
-        while self._held_bytes > self._history_bytes and self._logs:
-            oldest = next(iter(self._logs.values()))
-            if not oldest.entries or (oldest is log and len(log.entries) == 1):
-                self._drop_log()
-                continue
-            oldest.entries.popleft()
-            self._held_bytes -= oldest.sizes.popleft()
-
-    def _drop_log(self) -> None:
-        _, dropped = self._logs.popitem(last=False)
-        self._held_bytes -= sum(dropped.sizes)
-        self._evictions += 1
-
-    def _stream(self, name: str) -> str:
-        """The stream of the channel's log, or of the log its next message will make.
-
-        The number of logs dropped so far is part of it: a log made after an older one of the
-        same channel was dropped gets another stream, so no earlier position can be mistaken
-        for one of it. Channels that are only subscribed to cost nothing here.
-        """
-        log = self._logs.get(name)
-        if log is not None:
-            return log.stream
-        return stream_id("memory", self._epoch, name, self._evictions)
+    @property
+    def history_held_bytes(self) -> int:
+        """Bytes the history holds now, as it counts them against ``history_bytes``."""
+        with self._lock:
+            return self._history.held
 
     def _targets(self, channel: str) -> list[MemoryFeed]:
         targets: list[MemoryFeed] = []
@@ -238,10 +185,7 @@ class MemoryBroker:
                 if delivered.message.channel == channel:
                     assert delivered.position is not None
                     return Position(delivered.position.stream, _offset(delivered) - 1)
-            log = self._logs.get(channel.name)
-            if log is None:
-                return Position(self._stream(channel.name), -1)
-            return Position(log.stream, log.next_offset - 1)
+            return self._history.last(channel.name)
 
     def flush(self, timeout: float | None = None) -> None:
         """Publishing is synchronous here; nothing is ever in flight."""
@@ -267,29 +211,13 @@ class MemoryBroker:
 
     def stream_of(self, channel: Channel) -> str:
         with self._lock:
-            return self._stream(channel.name)
+            return self._history.stream_of(channel.name)
 
     async def replay(self, channel: Channel, since: Position) -> AsyncIterator[Sequence[Delivered]]:
         with self._lock:
-            stream = self._stream(channel.name)
-            log = self._logs.get(channel.name)
-            entries = list(log.entries) if log else []
-            next_offset = log.next_offset if log else 0
-        if since.stream != stream:
-            raise InvalidPosition(
-                f"position {since} is not from channel {channel.name!r} as this broker holds it "
-                "(the memory broker forgets a channel's history on restart, or when it has to "
-                "make room for other channels)"
-            )
-        if since.offset >= next_offset:
-            raise InvalidPosition(f"position {since} is ahead of channel {channel.name!r}")
-        oldest = _offset(entries[0]) if entries else next_offset
-        if since.offset + 1 < oldest:
-            shown = entries[0].position if entries else None
-            raise PositionExpired(str(since), str(shown) if shown else None)
-        missed = [entry for entry in entries if _offset(entry) > since.offset]
-        for start in range(0, len(missed), 500):
-            yield missed[start : start + 500]
+            stream, first, missed = self._history.replayable(channel, since)
+        for batch in MemoryHistory.decoded(stream, first, missed):
+            yield batch
             await trio.lowlevel.checkpoint()
 
 
