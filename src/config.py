@@ -110,7 +110,8 @@ class Settings(BaseSettings):
     realtime_history_channels: int = Field(default=10_000, ge=1)
     """Channels whose history the memory broker keeps (the least recently used go first)."""
     realtime_history_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
-    """Bytes of messages the memory broker keeps for resume, all channels together."""
+    """Bytes of memory the memory broker spends on history for resume, all channels together
+    (envelopes and their bookkeeping; over it, the channel holding most gives up its oldest)."""
     realtime_max_connections: int = Field(default=20_000, ge=0)
     """Open connections (HTTP and WebSocket) the gateway serves at once; 0: no limit."""
     realtime_max_connections_per_ip: int = Field(default=500, ge=0)
