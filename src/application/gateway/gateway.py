@@ -25,7 +25,9 @@ from ...domain.errors import (
     InvalidMessage,
     InvalidPosition,
     InvalidToken,
+    MessageTooLarge,
     PositionExpired,
+    TokenExpired,
     TokenSecretMissing,
 )
 from ...domain.presence import PresenceRecord
@@ -68,7 +70,7 @@ from .session import Session, Spawn, Subscription
 
 log = logging.getLogger("tidings.gateway")
 
-IDLE_CLOSE = 4000
+IDLE_CLOSE = CloseCode.IDLE
 """Close code for a client that sent nothing within the idle timeout (clients ping to stay)."""
 
 
@@ -207,7 +209,14 @@ class Gateway:
         try:
             with trio.CancelScope() as scope:
                 session.attach(scope)
-                await self._read(session, scope, expires)
+                try:
+                    await self._read(session, scope, expires)
+                except Exception:
+                    # One connection's failure is that connection's alone: say so once, with
+                    # its id, count it, and close it as an internal error.
+                    log.exception("connection %s of user %r failed", session.id, identity.user_id)
+                    self.metrics.connection_failed()
+                    session.cut(CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
             if scope.cancelled_caught and not session.closing:  # a deadline passed
                 if expires is not None and trio.current_time() >= expires:
                     session.cut(
@@ -243,7 +252,7 @@ class Gateway:
             return self._tokens.verify(token)
         except (InvalidToken, TokenSecretMissing) as exc:
             self.metrics.refused(ErrorCode.UNAUTHORIZED)
-            expired = "expired" in str(exc)
+            expired = isinstance(exc, TokenExpired)
             code = CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED
             with trio.move_on_after(2):
                 try:
@@ -337,6 +346,15 @@ class Gateway:
         decision = self._policy.decide(session.identity, channel)
         if not decision.allowed:
             raise ProtocolError(ErrorCode(int(decision.verdict)), decision.reason, channel.name)
+        if channel.is_presence and not session.may_join(trio.current_time()):
+            # Each join is announced to every member, and its leave too: a client that keeps
+            # joining and leaving would make the gateway send its members a storm of frames.
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"presence: at most {self.limits.presence_burst} joins at once and "
+                f"{self.limits.presence_rate:g} a second after that",
+                channel.name,
+            )
         assert self._feed is not None
         frontier = self._feed.frontier(channel)
         subscription = Subscription(channel, frame.since)
@@ -422,7 +440,7 @@ class Gateway:
         try:
             pending = self._publish(message)
         except InvalidMessage as exc:
-            code = ErrorCode.TOO_LARGE if "over the limit" in str(exc) else ErrorCode.BAD_FRAME
+            code = ErrorCode.TOO_LARGE if isinstance(exc, MessageTooLarge) else ErrorCode.BAD_FRAME
             raise ProtocolError(code, str(exc), channel.name) from None
         try:
             await pending
