@@ -37,8 +37,13 @@ class Rig:
         return client
 
 
+RULES = "private-room.*=authenticated;presence-room.*=authenticated"
+
+
 @asynccontextmanager
-async def rig(limits: Limits | None = None, history: int = 100) -> AsyncIterator[Rig]:
+async def rig(
+    limits: Limits | None = None, history: int = 100, policy: object = None
+) -> AsyncIterator[Rig]:
     limits = limits or Limits()
     broker = MemoryBroker(history_size=history)
     realtime = RealtimeService({"memory": lambda: broker}, "memory", limits.max_message_bytes)
@@ -49,7 +54,7 @@ async def rig(limits: Limits | None = None, history: int = 100) -> AsyncIterator
         history=broker,
         publish=realtime.publish,
         tokens=tokens,
-        policy=AccessPolicy.parse("private-room.*=authenticated;presence-room.*=authenticated"),
+        policy=policy or AccessPolicy.parse(RULES),  # type: ignore[arg-type]
         limits=limits,
         metrics=PrometheusMetrics("n1"),
         feed_options=FeedOptions(timeout=0.05),
@@ -219,3 +224,35 @@ async def test_stop_closes_every_client_with_going_away() -> None:
                     await client.receive()
             except ConnectionClosed as closed:
                 assert closed.code == CloseCode.GOING_AWAY
+
+
+class ExplodingPolicy:
+    """The usual rules, except that deciding on ``public.boom`` raises: a bug, as far as the
+    gateway can tell."""
+
+    def __init__(self) -> None:
+        self._policy = AccessPolicy.parse(RULES)
+
+    def decide(self, identity: object, channel: object) -> object:
+        if getattr(channel, "name", None) == "public.boom":
+            raise RuntimeError("a bug in the access policy")
+        return self._policy.decide(identity, channel)  # type: ignore[arg-type]
+
+
+async def test_an_unexpected_error_closes_that_connection_alone_with_1011() -> None:
+    async with rig(policy=ExplodingPolicy()) as r:
+        bystander = await r.client()
+        await _subscribe(bystander, "public.feed")
+        victim = await r.client()
+        await victim.send({"type": "subscribe", "channel": "public.boom"})
+        with trio.fail_after(5):
+            try:
+                while True:
+                    await victim.receive()
+            except ConnectionClosed as closed:
+                assert closed.code == CloseCode.INTERNAL_ERROR
+        r.realtime.broadcast("public.feed", "e", "after")
+        (event,) = await _events(bystander, 1)
+        assert event["data"] == "after"
+        body, _ = r.gateway.metrics.render()
+        assert b"tidings_connections_failed_total 1.0" in body
