@@ -1,9 +1,16 @@
-"""Fixtures shared by every test tier."""
+"""Fixtures shared by every test tier, and the markers that sort tests into tiers.
+
+``scripts/test --fast`` runs ``-m "not kafka and not browser and not slow"``: a test that needs the
+real broker or Chromium must carry the marker, whatever way it reaches them. Marking by hand is
+easy to forget (a test parametrised by ``broker_env`` needs Kafka for one of its two cases only),
+so ``pytest_collection_modifyitems`` marks every test from the fixtures it uses.
+"""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +19,37 @@ from .support.processes import Gateway, process_env
 
 SECRET = "test-secret-" + "x" * 32
 API_KEY = "test-api-key"
+
+KAFKA_FIXTURES = frozenset({"kafka_bootstrap", "kafka_node"})
+"""Fixtures that reach a real Kafka broker (the run's, or a disposable one of the fault tests)."""
+
+BROKER_PARAMETERS = frozenset({"broker_env", "broker"})
+"""Fixtures parametrised by broker name: their ``"kafka"`` case reaches Kafka through
+``request.getfixturevalue``, which the fixture closure cannot show."""
+
+BROWSER_FIXTURES = frozenset({"browser"})
+
+SLOW_DIRECTORIES = ("reliability",)
+"""Tiers of fuzzing, floods and soaks: minutes of CPU, no use in the edit loop."""
+
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test ``kafka``, ``browser`` or ``slow`` from what it uses and where it lives."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if used & KAFKA_FIXTURES or any(
+            params.get(name) == "kafka" for name in BROKER_PARAMETERS
+        ):
+            item.add_marker(pytest.mark.kafka)
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in SLOW_DIRECTORIES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
