@@ -23,7 +23,15 @@ ANNOUNCEMENTS = (
 async def run_demo_feed(
     realtime: RealtimePort, connections: object = None, *, interval: float = 1.0
 ) -> None:
-    """Broadcast ``dashboard.metrics`` every ``interval`` and an announcement now and then."""
+    """Broadcast ``dashboard.metrics`` every ``interval`` and an announcement now and then.
+
+    First it opens the page's chat room with a broadcast: the room carries client events only,
+    and on Kafka those go only into a topic the server created (ADR 0016).
+    """
+    try:
+        await realtime.abroadcast("presence-chat.lobby", "room.opened", None)
+    except BrokerError as exc:
+        log.warning("demo feed could not open the chat room: %s", exc)
     orders = 0
     rng = random.Random()
     for tick in itertools.count():
