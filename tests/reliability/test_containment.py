@@ -248,7 +248,9 @@ def test_fifty_half_finished_pipelined_upgrades_give_their_descriptors_back(
         for client in clients:
             client.close()
     assert_serving(gateway)
-    record("containment.half_finished_upgrades", tried=50, fds_before=baseline, fds_peak=peak)
+    record(
+        "containment.half_finished_upgrades", tried=50, fds_before=baseline, fds_after_setup=peak
+    )
 
 
 # -- 3. Every stage of a connection's life under a timeout ---------------------------------------
@@ -324,4 +326,4 @@ def test_a_client_stalled_at_any_stage_is_dropped(stages_gateway: Gateway, stage
         for client in clients:
             client.close()
     assert_serving(gateway)
-    record("containment.stalled", stage=stage, clients=5, fds_before=baseline, fds_peak=peak)
+    record("containment.stalled", stage=stage, clients=5, fds_before=baseline, fds_after_setup=peak)
