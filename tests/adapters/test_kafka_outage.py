@@ -1,9 +1,9 @@
-"""A broker that stops answering and comes back, on a SECOND broker (port 19092).
+"""A broker that stops answering and comes back, on a SECOND broker.
 
-The shared broker on 9092 serves every other test, so this module starts its own with
-``scripts/kafka start --port 19092`` (its state directory is per port) and always stops and wipes
-it afterwards. The outage is the broker process paused (SIGSTOP) and resumed (SIGCONT): to a client
-that is a broker that stops answering, and it comes back at once, without the 15-30 s a restart
+The run's broker serves every other test, so this module starts its own (``KafkaNode``: free
+ports and a state directory of its own) and always stops and wipes it afterwards. The outage is
+the broker process paused (SIGSTOP) and resumed (SIGCONT): to a client that is a broker that
+stops answering, and it comes back at once, without the 15-30 s a restart
 of a KRaft node costs.
 """
 
@@ -14,36 +14,27 @@ import os
 import re
 import secrets
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tidings.domain.errors import BrokerUnavailable
 
-from ..support.kafka import kafka_command
+from ..support.kafka import KafkaNode
 from .helpers import Cli, container_class, load_settings, publish_all, stop_process
 
 pytestmark = pytest.mark.kafka
-
-PORT = 19092
-BOOTSTRAP = f"127.0.0.1:{PORT}"
-STATE = Path(os.environ.get("TMPDIR", "/tmp")) / f"tidings-kafka-{PORT}"
-
-
-def _script(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
-    return kafka_command(*args, port=PORT, timeout=timeout)
 
 
 class SecondBroker:
     """The broker this module started; paused and resumed by its own pid."""
 
-    def __init__(self) -> None:
-        result = _script("start")
-        assert result.returncode == 0, f"second broker did not start:\n{result.stderr}"
-        self.pid = int((STATE / "kafka.pid").read_text().strip())
+    def __init__(self, node: KafkaNode) -> None:
+        node.start()
+        self.node = node
+        self.bootstrap = node.bootstrap
+        self.pid = node.pid
 
     @contextlib.contextmanager
     def unresponsive(self) -> Iterator[None]:
@@ -61,12 +52,15 @@ class SecondBroker:
 
 @pytest.fixture(scope="module")
 def second_broker(kafka_bootstrap: str) -> Iterator[SecondBroker]:
-    broker = SecondBroker()
+    node = KafkaNode()
     try:
-        yield broker
+        broker = SecondBroker(node)
+        try:
+            yield broker
+        finally:
+            broker.resume()
     finally:
-        broker.resume()
-        _script("stop", "--wipe", timeout=90)
+        node.wipe()
 
 
 @pytest.fixture
@@ -74,7 +68,7 @@ def outage_env(second_broker: SecondBroker) -> dict[str, str]:
     run = secrets.token_hex(4)
     return {
         "REALTIME_BROKER": "kafka",
-        "KAFKA_BROKERS": BOOTSTRAP,
+        "KAFKA_BROKERS": second_broker.bootstrap,
         "KAFKA_TOPIC_PREFIX": f"o{run}",
         "KAFKA_CONSUMER_GROUP": f"og{run}",
         "KAFKA_TIMEOUT": "2",

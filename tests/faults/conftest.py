@@ -1,4 +1,5 @@
-"""A disposable second Kafka broker (port 19093) that fault tests stop, kill and restart."""
+"""A disposable second Kafka broker (on free ports of its own) that fault tests stop, kill and
+restart."""
 
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import pytest
 
 from ..support.kafka import KafkaNode
 
-PORT = 19093
-
 
 @pytest.fixture(scope="module")
 def kafka_node() -> Iterator[KafkaNode]:
-    node = KafkaNode(PORT)
-    node.wipe()
-    node.start()
+    node = KafkaNode()
     try:
+        node.start()
         yield node
     finally:
         node.wipe()
