@@ -651,13 +651,16 @@ async def test_sockets_that_never_finish_the_handshake_are_dropped(
 
     async def half_open(kind: str) -> None:
         nonlocal connected, peak
+        # The clock starts before the connection exists, so the span measured here holds the
+        # gateway's own, which starts at accept: it cannot be shorter than the timeout.
+        started = trio.current_time()
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
-            started = trio.current_time()
             await stream.send_all(HALF_OPEN_KINDS[kind])
             connected += 1
             if connected == HALF_OPEN * len(HALF_OPEN_KINDS):
                 peak = fd_count(pid)
+            # Well under the default timeout of 10 s: a gateway that ignored the setting fails.
             with trio.fail_after(HANDSHAKE_TIMEOUT + CLOSE_SLACK + 5):
                 while True:
                     try:
@@ -690,10 +693,9 @@ async def test_sockets_that_never_finish_the_handshake_are_dropped(
     )
     for kind, times in closed_after.items():
         assert len(times) == HALF_OPEN, kind
-        # The gateway's clock starts at accept, a little before this client's: the lower bound
-        # only shows that the timeout, not something else, closed the socket.
-        assert min(times) >= HANDSHAKE_TIMEOUT / 2, (kind, spans[kind])
-        assert max(times) <= HANDSHAKE_TIMEOUT + 1.0, (kind, spans[kind])
+        # The timeout, not something else, closed each socket: none went sooner. (How much
+        # later depends on the machine's load; the fail_after above bounds it.)
+        assert min(times) >= HANDSHAKE_TIMEOUT, (kind, spans[kind])
 
 
 async def test_a_client_that_upgrades_but_never_reads_is_dropped(
