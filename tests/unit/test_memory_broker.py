@@ -174,3 +174,11 @@ async def test_past_the_channel_bound_the_least_recently_used_history_goes() -> 
         await _replayed(broker, "public.one", first_of_one)
     two = Position(broker.stream_of(Channel("public.two")), -1)
     assert len(await _replayed(broker, "public.two", two)) == 2
+
+
+async def test_resuming_a_channel_that_never_had_a_message_replays_nothing() -> None:
+    """A client subscribed to a quiet channel, went away and came back: its ``since`` is the
+    position before the first message, and there is nothing to replay (no error, no 410)."""
+    broker = MemoryBroker(history_size=2)
+    since = Position(broker.stream_of(Channel("public.quiet")), -1)
+    assert await _replayed(broker, "public.quiet", since) == []

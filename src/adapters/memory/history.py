@@ -103,7 +103,8 @@ class MemoryHistory:
             )
         if since.offset >= next_offset:
             raise InvalidPosition(f"position {since} is ahead of channel {channel.name!r}")
-        assert log is not None  # a position behind the next offset means the log exists
+        if log is None:  # nothing was ever published: a client resuming from "before the first"
+            return stream, since.offset + 1, []
         first = log.first_offset
         if since.offset + 1 < first:
             raise PositionExpired(str(since), str(Position(stream, first - 1)))
