@@ -39,6 +39,10 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     """The gateway is shutting down: reconnect (to another node) and resume."""
+    PROTOCOL_ERROR = 1002
+    """The client broke the WebSocket protocol."""
+    INVALID_DATA = 1007
+    """A text frame or close reason that is not UTF-8."""
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     """Serving the connection failed on the gateway's side: reconnect and resume."""

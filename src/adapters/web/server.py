@@ -19,6 +19,8 @@ from collections.abc import Callable
 import h11
 import trio
 
+from ...domain.disconnects import close_reason
+from ...domain.protocol import CloseCode
 from ...ports import (
     ConnectionHandler,
     GatewayMetrics,
@@ -252,7 +254,7 @@ class WebServer:
             if self._metrics is not None:
                 self._metrics.connection_failed()
             with trio.CancelScope(shield=True):
-                await client.close(1011, "internal error")
+                await client.close(CloseCode.INTERNAL_ERROR, close_reason(CloseCode.INTERNAL_ERROR))
         finally:
             with trio.CancelScope(shield=True):
                 await client.close(1001)

@@ -29,6 +29,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import generate_accept_token
 
+from ...domain.disconnects import DISCONNECTS, close_reason
 from ...ports import ConnectionClosed, FrameTooLarge, SendOutcome
 from .framing import text_frame
 
@@ -219,6 +220,8 @@ class WebSocketConnection:
             await self._send_quietly(self._ws.send(event.response()))
         elif state is ConnectionState.OPEN:  # a protocol error: wsproto names the close code
             self._failed = True
+            if code in DISCONNECTS:
+                reason = close_reason(code, reason)
             await self._send_quietly(self._ws.send(CloseConnection(code, reason[:120])))
         raise ConnectionClosed(code, reason)
 

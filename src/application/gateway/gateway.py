@@ -19,6 +19,7 @@ import trio
 
 from ...domain import AccessPolicy, Channel, Identity, Message, Position, Presence
 from ...domain.access import ANONYMOUS
+from ...domain.disconnects import close_reason
 from ...domain.errors import (
     BrokerError,
     ChannelHasNoTopic,
@@ -173,7 +174,7 @@ class Gateway:
         """Finish the batch in hand, commit it, and end ``run``; close every session (1001)."""
         self._stopping = True
         for session in list(self.hub.sessions.values()):
-            session.cut(CloseCode.GOING_AWAY, "gateway shutting down: reconnect and resume")
+            session.cut(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
         if not self.hub.sessions:
             self._drained.set()
 
@@ -193,7 +194,7 @@ class Gateway:
         if identity is None:
             return
         if self._stopping:
-            await connection.close(CloseCode.GOING_AWAY, "gateway shutting down")
+            await connection.close(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
             return
         await self._feed_open.wait()
         assert self._spawn_writer is not None
@@ -216,15 +217,15 @@ class Gateway:
                     # its id, count it, and close it as an internal error.
                     log.exception("connection %s of user %r failed", session.id, identity.user_id)
                     self.metrics.connection_failed()
-                    session.cut(CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
+                    session.cut(CloseCode.INTERNAL_ERROR, close_reason(CloseCode.INTERNAL_ERROR))
             if scope.cancelled_caught and not session.closing:  # a deadline passed
                 if expires is not None and trio.current_time() >= expires:
-                    session.cut(
-                        CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token"
-                    )
+                    session.cut(CloseCode.TOKEN_EXPIRED, close_reason(CloseCode.TOKEN_EXPIRED))
                 else:
                     idle = self.limits.idle_timeout
-                    session.cut(IDLE_CLOSE, f"idle: no frame in {idle:g} s; ping")
+                    session.cut(
+                        IDLE_CLOSE, close_reason(IDLE_CLOSE, f"no frame in {idle:g} s; ping")
+                    )
         finally:
             held = len(session.subscriptions)
             try:
@@ -259,7 +260,7 @@ class Gateway:
                     await connection.send_many([encode_error(ErrorCode.UNAUTHORIZED, str(exc))])
                 except ConnectionClosed:
                     pass
-            await connection.close(code, str(exc)[:120])
+            await connection.close(code, close_reason(code, str(exc))[:120])
             return None
 
     async def _close(self, session: Session) -> None:
@@ -292,7 +293,9 @@ class Gateway:
                 session.cut(1006 if exc.code == 1006 else CloseCode.NORMAL, "client left")
                 return
             except FrameTooLarge as exc:
-                session.cut(CloseCode.MESSAGE_TOO_BIG, str(exc))
+                session.cut(
+                    CloseCode.MESSAGE_TOO_BIG, close_reason(CloseCode.MESSAGE_TOO_BIG, str(exc))
+                )
                 return
             try:
                 await self._on_frame(session, raw)
@@ -308,7 +311,7 @@ class Gateway:
         now = trio.current_time()
         if not session.bucket.take(now):
             if not session.may_be_refused(now):
-                session.cut(CloseCode.FLOODING, "flooding: kept sending over the rate limit")
+                session.cut(CloseCode.FLOODING, close_reason(CloseCode.FLOODING))
                 return
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,

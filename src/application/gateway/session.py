@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ...domain import Channel, ConnectionRef, Identity, Position
+from ...domain.disconnects import close_reason
 from ...domain.protocol import CloseCode
 from ...domain.ratelimit import TokenBucket
 from ...ports import ClientConnection, ConnectionClosed, SendOutcome
@@ -135,7 +136,7 @@ class Session:
         if self.closing:
             return False
         if len(self._queue) >= self.limits.queue_size:
-            self.cut(CloseCode.SLOW_CONSUMER, "slow consumer: reconnect and resume with since")
+            self.cut(CloseCode.SLOW_CONSUMER, close_reason(CloseCode.SLOW_CONSUMER))
             return False
         self._queue.append(frame)
         if self._writing:
@@ -176,7 +177,10 @@ class Session:
             return False
         if subscription.backlog is not None:
             if len(subscription.backlog) >= self.limits.queue_size:
-                self.cut(CloseCode.SLOW_CONSUMER, "slow consumer: too much arrived during resume")
+                self.cut(
+                    CloseCode.SLOW_CONSUMER,
+                    close_reason(CloseCode.SLOW_CONSUMER, "too much arrived during resume"),
+                )
                 return False
             subscription.backlog.append((position, frame))
             return False

@@ -34,12 +34,35 @@
 export const CloseCode = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  INVALID_DATA: 1007,
   MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
   IDLE: 4000,
   TOKEN_EXPIRED: 4001,
   SLOW_CONSUMER: 4008,
   FLOODING: 4029,
   UNAUTHORIZED: 4401,
+});
+
+/**
+ * What to do after each close code: the gateway's own table (`tidings.domain.disconnects`,
+ * docs/protocol.md). "resume": reconnect with backoff and resume; "back-off": wait `floodDelay`
+ * first; "new-token": reconnect with a fresh token; "no-retry": never the same token again;
+ * "stop": do not reconnect on its own. A code not listed (1006, a proxy's) means "resume".
+ */
+export const Disconnects = Object.freeze({
+  1000: "resume",
+  1001: "resume",
+  1002: "stop",
+  1007: "stop",
+  1009: "resume",
+  1011: "resume",
+  4000: "resume",
+  4001: "new-token",
+  4008: "resume",
+  4029: "back-off",
+  4401: "no-retry",
 });
 
 /** Error codes of the gateway's error frames, by name. */
@@ -543,7 +566,8 @@ export class Tidings extends Emitter {
       return;
     }
     const dynamic = typeof this.#token === "function";
-    if (code === CloseCode.UNAUTHORIZED) {
+    const advice = Disconnects[code] ?? "resume";
+    if (advice === "no-retry") {
       const error = this.#authError ?? new TidingsError(401, reason || "token refused");
       if (!dynamic) {
         this.#fail(new TidingsError(CloseCode.UNAUTHORIZED, `token refused: ${error.message}`));
@@ -554,7 +578,7 @@ export class Tidings extends Emitter {
       this.#retry(this.#backoff());
       return;
     }
-    if (code === CloseCode.TOKEN_EXPIRED) {
+    if (advice === "new-token") {
       if (!dynamic && this.#usedToken) {
         this.#fail(new TidingsError(CloseCode.TOKEN_EXPIRED, "the token expired; give a token " +
           "provider function to refresh it automatically, or call setToken() and connect()"));
@@ -564,8 +588,12 @@ export class Tidings extends Emitter {
       this.#retry(this.#wasConnected ? 0 : this.#backoff());
       return;
     }
-    if (code === CloseCode.FLOODING) {
+    if (advice === "back-off") {
       this.#retry(jitter(this.options.floodDelay));
+      return;
+    }
+    if (advice === "stop") {
+      this.#fail(new TidingsError(code, `the gateway closed the connection: ${reason}`));
       return;
     }
     this.#retry(this.#backoff());
