@@ -100,3 +100,10 @@ async def test_dns_rebinding_to_a_loopback_gateway_is_refused(gateway: Gateway) 
     answer = await upgrade(gateway, f"evil.example:{port}", f"http://evil.example:{port}")
     assert answer.startswith(b"HTTP/1.1 403 "), answer
     assert b"DNS rebinding" in answer
+
+
+async def test_a_non_browser_client_may_name_any_host(gateway: Gateway) -> None:
+    """Without an Origin the request is not a page's, so rebinding is not in play: a script
+    reaching the gateway through a name of its own (a proxy, /etc/hosts) is served."""
+    answer = await upgrade(gateway, "gateway.internal", None)
+    assert answer.startswith(b"HTTP/1.1 101 "), answer

@@ -1,17 +1,21 @@
-"""The gateway application: sessions, the hub that fans out to them, presence, the HTTP API."""
+"""The gateway application: the broker side, each client's protocol and outbox, the hub that fans
+out to them, presence, admission and the HTTP API."""
 
-from .gateway import IDLE_CLOSE, FeedHealth, Gateway
+from .client import ClientProtocol
+from .gateway import FeedHealth, Gateway
 from .hub import Hub
 from .limits import Limits
 from .presence import PresenceTracker
 from .session import Session, Subscription
+from .writer import Outbox
 
 __all__ = [
-    "IDLE_CLOSE",
+    "ClientProtocol",
     "FeedHealth",
     "Gateway",
     "Hub",
     "Limits",
+    "Outbox",
     "PresenceTracker",
     "Session",
     "Subscription",

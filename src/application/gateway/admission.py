@@ -2,9 +2,10 @@
 
 A browser sends an ``Origin`` with every upgrade and lets any page open a WebSocket to any
 address, the user's own machine and intranet included; the server is the only one that can say
-no. An upgrade is admitted when the page's origin is the gateway's own or a listed one (or has no
-``Origin``: not a page), and, on a loopback gateway, when the ``Host`` is a loopback name or a
-listed origin's host, which DNS rebinding cannot fake. A refusal is HTTP 403 before the upgrade,
+no. An upgrade without an ``Origin`` is not a page's (browsers always send one) and is admitted. A
+page's upgrade is admitted when its origin is the gateway's own or a listed one and, on a
+loopback gateway, when the ``Host`` is a loopback name or a listed origin's host, which DNS
+rebinding cannot fake. A refusal is HTTP 403 before the upgrade,
 with a JSON error that says what to list.
 """
 
@@ -26,6 +27,8 @@ class UpgradeAdmission:
         """None to admit the request; otherwise the refusal to send."""
         host = request.headers.get("host")
         origin = request.headers.get("origin")
+        if origin is None:
+            return None  # not a page: browsers send an Origin with every upgrade
         if not self._origins.host_allowed(host, self._listening_host):
             return json_response(
                 403,

@@ -15,6 +15,7 @@ from ...domain.protocol import encode_event
 from ...ports import Delivered
 from .presence import PresenceTracker
 from .session import Session, Subscription
+from .writer import Outbox
 
 log = logging.getLogger("tidings.gateway")
 
@@ -86,7 +87,7 @@ class Hub:
         """Hand every message of a batch to its local subscribers; returns frames handed on."""
         handed = 0
         table = self.table
-        touched: dict[Session, None] = {}
+        touched: dict[Outbox, None] = {}
         for delivered in batch:
             name = delivered.channel
             recipients = table.subscribers(name)
@@ -102,10 +103,10 @@ class Hub:
             exclude = message.exclude
             for session in recipients:
                 if session.id != exclude and session.deliver(name, position, frame):
-                    touched[session] = None
+                    touched[session.outbox] = None
                     handed += 1
-        for session in touched:  # each recipient's share of the batch in one write
-            session.kick()
+        for outbox in touched:  # each recipient's share of the batch in one write
+            outbox.kick()
         return handed
 
     def _skip(self, delivered: Delivered, exc: InvalidMessage) -> None:
