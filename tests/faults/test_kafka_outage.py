@@ -37,9 +37,14 @@ def _consume_all(env: dict[str, str], channel: str = CHANNEL) -> list[dict[str, 
     return [json.loads(line) for line in consumer.stdout.lines if line.startswith("{")]
 
 
-def test_with_the_outbox_every_message_arrives_once_in_order(
+def test_with_the_outbox_every_message_arrives_at_least_once_in_order(
     kafka_node: KafkaNode, node_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """The outbox promises at-least-once (README, "Riding out a Kafka outage"): a message Kafka
+    took whose acknowledgement the relay never saw (Kafka stopped meanwhile) stays stored and is
+    sent again. So the log may hold copies, but only of that kind: the same message (same id)
+    once more, after its first copy; and every message arrives, first in the order the service
+    broadcast it."""
     container = _container(node_env, realtime_outbox=str(tmp_path / "outbox.db"))
     realtime = container.realtime()
     try:
@@ -59,8 +64,13 @@ def test_with_the_outbox_every_message_arrives_once_in_order(
     finally:
         container.shutdown_resources()
     assert accepted_while_down < 5, "the outbox must accept without waiting for Kafka"
-    delivered = [message["data"]["seq"] for message in _consume_all(node_env)]  # type: ignore[index]
-    assert delivered == list(range(300))
+    log = _consume_all(node_env)
+    delivered: list[int] = [message["data"]["seq"] for message in log]  # type: ignore[index]
+    assert list(dict.fromkeys(delivered)) == list(range(300)), "lost or out of order"
+    ids: dict[int, set[object]] = {}
+    for seq, message in zip(delivered, log, strict=True):
+        ids.setdefault(seq, set()).add(message["id"])
+    assert all(len(same) == 1 for same in ids.values()), "a copy is not the message sent again"
 
 
 def test_without_the_outbox_every_failure_is_raised_and_none_is_silent(
