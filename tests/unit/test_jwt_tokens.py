@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -34,36 +35,44 @@ def _forge(claims: dict[str, object], header: dict[str, object]) -> str:
 
 
 @pytest.mark.parametrize(
-    ("token", "reason"),
+    ("make", "reason"),
     [
-        (jwt.encode({"sub": "1", "exp": int(time.time()) - 5}, SECRET, "HS256"), "expired"),
+        # Makers, not tokens: times are taken when the test runs, not when this module is imported.
+        (lambda: jwt.encode({"sub": "1", "exp": int(time.time()) - 5}, SECRET, "HS256"), "expired"),
         (
-            jwt.encode({"sub": "1", "exp": int(time.time()) + 86_400}, "other" * 8, "HS256"),
+            lambda: jwt.encode(
+                {"sub": "1", "exp": int(time.time()) + 86_400}, "other" * 8, "HS256"
+            ),
             "signature",
         ),
         (
-            _forge({"sub": "1", "exp": int(time.time()) + 86_400}, {"alg": "none", "typ": "JWT"}),
+            lambda: _forge(
+                {"sub": "1", "exp": int(time.time()) + 86_400}, {"alg": "none", "typ": "JWT"}
+            ),
             "algorithm",
         ),
         (
-            jwt.encode({"sub": "1", "exp": int(time.time()) + 86_400}, SECRET * 2, "HS512"),
+            lambda: jwt.encode({"sub": "1", "exp": int(time.time()) + 86_400}, SECRET * 2, "HS512"),
             "algorithm",
         ),
-        (jwt.encode({"exp": int(time.time()) + 86_400}, SECRET, "HS256"), "'sub'"),
-        (jwt.encode({"sub": "1"}, SECRET, "HS256"), "'exp'"),
-        (jwt.encode({"sub": "", "exp": int(time.time()) + 86_400}, SECRET, "HS256"), "subject"),
+        (lambda: jwt.encode({"exp": int(time.time()) + 86_400}, SECRET, "HS256"), "'sub'"),
+        (lambda: jwt.encode({"sub": "1"}, SECRET, "HS256"), "'exp'"),
         (
-            jwt.encode(
+            lambda: jwt.encode({"sub": "", "exp": int(time.time()) + 86_400}, SECRET, "HS256"),
+            "subject",
+        ),
+        (
+            lambda: jwt.encode(
                 {"sub": "1", "exp": int(time.time()) + 86_400, "channels": ["a b"]}, SECRET, "HS256"
             ),
             "invalid pattern",
         ),
-        ("not.a.token", "malformed"),
+        (lambda: "not.a.token", "malformed"),
     ],
 )
-def test_bad_tokens_are_refused_with_the_reason(token: str, reason: str) -> None:
+def test_bad_tokens_are_refused_with_the_reason(make: Callable[[], str], reason: str) -> None:
     with pytest.raises(InvalidToken, match=reason):
-        JwtTokens(SECRET).verify(token)
+        JwtTokens(SECRET).verify(make())
 
 
 def test_tampered_claims_break_the_signature() -> None:
