@@ -107,8 +107,11 @@ class Outbox:
             await self._connection.send_many(frames)
 
     def close(self) -> None:
-        """Stop: the writer ends after its current write, and waiters wake up."""
+        """Stop: the writer ends after its current write, and waiters wake up. The ``on_lost``
+        callback is dropped: it refers to the session, which refers to this outbox, and a cycle
+        would keep both until a full garbage collection (ADR 0015 keeps those rare)."""
         self._closed = True
+        self._on_lost = _ignore
         for event in (self._ready, self._drained):
             if event is not None:
                 event.set()
@@ -134,3 +137,7 @@ class Outbox:
             self._on_lost(str(exc))
         finally:
             self._writing = False
+
+
+def _ignore(reason: str) -> None:
+    """What a closed outbox does when it finds the client gone: nothing more to do."""
