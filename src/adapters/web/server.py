@@ -29,7 +29,7 @@ from ...ports import (
     HttpResponse,
 )
 from .http1 import RECEIVE_BYTES, BadRequest, HttpConnection, RequestHead, error_response
-from .websocket import UpgradeRefused, WebSocketConnection, accept_headers
+from .websocket import WebSocketConnection, accept_headers
 
 log = logging.getLogger("tidings.web")
 
@@ -227,10 +227,7 @@ class WebServer:
     ) -> WebSocketConnection:
         if head.path != WEBSOCKET_PATH:
             raise BadRequest(404, f"no WebSocket at {head.path}")
-        try:
-            headers = accept_headers(head.method, head.http_version, head.headers)
-        except UpgradeRefused as exc:
-            raise BadRequest(exc.status, exc.message, exc.headers) from None
+        headers = accept_headers(head.method, head.http_version, head.headers)
         if self._admit is not None:
             refusal = self._admit(head.request())
             if refusal is not None:

@@ -32,6 +32,7 @@ from wsproto.utilities import generate_accept_token
 from ...domain.disconnects import DISCONNECTS, close_reason
 from ...ports import ConnectionClosed, FrameTooLarge, SendOutcome
 from .framing import text_frame
+from .http1 import BadRequest
 
 RECEIVE_BYTES = 65_536
 WRITE_TIMEOUT = 10.0
@@ -42,37 +43,27 @@ CLOSE_TIMEOUT = 1.0
 """Seconds the closing handshake may take, each way, before the socket is simply dropped."""
 
 
-class UpgradeRefused(Exception):
-    """An upgrade request that is not a valid WebSocket handshake (RFC 6455 §4.2.1)."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-        super().__init__(f"{status} {message}")
-
-
 def accept_headers(
     method: str, http_version: bytes, headers: dict[str, str]
 ) -> list[tuple[str, str]]:
     """The headers of the ``101 Switching Protocols`` answer to a WebSocket upgrade request.
 
-    ``headers`` has lower-case names. Raises ``UpgradeRefused`` naming what is wrong with the
+    ``headers`` has lower-case names. Raises ``BadRequest`` (an HTTP refusal) naming what is wrong with the
     request; the gateway offers no subprotocol and no extension, so a client asking for one
     gets a plain WebSocket, as RFC 6455 allows.
     """
     if method != "GET":
-        raise UpgradeRefused(405, f"a WebSocket upgrade is a GET, not {method}", {"allow": "GET"})
+        raise BadRequest(405, f"a WebSocket upgrade is a GET, not {method}", {"allow": "GET"})
     if http_version != b"1.1":
-        raise UpgradeRefused(400, "a WebSocket upgrade needs HTTP/1.1")
+        raise BadRequest(400, "a WebSocket upgrade needs HTTP/1.1")
     connection = {token.strip().lower() for token in headers.get("connection", "").split(",")}
     if "upgrade" not in connection:
-        raise UpgradeRefused(400, "a WebSocket upgrade needs 'Connection: Upgrade'")
+        raise BadRequest(400, "a WebSocket upgrade needs 'Connection: Upgrade'")
     version = headers.get("sec-websocket-version", "").strip()
     if not version:
-        raise UpgradeRefused(400, "a WebSocket upgrade needs Sec-WebSocket-Version: 13")
+        raise BadRequest(400, "a WebSocket upgrade needs Sec-WebSocket-Version: 13")
     if version != "13":
-        raise UpgradeRefused(
+        raise BadRequest(
             426,
             f"unsupported Sec-WebSocket-Version {version!r}; this server speaks 13",
             {"sec-websocket-version": "13"},
@@ -83,7 +74,7 @@ def accept_headers(
     except (binascii.Error, UnicodeEncodeError):
         nonce = b""
     if len(nonce) != 16:
-        raise UpgradeRefused(400, "Sec-WebSocket-Key must be 16 bytes in base64")
+        raise BadRequest(400, "Sec-WebSocket-Key must be 16 bytes in base64")
     return [
         ("upgrade", "websocket"),
         ("connection", "Upgrade"),
