@@ -48,9 +48,9 @@ def accept_headers(
 ) -> list[tuple[str, str]]:
     """The headers of the ``101 Switching Protocols`` answer to a WebSocket upgrade request.
 
-    ``headers`` has lower-case names. Raises ``BadRequest`` (an HTTP refusal) naming what is wrong with the
-    request; the gateway offers no subprotocol and no extension, so a client asking for one
-    gets a plain WebSocket, as RFC 6455 allows.
+    ``headers`` has lower-case names. Raises ``BadRequest`` (an HTTP refusal) naming what is
+    wrong with the request; the gateway offers no subprotocol and no extension, so a client
+    asking for one gets a plain WebSocket, as RFC 6455 allows.
     """
     if method != "GET":
         raise BadRequest(405, f"a WebSocket upgrade is a GET, not {method}", {"allow": "GET"})
