@@ -38,16 +38,43 @@ class SecondBroker:
 
     @contextlib.contextmanager
     def unresponsive(self) -> Iterator[None]:
-        """The broker stops answering for the duration of the block (always resumed)."""
+        """The broker stops answering for the duration of the block (always resumed).
+
+        SIGSTOP reaches a JVM's hundreds of threads one by one; on a busy machine a request sent
+        right after the signal could still be answered, so the block starts only once every
+        thread of the process is stopped.
+        """
         os.kill(self.pid, signal.SIGSTOP)
         try:
+            self._wait_until_stopped()
             yield
         finally:
             self.resume()
 
+    def _wait_until_stopped(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(_thread_state(stat) in ("T", "t") for stat in self._thread_stats()):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"broker {self.pid} did not stop within {timeout:g}s of SIGSTOP")
+
+    def _thread_stats(self) -> list[str]:
+        stats = []
+        for task in os.listdir(f"/proc/{self.pid}/task"):
+            path = f"/proc/{self.pid}/task/{task}/stat"
+            with contextlib.suppress(FileNotFoundError), open(path) as file:
+                stats.append(file.read())
+        return stats
+
     def resume(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGCONT)
+
+
+def _thread_state(stat: str) -> str:
+    """The state letter of a ``/proc/PID/task/TID/stat`` line (after the parenthesised name)."""
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 @pytest.fixture(scope="module")
