@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dependency_injector import containers, providers
 
@@ -22,7 +22,7 @@ from .application.gateway import Gateway, Limits
 from .application.gateway.admission import UpgradeAdmission
 from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
-from .config import Settings
+from .config import BROKERS, Settings
 from .domain import Message
 from .domain.errors import UnknownBroker
 from .ports import (
@@ -37,7 +37,10 @@ from .ports import (
 )
 
 if TYPE_CHECKING:
+    from .adapters.kafka.admin import KafkaAdmin
     from .adapters.kafka.publisher import KafkaPublisher
+    from .adapters.kafka.settings import KafkaClientConfig
+    from .adapters.outbox import SqliteOutbox
 
 
 def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
@@ -50,23 +53,61 @@ def _memory_broker(settings: Settings) -> Iterator[MemoryBroker]:
     broker.close()
 
 
-def _kafka_producer(settings: Settings) -> Iterator[KafkaPublisher]:
+def kafka_client_config(settings: Settings) -> KafkaClientConfig:
+    """What every Kafka client of this process is built from: the one place Kafka settings are
+    read. A bad pass-through setting is a ``ConfigurationError`` naming its variable."""
+    from .adapters.kafka.settings import KafkaClientConfig
+
+    return KafkaClientConfig.translated(
+        settings.broker_list,
+        settings.topic_strategy(),
+        producer_settings=settings.producer_settings,
+        consumer_settings=settings.consumer_settings,
+        timeout=settings.kafka_timeout,
+        compression=settings.kafka_compression,
+        partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+    )
+
+
+def _kafka_admin(config: KafkaClientConfig) -> Iterator[KafkaAdmin]:
+    """Topic administration for commands (``tidings kafka ...``); adapters own their own."""
+    from .adapters.kafka.admin import KafkaAdmin
+
+    admin = KafkaAdmin.for_config(config)
+    yield admin
+    admin.close()
+
+
+def _kafka_producer(settings: Settings, config: KafkaClientConfig) -> Iterator[KafkaPublisher]:
     """The process's one Kafka producer, shared by broadcasts and client events."""
     from .adapters.kafka.publisher import KafkaPublisher
 
-    publisher = KafkaPublisher.from_settings(settings)
+    publisher = KafkaPublisher(config, client_id=f"tidings-publisher-{settings.node_id()}")
     yield publisher
     publisher.close()
 
 
-def _kafka_publisher(settings: Settings, producer: KafkaPublisher) -> Iterator[Publisher]:
-    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
+def _outbox_store(settings: Settings) -> Iterator[SqliteOutbox | None]:
+    """The durable outbox ``REALTIME_OUTBOX`` names, or None when it names none."""
     if not settings.realtime_outbox:
+        yield None
+        return
+    from .adapters.outbox import SqliteOutbox
+
+    store = SqliteOutbox(settings.realtime_outbox)
+    yield store
+    store.close()
+
+
+def _kafka_publisher(producer: KafkaPublisher, store: SqliteOutbox | None) -> Iterator[Publisher]:
+    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
+    if store is None:
         yield producer  # closed by its own provider
         return
-    from .adapters.outbox import OutboxPublisher, SqliteOutbox
+    from .adapters.outbox import OutboxPublisher
 
-    outbox = OutboxPublisher(SqliteOutbox(settings.realtime_outbox), producer)
+    outbox = OutboxPublisher(store, producer)
     yield outbox
     outbox.close()
 
@@ -91,16 +132,16 @@ def _client_events(
     return existing.publish
 
 
-def _kafka_subscriber(settings: Settings) -> Iterator[Subscriber]:
+def _kafka_subscriber(config: KafkaClientConfig) -> Iterator[Subscriber]:
     from .adapters.kafka.subscriber import KafkaSubscriber
 
-    yield KafkaSubscriber.from_settings(settings)
+    yield KafkaSubscriber(config)
 
 
-def _kafka_history(settings: Settings) -> Iterator[History]:
+def _kafka_history(config: KafkaClientConfig) -> Iterator[History]:
     from .adapters.kafka.history import KafkaHistory
 
-    history = KafkaHistory.from_settings(settings)
+    history = KafkaHistory(config)
     yield history
     history.close()
 
@@ -141,10 +182,19 @@ def _feed_options(settings: Settings, node: str) -> FeedOptions:
     )
 
 
-def _kafka_presence(settings: Settings, node: str, epoch: str) -> PresenceBus:
+def _kafka_presence(
+    settings: Settings, config: KafkaClientConfig, node: str, epoch: str
+) -> PresenceBus:
     from .adapters.kafka.presence import KafkaPresenceBus
+    from .domain.topics import presence_topic
 
-    return KafkaPresenceBus.from_settings(settings, node, epoch)
+    return KafkaPresenceBus(
+        config,
+        presence_topic(settings.kafka_topic_prefix),
+        node=node,
+        epoch=epoch,
+        timeout=settings.realtime_presence_timeout,
+    )
 
 
 def _gateway(
@@ -234,11 +284,13 @@ def _demo_tokens(settings: Settings, demo_key: str) -> JwtTokens | None:
     return JwtTokens(demo_key, max_ttl=settings.realtime_max_token_ttl)
 
 
-def _select(settings: Settings, **brokers: Any) -> Any:
+def _broker_name(settings: Settings) -> str:
+    """The key of every broker ``Selector``: ``REALTIME_BROKER``, which ``Settings`` validates
+    when it loads; checked again for settings built without validation (``model_construct``)."""
     name = settings.realtime_broker
-    if name not in brokers:
-        raise UnknownBroker(name, sorted(brokers))
-    return brokers[name]()
+    if name not in BROKERS:
+        raise UnknownBroker(name, sorted(BROKERS))
+    return name
 
 
 class Container(containers.DeclarativeContainer):
@@ -246,18 +298,21 @@ class Container(containers.DeclarativeContainer):
 
     settings = providers.Singleton(Settings.load)
 
+    broker_name = providers.Callable(_broker_name, settings)
+    kafka_config = providers.Singleton(kafka_client_config, settings)
+    kafka_admin = providers.Resource(_kafka_admin, kafka_config)
+    outbox_store = providers.Resource(_outbox_store, settings)
+
     memory_broker = providers.Resource(_memory_broker, settings)
-    kafka_producer = providers.Resource(_kafka_producer, settings)
-    kafka_publisher = providers.Resource(_kafka_publisher, settings, kafka_producer)
-    kafka_subscriber = providers.Resource(_kafka_subscriber, settings)
+    kafka_producer = providers.Resource(_kafka_producer, settings, kafka_config)
+    kafka_publisher = providers.Resource(_kafka_publisher, kafka_producer, outbox_store)
+    kafka_subscriber = providers.Resource(_kafka_subscriber, kafka_config)
 
     publishers = providers.Dict(
         memory=memory_broker.provider,
         kafka=kafka_publisher.provider,
     )
-    subscriber = providers.Singleton(
-        _select, settings, memory=memory_broker.provider, kafka=kafka_subscriber.provider
-    )
+    subscriber = providers.Selector(broker_name, memory=memory_broker, kafka=kafka_subscriber)
 
     realtime = providers.Singleton(
         RealtimeService,
@@ -270,17 +325,13 @@ class Container(containers.DeclarativeContainer):
     tokens = providers.Singleton(_tokens, settings, demo_key)
     demo_tokens = providers.Singleton(_demo_tokens, settings, demo_key)
 
-    kafka_history = providers.Resource(_kafka_history, settings)
-    history = providers.Singleton(
-        _select, settings, memory=memory_broker.provider, kafka=kafka_history.provider
-    )
+    kafka_history = providers.Resource(_kafka_history, kafka_config)
+    history = providers.Selector(broker_name, memory=memory_broker, kafka=kafka_history)
     node = providers.Singleton(_gateway_node, settings)
     epoch = providers.Singleton(secrets.token_hex, 6)
     local_presence = providers.Singleton(LocalPresenceBus)
-    kafka_presence = providers.Singleton(_kafka_presence, settings, node, epoch)
-    presence_bus = providers.Singleton(
-        _select, settings, memory=local_presence.provider, kafka=kafka_presence.provider
-    )
+    kafka_presence = providers.Singleton(_kafka_presence, settings, kafka_config, node, epoch)
+    presence_bus = providers.Selector(broker_name, memory=local_presence, kafka=kafka_presence)
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
     client_events = providers.Singleton(

@@ -5,9 +5,10 @@
 
 Systems:
 
-* ``tidings``: the gateway's consume path without sockets: a ``KafkaFeed`` (tidings'
-  ``KafkaSubscriber.from_settings(...).open_feed(...)``, batches of 500 like a gateway) handing
-  each batch to ``Hub.dispatch`` (no local subscribers) and committing it, as ``Gateway`` does.
+* ``tidings``: the gateway's consume path without sockets: a ``KafkaFeed`` (the subscriber the
+  composition root builds, ``Container.for_settings(...).subscriber().open_feed(...)``, batches
+  of 500 like a gateway) handing each batch to ``Hub.dispatch`` (no local subscribers) and
+  committing it, as ``Gateway`` does.
 * ``kafka-python``: the raw consumer's poll loop, 500 records a poll, ``json.loads`` of every
   value (tidings decodes each envelope too), a synchronous commit after each poll.
 * ``broadcaster``: encode/broadcaster's Kafka backend, ``subscribe`` and iterate, ``json.loads``
@@ -68,9 +69,9 @@ def fill(args: argparse.Namespace) -> dict[str, Any]:
 def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
-    from tidings.adapters.kafka.subscriber import KafkaSubscriber
     from tidings.application.gateway.hub import Hub
     from tidings.application.gateway.presence import PresenceTracker
+    from tidings.bootstrap import Container
     from tidings.config import Settings
     from tidings.entrypoints.runtime import tune_interpreter
     from tidings.ports import FeedOptions, GroupMode
@@ -83,6 +84,7 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
         channels=None, group_mode=GroupMode.SHARED, batch_size=500,
         timeout=0.5, group=args.group, node_id="bench", start_at_end=False,
     )
+    container = Container.for_settings(settings)
     hub = Hub(PresenceTracker("bench", lambda channel, part: None))
     clock = Clock()
     count = 0
@@ -91,7 +93,7 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
         nonlocal count
         async with trio.open_nursery() as nursery:
             tune_interpreter(nursery)
-            async with KafkaSubscriber.from_settings(settings).open_feed(options) as feed:
+            async with container.subscriber().open_feed(options) as feed:
                 async for batch in feed.batches():
                     if batch:
                         clock.seen()
@@ -102,7 +104,10 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
                         break
             nursery.cancel_scope.cancel()
 
-    trio.run(consume)
+    try:
+        trio.run(consume)
+    finally:
+        container.shutdown_resources()
     return clock.summary("tidings", count)
 
 

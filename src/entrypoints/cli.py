@@ -10,44 +10,15 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from ..config import BROKERS, Settings
 from ..domain.errors import ConfigurationError, TidingsError
+from .common import container_for, fail, first_leaf, json_argument, load_settings
 
 log = logging.getLogger("tidings")
-
-
-def first_leaf(error: BaseException) -> BaseException:
-    """The first exception in a (possibly nested) exception group: what to tell the user."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
-def _fail(message: str, status: int = 2) -> NoReturn:
-    click.echo(f"tidings: {message}", err=True)
-    sys.exit(status)
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and .env, with command-line values on top."""
-    given = {name: value for name, value in overrides.items() if value is not None}
-    try:
-        return Settings.load(**given)
-    except ConfigurationError as exc:
-        _fail(str(exc))
-
-
-def _json_argument(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{what} is not valid JSON: {exc}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,7 +85,7 @@ def serve(
     )
     address = settings.realtime_ws_host
     if settings.realtime_demo and not demo_public and not is_loopback_host(address):
-        _fail(
+        fail(
             f"refusing --demo on {address or 'every interface'}: in demo mode anyone who can "
             "reach the gateway can mint tokens for any user and publish to any channel, and "
             "this address is reachable from other machines. Listen on 127.0.0.1 (the default), "
@@ -124,7 +95,7 @@ def serve(
     try:
         container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
     except ConfigurationError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     failure: BaseException | None = None
     try:
         trio.run(run_gateway, container)
@@ -134,9 +105,9 @@ def serve(
         container.shutdown_resources()
     if isinstance(failure, OSError):
         address = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
-        _fail(f"cannot listen on {address}: {failure.strerror or failure}", 1)
+        fail(f"cannot listen on {address}: {failure.strerror or failure}", 1)
     if failure is not None:
-        _fail(str(failure), 1)
+        fail(str(failure), 1)
 
 
 @cli.command()
@@ -167,13 +138,13 @@ def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
     """Print a connection token for USER_ID, signed with REALTIME_SECRET."""
     from ..bootstrap import Container
 
-    user_info = _json_argument(info, "--info")
+    user_info = json_argument(info, "--info")
     grants = tuple(pattern.strip() for pattern in channels.split(",") if pattern.strip())
     try:
         tokens = Container.for_settings(load_settings()).tokens()
         click.echo(tokens.issue(user_id, info=user_info, ttl=ttl, channels=grants))
     except (TidingsError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @cli.command()
@@ -204,7 +175,7 @@ def publish(
     exclude: str | None,
 ) -> None:
     """Publish one message: EVENT on CHANNEL with DATA (JSON)."""
-    payload = _json_argument(data, "DATA")
+    payload = json_argument(data, "DATA")
     settings = load_settings(realtime_broker=broker)
     if url:
         click.echo(json.dumps(_publish_http(url, settings, channel, event, payload, exclude)))
@@ -216,7 +187,7 @@ def publish(
         pending = container.realtime().broadcast_nowait(channel, event, payload, exclude=exclude)
         position = pending.result()
     except (TidingsError, ValueError) as exc:
-        _fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
+        fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
     finally:
         container.shutdown_resources()
     shown = None if position is None else str(position)  # None: queued in the outbox
@@ -246,9 +217,9 @@ def _publish_http(
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")
-        _fail(f"gateway refused the message ({exc.code}): {detail}", 1)
+        fail(f"gateway refused the message ({exc.code}): {detail}", 1)
     except (urllib.error.URLError, OSError) as exc:
-        _fail(f"cannot reach the gateway at {url}: {exc}", 1)
+        fail(f"cannot reach the gateway at {url}: {exc}", 1)
 
 
 @cli.group()
@@ -260,16 +231,13 @@ def outbox() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def outbox_status(as_json: bool) -> None:
     """Messages waiting in the outbox: how many, the oldest's age, the last error."""
-    from ..adapters.outbox import SqliteOutbox
-
     settings = load_settings()
     if not settings.realtime_outbox:
-        _fail("no outbox configured: set REALTIME_OUTBOX to a file path")
-    store = SqliteOutbox(settings.realtime_outbox)
-    try:
+        fail("no outbox configured: set REALTIME_OUTBOX to a file path")
+    with container_for(settings) as container:
+        store = container.outbox_store()
+        assert store is not None  # REALTIME_OUTBOX is set
         status = store.status()
-    finally:
-        store.close()
     if as_json:
         import attrs
 
@@ -287,18 +255,14 @@ def outbox_status(as_json: bool) -> None:
 @click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True)
 def outbox_flush(timeout: float) -> None:
     """Relay every stored message to Kafka now; exit 1 if some are still waiting after TIMEOUT."""
-    from ..bootstrap import Container
-
     settings = load_settings(realtime_broker="kafka")
     if not settings.realtime_outbox:
-        _fail("no outbox configured: set REALTIME_OUTBOX to a file path")
-    container = Container.for_settings(settings)
-    try:
-        publisher = container.kafka_publisher()
-        publisher.flush(timeout)
-        status = publisher.status()  # type: ignore[attr-defined]
-    finally:
-        container.shutdown_resources()
+        fail("no outbox configured: set REALTIME_OUTBOX to a file path")
+    with container_for(settings) as container:
+        store = container.outbox_store()
+        container.kafka_publisher().flush(timeout)
+        assert store is not None  # REALTIME_OUTBOX is set
+        status = store.status()
     click.echo(f"{status.pending} message(s) still waiting")
     if status.pending:
         sys.exit(1)

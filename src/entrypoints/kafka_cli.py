@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 import trio
 
-from ..config import BROKERS, Settings
+from ..config import BROKERS
 from ..domain import Channel
-from ..domain.errors import ConfigurationError, InvalidChannel, InvalidTopicName, TidingsError
+from ..domain.errors import InvalidChannel, InvalidTopicName
 from ..domain.topics import presence_topic
 from ..ports import FeedOptions, GroupMode
+from .common import container_for, load_settings
+
+if TYPE_CHECKING:
+    from ..application.consumer import ConsumeReport
+    from ..bootstrap import Container
 
 
 def _channels(values: tuple[str, ...], hint: str = "--channels") -> tuple[Channel, ...]:
@@ -99,9 +104,6 @@ def consume(
     Offsets are committed only after a batch's lines are written. SIGTERM or Ctrl+C: the batch in
     hand is finished and committed, then it exits 0. It never publishes what it reads.
     """
-    from ..bootstrap import Container
-    from .cli import load_settings
-
     channels = _channels(channel_values)
     settings = load_settings(realtime_broker=broker)
     options = FeedOptions(
@@ -113,23 +115,14 @@ def consume(
         node_id=settings.node_id(),
         start_at_end=from_end,
     )
-    container = Container.for_settings(settings)
-    try:
+    with container_for(settings) as container:
         report = trio.run(_consume, container, options, max_messages, stop_when_empty)
-    except ConfigurationError as exc:
-        _err(f"tidings: {exc}")
-        sys.exit(2)
-    except TidingsError as exc:
-        _err(f"tidings: {exc}")
-        sys.exit(1)
-    finally:
-        container.shutdown_resources()
     _err(f"consumed {report.count} message(s) in {report.seconds:.1f}s ({report.reason})")
 
 
 async def _consume(
-    container: Any, options: FeedOptions, max_messages: int, stop_when_empty: bool
-) -> Any:
+    container: Container, options: FeedOptions, max_messages: int, stop_when_empty: bool
+) -> ConsumeReport:
     from ..application.consumer import consume_lines
 
     subscriber = container.subscriber()
@@ -175,19 +168,6 @@ async def _consume(
     return report
 
 
-def _admin(settings: Settings) -> Any:
-    from ..adapters.kafka.admin import KafkaAdmin
-    from ..adapters.kafka.settings import consumer_config, security_settings
-
-    return KafkaAdmin(
-        settings.broker_list,
-        partitions=settings.kafka_topic_partitions,
-        replication_factor=settings.kafka_replication_factor,
-        timeout=settings.kafka_timeout,
-        client_settings=security_settings(consumer_config(settings)),
-    )
-
-
 @kafka.command("create-topics")
 @click.argument("channel_names", nargs=-1, required=True, metavar="CHANNEL...")
 def create_topics(channel_names: tuple[str, ...]) -> None:
@@ -199,8 +179,6 @@ def create_topics(channel_names: tuple[str, ...]) -> None:
     client events only (a presence room, say). Channels of the shared strategy (KAFKA_TOPIC_STRATEGY
     =shared) live in its fixed topics, which every gateway creates when it starts.
     """
-    from .cli import load_settings
-
     channels = _channels(channel_names, "CHANNEL")
     settings = load_settings()
     strategy = settings.topic_strategy()
@@ -208,41 +186,29 @@ def create_topics(channel_names: tuple[str, ...]) -> None:
         wanted = {channel: strategy.topic_for(channel) for channel in channels}
     except InvalidTopicName as exc:
         raise click.BadParameter(str(exc), param_hint="CHANNEL") from None
-    admin = _admin(settings)
     created = 0
-    try:
+    with container_for(settings) as container:
+        admin = container.kafka_admin()
         for channel, topic in wanted.items():
             made = admin.ensure_topic(topic)
             created += made
             click.echo(f"{'created' if made else 'exists':8} {topic:40} {channel.name}")
-    except TidingsError as exc:
-        _err(f"tidings: {exc}")
-        sys.exit(1)
-    finally:
-        admin.close()
     _err(f"{created} topic(s) created, {len(wanted) - created} existed already")
 
 
 @kafka.command()
 def topics() -> None:
     """The realtime topics: partitions, start and end offsets, channel."""
-    from .cli import load_settings
-
     settings = load_settings()
     strategy = settings.topic_strategy()
-    admin = _admin(settings)
-    try:
+    with container_for(settings) as container:
+        admin = container.kafka_admin()
         names = [
             topic
             for topic in admin.topics()
             if strategy.owns(topic) or topic == presence_topic(settings.kafka_topic_prefix)
         ]
         rows = admin.offsets(names)
-    except TidingsError as exc:
-        _err(f"tidings: {exc}")
-        sys.exit(1)
-    finally:
-        admin.close()
     click.echo(f"{'TOPIC':40} {'PARTITION':>9} {'START':>10} {'END':>10} {'MESSAGES':>10}  CHANNEL")
     for row in rows:
         channel = ""
@@ -267,23 +233,16 @@ def topics() -> None:
 )
 def lag(group: str | None) -> None:
     """Consumer-group lag per partition: committed offset, end offset, lag."""
-    from .cli import load_settings
-
     settings = load_settings()
-    admin = _admin(settings)
     base = settings.kafka_consumer_group
-    try:
+    with container_for(settings) as container:
+        admin = container.kafka_admin()
         groups = (
             [group]
             if group
             else [name for name in admin.groups() if name == base or name.startswith(base + ".")]
         )
         rows = [(name, row) for name in groups for row in admin.lag(name)]
-    except TidingsError as exc:
-        _err(f"tidings: {exc}")
-        sys.exit(1)
-    finally:
-        admin.close()
     click.echo(
         f"{'GROUP':32} {'TOPIC':36} {'PARTITION':>9} {'COMMITTED':>10} {'END':>10} {'LAG':>8}"
     )

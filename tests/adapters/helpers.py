@@ -18,6 +18,8 @@ from kafka import KafkaAdminClient
 
 from tidings.adapters.kafka.admin import KafkaAdmin
 from tidings.adapters.kafka.publisher import KafkaPublisher
+from tidings.adapters.kafka.settings import KafkaClientConfig
+from tidings.bootstrap import kafka_client_config
 from tidings.config import Settings
 from tidings.domain import Message, Position
 
@@ -46,11 +48,21 @@ def load_settings(env: Mapping[str, str], **extra: Any) -> Settings:
     return Settings.load(env_file=None, **values)
 
 
+def kafka_config(settings: Settings) -> KafkaClientConfig:
+    """The Kafka client config the composition root builds from ``settings``."""
+    return kafka_client_config(settings)
+
+
+def publisher_for(settings: Settings) -> KafkaPublisher:
+    """A ``KafkaPublisher`` as the composition root builds it (the caller closes it)."""
+    return KafkaPublisher(kafka_config(settings), client_id="tidings-test-publisher")
+
+
 def publish_all(
     settings: Settings, items: Iterable[tuple[str, str, JSONValue]], *, timeout: float = 30
 ) -> list[tuple[Message, Position]]:
     """Publish ``(channel, event, data)`` items in order with ``KafkaPublisher``; wait for acks."""
-    publisher = KafkaPublisher.from_settings(settings)
+    publisher = publisher_for(settings)
     try:
         pending = []
         for channel, event, data in items:

@@ -14,14 +14,14 @@ from tidings.domain import Channel, Message, Position
 from tidings.domain.errors import InvalidPosition, PositionExpired
 from tidings.ports import Delivered
 
-from .helpers import load_settings, numbered, publish_all
+from .helpers import kafka_config, load_settings, numbered, publish_all
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
 async def history(kafka_env: dict[str, str]) -> AsyncIterator[KafkaHistory]:
-    reader = KafkaHistory.from_settings(load_settings(kafka_env))
+    reader = KafkaHistory(kafka_config(load_settings(kafka_env)))
     try:
         yield reader
     finally:
@@ -69,7 +69,7 @@ async def test_replay_of_a_shared_topic_keeps_only_the_channel(
     items = [(channel, "m", {"seq": n}) for n in range(5) for channel in ("chat.a", "chat.b")]
     published = await publish(settings, items)
     chat_a = [(m.id, p) for m, p in published if m.channel.name == "chat.a"]
-    reader = KafkaHistory.from_settings(settings)
+    reader = KafkaHistory(kafka_config(settings))
     try:
         replayed = await replay(reader, "chat.a", chat_a[1][1])
     finally:

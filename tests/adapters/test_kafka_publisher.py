@@ -9,13 +9,22 @@ import pytest
 import trio
 from kafka import KafkaAdminClient
 
-from tidings.adapters.kafka.admin import KafkaAdmin
 from tidings.adapters.kafka.publisher import KafkaPublisher
+from tidings.adapters.kafka.settings import KafkaClientConfig
 from tidings.domain import Channel, Message, PerChannelTopics, Position
 from tidings.domain.errors import BrokerOverloaded, BrokerUnavailable
 from tidings.ports import Acknowledgement
 
-from .helpers import Cli, container_class, load_settings, numbered, publish_all, seqs
+from .helpers import (
+    Cli,
+    container_class,
+    kafka_config,
+    load_settings,
+    numbered,
+    publish_all,
+    publisher_for,
+    seqs,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -92,7 +101,7 @@ def test_positions_of_a_channel_in_a_multi_partition_topic_stay_in_one_stream(
 
 
 def test_publish_of_a_message_for_another_channel_is_refused(kafka_env: dict[str, str]) -> None:
-    publisher = KafkaPublisher.from_settings(load_settings(kafka_env))
+    publisher = publisher_for(load_settings(kafka_env))
     try:
         with pytest.raises(ValueError, match=r"chat\.2"):
             publisher.publish("chat.1", Message.event("chat.2", "e", None))
@@ -106,7 +115,7 @@ def test_order_of_1000_messages_on_one_channel_is_kept_end_to_end(
     """Published without waiting in between (nowait), consumed by ``tidings kafka consume``."""
     env = {**kafka_env, "KAFKA_TOPIC_PARTITIONS": "3"}
     settings = load_settings(env)
-    publisher = KafkaPublisher.from_settings(settings)
+    publisher = publisher_for(settings)
     try:
         futures: list[Acknowledgement] = []
         for index in range(1000):
@@ -166,7 +175,7 @@ async def test_every_compression_codec_round_trips(
     )
     received: list[Message] = []
     with trio.fail_after(30):
-        async with KafkaSubscriber.from_settings(settings).open_feed(options) as feed:
+        async with KafkaSubscriber(kafka_config(settings)).open_feed(options) as feed:
             async for batch in feed.batches():
                 received.extend(delivered.message for delivered in batch)
                 await feed.commit(batch)
@@ -259,14 +268,8 @@ def test_unresolvable_broker_name_fails_in_time() -> None:
 
 def test_in_flight_bound_gives_broker_overloaded() -> None:
     """Messages waiting on a dead broker are bounded: beyond the bound, BrokerOverloaded now."""
-    admin = KafkaAdmin([UNREACHABLE], timeout=2)
-    publisher = KafkaPublisher(
-        [UNREACHABLE],
-        PerChannelTopics("bound"),
-        admin,
-        {"bootstrap_servers": [UNREACHABLE], "acks": "all"},
-        max_in_flight=3,
-    )
+    config = KafkaClientConfig([UNREACHABLE], PerChannelTopics("bound"), timeout=2)
+    publisher = KafkaPublisher(config, client_id="tidings-test", max_in_flight=3)
     try:
         accepted = [publisher.publish("chat.1", Message.event("chat.1", "e", n)) for n in range(3)]
         started = time.monotonic()
@@ -287,7 +290,7 @@ def test_in_flight_bound_gives_broker_overloaded() -> None:
 
 
 def test_publish_after_close_fails_instead_of_hanging(kafka_env: dict[str, str]) -> None:
-    publisher = KafkaPublisher.from_settings(load_settings(kafka_env))
+    publisher = publisher_for(load_settings(kafka_env))
     publisher.close()
     future = publisher.publish("chat.1", Message.event("chat.1", "e", None))
     with pytest.raises(BrokerUnavailable, match="closed"):

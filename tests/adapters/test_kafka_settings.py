@@ -1,6 +1,7 @@
 """Kafka configuration: pass-through settings, refusals, strategies and prefixes fail clearly.
 
-Library level: the adapters' ``from_settings`` raise ``ConfigurationError`` naming the variable.
+Library level: the composition root's ``kafka_client_config`` (what every Kafka adapter is built
+from) raises ``ConfigurationError`` naming the variable, and so does every Kafka provider.
 CLI level: a bad setting or argument exits 2 with the reason on stderr (``cli.py``: "Bad arguments
 and bad configuration exit with status 2; broker failures exit with status 1").
 """
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tidings.adapters.kafka.history import KafkaHistory
 from tidings.adapters.kafka.publisher import KafkaPublisher
 from tidings.adapters.kafka.subscriber import KafkaSubscriber
+from tidings.bootstrap import Container, kafka_client_config
 from tidings.domain.errors import ConfigurationError
 
 from .helpers import Cli, load_settings
@@ -27,22 +28,21 @@ BASE = {"REALTIME_BROKER": "kafka", "KAFKA_BROKERS": "127.0.0.1:9092"}
 def test_unknown_producer_setting_suggests_the_closest_name() -> None:
     settings = load_settings(BASE, kafka_producer_settings="linger.msx=5")
     with pytest.raises(ConfigurationError) as caught:
-        KafkaPublisher.from_settings(settings)
+        kafka_client_config(settings)
     message = str(caught.value)
     assert "KAFKA_PRODUCER_SETTINGS" in message
     assert "'linger.msx'" in message
     assert "did you mean linger.ms?" in message
 
 
-@pytest.mark.parametrize(
-    "factory",
-    [KafkaSubscriber.from_settings, KafkaHistory.from_settings],
-    ids=["subscriber", "history"],
-)
-def test_unknown_consumer_setting_suggests_the_closest_name(factory: object) -> None:
+@pytest.mark.parametrize("provider", ["kafka_subscriber", "kafka_history", "kafka_admin"])
+def test_unknown_consumer_setting_suggests_the_closest_name(provider: str) -> None:
+    """Every Kafka provider of the container refuses it, before any client is opened."""
     settings = load_settings(BASE, kafka_consumer_settings="fetch.min.byte=1024")
+    container = Container.for_settings(settings)
     with pytest.raises(ConfigurationError) as caught:
-        factory(settings)  # type: ignore[operator]
+        getattr(container, provider)()
+    container.shutdown_resources()
     message = str(caught.value)
     assert "KAFKA_CONSUMER_SETTINGS" in message
     assert "did you mean fetch.min.bytes?" in message
@@ -63,13 +63,8 @@ def test_settings_that_would_break_guarantees_are_refused_with_the_reason(
     variable: str, setting: str, reason: str
 ) -> None:
     settings = load_settings(BASE, **{variable: setting})
-    factory = (
-        KafkaPublisher.from_settings
-        if variable == "kafka_producer_settings"
-        else KafkaSubscriber.from_settings
-    )
     with pytest.raises(ConfigurationError) as caught:
-        factory(settings)  # type: ignore[operator]
+        kafka_client_config(settings)
     message = str(caught.value)
     assert f"{setting.split('=')[0]} cannot be set" in message
     assert reason in message
@@ -82,14 +77,14 @@ def test_settings_that_would_break_guarantees_are_refused_with_the_reason(
 def test_bad_values_name_the_setting_and_the_value(setting: str, expected: str) -> None:
     settings = load_settings(BASE, kafka_producer_settings=setting)
     with pytest.raises(ConfigurationError, match="KAFKA_PRODUCER_SETTINGS") as caught:
-        KafkaPublisher.from_settings(settings)
+        kafka_client_config(settings)
     assert expected in str(caught.value)
 
 
 def test_bad_boolean_names_the_setting() -> None:
     settings = load_settings(BASE, kafka_consumer_settings="check.crcs=maybe")
     with pytest.raises(ConfigurationError, match=r"check\.crcs='maybe'.*not a boolean"):
-        KafkaSubscriber.from_settings(settings)
+        kafka_client_config(settings)
 
 
 def test_settings_without_a_value_are_a_load_error() -> None:
@@ -104,7 +99,8 @@ def test_the_seed_tuning_settings_are_accepted() -> None:
         kafka_producer_settings="compression.type=snappy,batch.size=16384,linger.ms=10",
         kafka_consumer_settings="fetch.min.bytes=1024,fetch.max.wait.ms=500",
     )
-    publisher = KafkaPublisher.from_settings(settings)
+    config = kafka_client_config(settings)
+    publisher = KafkaPublisher(config, client_id="tidings-test")
     try:
         assert publisher._config["compression_type"] == "snappy"
         assert publisher._config["linger_ms"] == 10
@@ -113,7 +109,7 @@ def test_the_seed_tuning_settings_are_accepted() -> None:
         assert publisher._config["enable_idempotence"] is True
     finally:
         publisher.close()
-    subscriber = KafkaSubscriber.from_settings(settings)
+    subscriber = KafkaSubscriber(config)
     assert subscriber._config["fetch_min_bytes"] == 1024
     assert subscriber._config["fetch_max_wait_ms"] == 500
 

@@ -14,7 +14,7 @@ from tidings.config import Settings
 from tidings.domain import Channel, Message, Position
 from tidings.ports import Delivered, FeedOptions, GroupMode
 
-from .helpers import load_settings, numbered, publish_all
+from .helpers import kafka_config, load_settings, numbered, publish_all
 
 pytestmark = pytest.mark.kafka
 
@@ -34,7 +34,7 @@ def options(settings: Settings, *channels: str, **overrides: object) -> FeedOpti
 
 @asynccontextmanager
 async def feed(settings: Settings, feed_options: FeedOptions) -> AsyncIterator[KafkaFeed]:
-    async with KafkaSubscriber.from_settings(settings).open_feed(feed_options) as opened:
+    async with KafkaSubscriber(kafka_config(settings)).open_feed(feed_options) as opened:
         yield opened
 
 

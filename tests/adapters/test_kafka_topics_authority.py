@@ -27,13 +27,18 @@ from tests.support.processes import Gateway, process_env
 from tests.support.wsclient import Client, connect
 from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.adapters.kafka.common import MisplacedRecords
-from tidings.adapters.kafka.publisher import KafkaPublisher
-from tidings.adapters.kafka.settings import consumer_config, producer_config
 from tidings.domain import Channel, Message, PerChannelTopics, Position, SharedTopics
 from tidings.domain.errors import ChannelHasNoTopic, ConfigurationError, InvalidTopicName
 from tidings.domain.topics import TopicStrategy, topic_carries
 
-from .helpers import Cli, load_settings, publish_all, topics_with_prefix
+from .helpers import (
+    Cli,
+    kafka_config,
+    load_settings,
+    publish_all,
+    publisher_for,
+    topics_with_prefix,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -161,10 +166,11 @@ def test_no_kafka_client_of_tidings_asks_the_broker_to_create_topics(
     history, presence) and producer never ask for it, whatever is passed through."""
     env = {**kafka_env, "KAFKA_CONSUMER_SETTINGS": "fetch.min.bytes=1"}
     settings = load_settings(env)
-    assert consumer_config(settings)["allow_auto_create_topics"] is False
-    assert producer_config(settings, "tidings-test")["allow_auto_create_topics"] is False
+    config = kafka_config(settings)
+    assert config.consumer()["allow_auto_create_topics"] is False
+    assert config.producer("tidings-test")["allow_auto_create_topics"] is False
     with pytest.raises(ConfigurationError, match=r"allow\.auto\.create\.topics.*ADR 0016"):
-        consumer_config(
+        kafka_config(
             load_settings({**kafka_env, "KAFKA_CONSUMER_SETTINGS": "allow.auto.create.topics=true"})
         )
 
@@ -174,7 +180,7 @@ def test_a_publish_that_may_not_create_fails_on_a_missing_topic_and_creates_none
 ) -> None:
     settings = load_settings(kafka_env)
     prefix = kafka_env["KAFKA_TOPIC_PREFIX"]
-    publisher = KafkaPublisher.from_settings(settings)
+    publisher = publisher_for(settings)
     try:
         existing = publisher.existing_topics_only()
         message = Message.event("presence-chat.nobody", "client-x", None)
@@ -192,7 +198,7 @@ def test_a_publish_that_may_not_create_fails_on_a_missing_topic_and_creates_none
         assert topics_with_prefix(admin, prefix) == {f"{prefix}_presence--chat_nobody"}
 
         # A publisher that has not met the topic yet finds it by asking the cluster.
-        other = KafkaPublisher.from_settings(settings)
+        other = publisher_for(settings)
         try:
             ack = other.existing_topics_only().publish(message.channel, message)
             assert ack.result(timeout=WAIT) is not None

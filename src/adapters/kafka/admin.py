@@ -21,7 +21,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from .common import unavailable
-from .settings import NO_AUTO_CREATE
+from .settings import NO_AUTO_CREATE, KafkaClientConfig
 
 
 @attrs.frozen
@@ -63,6 +63,18 @@ class KafkaAdmin:
         self._known: set[str] = set()
         self._cluster_id: str | None = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def for_config(cls, config: KafkaClientConfig, *, producer: bool = False) -> KafkaAdmin:
+        """An admin for ``config``'s cluster, with the security settings of its consumers (or
+        of its producer, for the publisher's own admin)."""
+        return cls(
+            config.brokers,
+            partitions=config.partitions,
+            replication_factor=config.replication_factor,
+            timeout=config.timeout,
+            client_settings=config.security(producer=producer),
+        )
 
     def _client(self) -> KafkaAdminClient:
         if self._admin is None:

@@ -22,13 +22,13 @@ import trio
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from ...config import Settings
-from ...domain import Channel, Position, TopicStrategy
+from ...domain import Channel, Position
 from ...domain.errors import BrokerUnavailable, InvalidPosition, PositionExpired
 from ...ports import Delivered
 from .admin import KafkaAdmin
+from .bridge import Handover
 from .common import MisplacedRecords, UndecodableRecords, kafka_stream, unavailable
-from .settings import consumer_config, security_settings
+from .settings import KafkaClientConfig
 
 log = logging.getLogger("tidings.kafka.history")
 
@@ -42,51 +42,35 @@ _STOP = object()
 class _Request:
     channel: Channel
     since: Position
-    send: trio.MemorySendChannel[list[Delivered] | BaseException]
-    token: trio.lowlevel.TrioToken
+    handover: Handover[list[Delivered] | BaseException]
 
 
 class KafkaHistory:
     """Implements ``History`` over Kafka (see the module doc)."""
 
-    def __init__(
-        self,
-        brokers: list[str],
-        strategy: TopicStrategy,
-        admin: KafkaAdmin,
-        consumer_config: dict[str, Any],
-        *,
-        readers: int = READERS,
-    ) -> None:
-        self._brokers = brokers
-        self._strategy = strategy
-        self._admin = admin
-        self._config = consumer_config
+    def __init__(self, config: KafkaClientConfig, *, readers: int = READERS) -> None:
+        self._brokers = config.broker_list
+        self._strategy = config.strategy
+        self._admin = KafkaAdmin.for_config(config)
+        self._config = config.consumer()
         self._requests: queue.Queue[Any] = queue.Queue()
         self._readers = readers
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._cluster_id: str | None = None
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaHistory:
-        config = consumer_config(settings)
-        admin = KafkaAdmin(
-            settings.broker_list,
-            timeout=settings.kafka_timeout,
-            client_settings=security_settings(config),
-        )
-        return cls(settings.broker_list, settings.topic_strategy(), admin, config)
-
     async def replay(self, channel: Channel, since: Position) -> AsyncIterator[Sequence[Delivered]]:
         self._start_readers()
-        send, receive = trio.open_memory_channel[list[Delivered] | BaseException](1)
-        self._requests.put(_Request(channel, since, send, trio.lowlevel.current_trio_token()))
-        async with receive:
-            async for item in receive:
+        handover = Handover[list[Delivered] | BaseException](1)
+        self._requests.put(_Request(channel, since, handover))
+        try:
+            async for item in handover.items():
                 if isinstance(item, BaseException):
                     raise item
                 yield item
+        finally:
+            with trio.CancelScope(shield=True):
+                await handover.aclose()
 
     def _start_readers(self) -> None:
         with self._lock:
@@ -138,17 +122,10 @@ class KafkaHistory:
                 consumer.close(autocommit=False)
 
     def _answer(self, request: _Request, item: list[Delivered] | BaseException) -> bool:
-        try:
-            trio.from_thread.run(request.send.send, item, trio_token=request.token)
-            return True
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
-            return False
+        return request.handover.put(item)
 
     def _finish(self, request: _Request) -> None:
-        try:
-            trio.from_thread.run(request.send.aclose, trio_token=request.token)
-        except (trio.RunFinishedError, trio.ClosedResourceError):
-            pass
+        request.handover.finish()
 
     def _serve(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,12 +22,11 @@ import trio
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
 
-from ...config import Settings
 from ...domain.presence import PresenceRecord
-from ...domain.topics import presence_topic
 from ...ports import PresenceSink
 from .admin import KafkaAdmin
-from .settings import NO_AUTO_CREATE, consumer_config, security_settings
+from .bridge import Handover, reconnecting
+from .settings import NO_AUTO_CREATE, KafkaClientConfig
 
 log = logging.getLogger("tidings.kafka.presence")
 
@@ -40,23 +40,17 @@ class KafkaPresenceBus:
     """Implements ``PresenceBus`` over Kafka (see the module doc)."""
 
     def __init__(
-        self,
-        brokers: list[str],
-        topic: str,
-        *,
-        node: str,
-        epoch: str,
-        timeout: float,
-        client_settings: dict[str, Any],
-        kafka_timeout: float,
+        self, config: KafkaClientConfig, topic: str, *, node: str, epoch: str, timeout: float
     ) -> None:
-        self._brokers = brokers
+        """``timeout``: seconds after which a silent node's members are forgotten."""
+        self._config = config
+        self._brokers = config.broker_list
         self._topic = topic
         self._node = node
         self._epoch = epoch
         self._interval = max(0.2, timeout / 3)
-        self._client_settings = client_settings
-        self._kafka_timeout = kafka_timeout
+        self._client_settings = config.security()
+        self._kafka_timeout = config.timeout
         self._pending: dict[str, PresenceRecord] = {}
         self._own: dict[str, PresenceRecord] = {}
         """This node's latest non-empty part per channel, sent again now and then."""
@@ -64,19 +58,6 @@ class KafkaPresenceBus:
         self._producer: KafkaProducer | None = None
         self._stop = threading.Event()
         self._stale_own: dict[str, PresenceRecord] = {}
-
-    @classmethod
-    def from_settings(cls, settings: Settings, node: str, epoch: str) -> KafkaPresenceBus:
-        passed = consumer_config(settings)
-        return cls(
-            settings.broker_list,
-            presence_topic(settings.kafka_topic_prefix),
-            node=node,
-            epoch=epoch,
-            timeout=settings.realtime_presence_timeout,
-            client_settings=security_settings(passed),
-            kafka_timeout=settings.kafka_timeout,
-        )
 
     def publish(self, record: PresenceRecord) -> None:
         self._pending[record.key()] = record
@@ -90,16 +71,15 @@ class KafkaPresenceBus:
         self, sink: PresenceSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         await trio.to_thread.run_sync(self._prepare)
-        send, receive = trio.open_memory_channel[Any](1)
-        token = trio.lowlevel.current_trio_token()
+        handover = Handover[Any](1)
         reader = threading.Thread(
-            target=self._read, args=(send, token), name="tidings-kafka-presence", daemon=True
+            target=self._read, args=(handover,), name="tidings-kafka-presence", daemon=True
         )
         reader.start()
         try:
             async with trio.open_nursery() as nursery:
                 started = False
-                async for item in receive:
+                async for item in handover.items():
                     if item is _CAUGHT_UP:
                         if not started:
                             self._forget_previous_run()
@@ -115,16 +95,14 @@ class KafkaPresenceBus:
         finally:
             self._stop.set()
             with trio.CancelScope(shield=True):
-                await receive.aclose()
+                await handover.aclose()
                 await trio.to_thread.run_sync(self._say_goodbye)
                 await trio.to_thread.run_sync(reader.join, 10)
 
     # -- Writing -----------------------------------------------------------------------------
 
     def _prepare(self) -> None:
-        admin = KafkaAdmin(
-            self._brokers, timeout=self._kafka_timeout, client_settings=self._client_settings
-        )
+        admin = KafkaAdmin.for_config(self._config)
         try:
             admin.ensure_topic(self._topic, compacted=True)
         finally:
@@ -204,48 +182,44 @@ class KafkaPresenceBus:
 
     # -- Reading (its own thread) ------------------------------------------------------------
 
-    def _read(self, send: trio.MemorySendChannel[Any], token: trio.lowlevel.TrioToken) -> None:
-        def hand(item: Any) -> bool:
-            try:
-                trio.from_thread.run(send.send, item, trio_token=token)
-                return True
-            except (trio.BrokenResourceError, trio.ClosedResourceError, trio.RunFinishedError):
-                return False
+    def _read(self, handover: Handover[Any]) -> None:
+        reconnecting(
+            lambda connected: self._read_topic(handover, connected),
+            stop=self._stop,
+            errors=(KafkaError, OSError),
+            log=log,
+            what="presence reader",
+            longest=10.0,
+        )
 
-        backoff = 0.5
-        while not self._stop.is_set():
-            consumer: KafkaConsumer | None = None
-            try:
-                consumer = KafkaConsumer(
-                    bootstrap_servers=self._brokers,
-                    group_id=None,
-                    enable_auto_commit=False,
-                    client_id=f"tidings-presence-{self._node}",
-                    **NO_AUTO_CREATE,
-                    **self._client_settings,
-                )
-                partition = TopicPartition(self._topic, 0)
-                consumer.assign([partition])
-                consumer.seek_to_beginning(partition)
-                end = consumer.end_offsets([partition])[partition]
-                caught_up = False
-                while not self._stop.is_set():
-                    polled = consumer.poll(timeout_ms=200).get(partition, [])
-                    records = [decoded for r in polled if (decoded := _decode(r.value))]
-                    if records and not hand(records):
+    def _read_topic(self, handover: Handover[Any], connected: Callable[[], None]) -> None:
+        """Read the topic from its beginning, say when caught up, then keep reading live."""
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._brokers,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id=f"tidings-presence-{self._node}",
+            **NO_AUTO_CREATE,
+            **self._client_settings,
+        )
+        try:
+            partition = TopicPartition(self._topic, 0)
+            consumer.assign([partition])
+            consumer.seek_to_beginning(partition)
+            end = consumer.end_offsets([partition])[partition]
+            connected()
+            caught_up = False
+            while not self._stop.is_set():
+                polled = consumer.poll(timeout_ms=200).get(partition, [])
+                records = [decoded for r in polled if (decoded := _decode(r.value))]
+                if records and not handover.put(records):
+                    return
+                if not caught_up and consumer.position(partition) >= end:
+                    caught_up = True
+                    if not handover.put(_CAUGHT_UP):
                         return
-                    if not caught_up and consumer.position(partition) >= end:
-                        caught_up = True
-                        if not hand(_CAUGHT_UP):
-                            return
-                    backoff = 0.5
-            except (KafkaError, OSError) as exc:
-                log.warning("presence reader failed (%s); reconnecting in %.1fs", exc, backoff)
-            finally:
-                if consumer is not None:
-                    consumer.close(autocommit=False)
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, 10.0)
+        finally:
+            consumer.close(autocommit=False)
 
 
 def _decode(value: bytes | None) -> PresenceRecord | None:

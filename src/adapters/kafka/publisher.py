@@ -31,13 +31,12 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from ...config import Settings
-from ...domain import Channel, Message, Position, TopicStrategy
+from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable, ChannelHasNoTopic
 from ...ports import Acknowledgement
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
-from .settings import producer_config, security_settings
+from .settings import KafkaClientConfig
 
 log = logging.getLogger("tidings.kafka.publisher")
 
@@ -96,17 +95,15 @@ class KafkaPublisher:
 
     def __init__(
         self,
-        brokers: list[str],
-        strategy: TopicStrategy,
-        admin: KafkaAdmin,
-        producer_config: dict[str, Any],
+        config: KafkaClientConfig,
         *,
+        client_id: str,
         max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self.brokers = brokers
-        self._strategy = strategy
-        self._admin = admin
-        self._config = producer_config
+        self.brokers = config.broker_list
+        self._strategy = config.strategy
+        self._admin = KafkaAdmin.for_config(config, producer=True)
+        self._config = config.producer(client_id)
         self._producer: KafkaProducer | None = None
         self._cluster_id: str | None = None
         self._known: set[str] = set()
@@ -120,23 +117,11 @@ class KafkaPublisher:
         self._open: dict[Acknowledgement, float | None] = {}
         """Acknowledgements not yet settled, with the time by which they must be (None while
         queued on the worker). Added to under the lock; removed from by whoever settles."""
-        self._delivery_timeout: float = producer_config.get("delivery_timeout_ms", 120_000) / 1000
+        self._delivery_timeout: float = self._config["delivery_timeout_ms"] / 1000
         self._watchdog = threading.Thread(
             target=self._watch, name="tidings-kafka-watchdog", daemon=True
         )
         self._watchdog.start()
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> KafkaPublisher:
-        config = producer_config(settings, f"tidings-publisher-{settings.node_id()}")
-        admin = KafkaAdmin(
-            settings.broker_list,
-            partitions=settings.kafka_topic_partitions,
-            replication_factor=settings.kafka_replication_factor,
-            timeout=settings.kafka_timeout,
-            client_settings=security_settings(config),
-        )
-        return cls(settings.broker_list, settings.topic_strategy(), admin, config)
 
     # -- Publisher ---------------------------------------------------------------------------
 
@@ -362,9 +347,8 @@ class KafkaPublisher:
             self._work.put(_STOP)
             self._thread.join()
         if self._producer is not None:
-            timeout = self._config.get("delivery_timeout_ms", 10_000) / 1000
             try:
-                self._producer.close(timeout=timeout)
+                self._producer.close(timeout=self._delivery_timeout)
             except KafkaError as exc:
                 log.warning("producer did not close cleanly: %s", exc)
         self._admin.close()

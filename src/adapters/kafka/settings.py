@@ -1,18 +1,25 @@
-"""Kafka client settings by Kafka's own dotted names, translated for kafka-python.
+"""Kafka client settings by Kafka's own dotted names, translated for kafka-python, and the one
+value every Kafka adapter is built from (``KafkaClientConfig``).
 
 ``KAFKA_PRODUCER_SETTINGS=linger.ms=10,batch.size=16384`` and ``KAFKA_CONSUMER_SETTINGS=...`` pass
 settings through. Each name must be one kafka-python supports; an unknown name is an error that
 suggests the closest known one. Settings that would break tidings' guarantees (``acks``,
 ``enable.auto.commit``, ``group.id`` ...) are refused with the reason.
+
+This module never reads configuration: the composition root (``tidings.bootstrap``) translates the
+operator's settings once, here, and hands the adapters a frozen ``KafkaClientConfig``.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Final
 
-from ...config import Settings
+import attrs
+
+from ...domain import TopicStrategy
 from ...domain.errors import ConfigurationError
 
 
@@ -131,33 +138,99 @@ def security_settings(translated: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for every consumer tidings opens: pass-through settings and timeouts."""
-    config = translate(settings.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
-    timeout_ms = int(settings.kafka_timeout * 1000)
-    config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
-    config.setdefault("bootstrap_timeout_ms", timeout_ms)
-    config.update(NO_AUTO_CREATE)
-    return config
+def _frozen_mapping(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
 
 
-def producer_config(settings: Settings, client_id: str) -> dict[str, Any]:
-    """Keyword arguments for the publisher's producer: tidings' guarantees (``acks=all``,
-    idempotence, bounded waits, no topic auto-creation), then the pass-through settings."""
-    timeout_ms = int(settings.kafka_timeout * 1000)
-    passed = translate(settings.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
-    compression = passed.pop("compression_type", settings.kafka_compression)
-    config: dict[str, Any] = {
-        "bootstrap_servers": settings.broker_list,
-        "acks": "all",
-        "enable_idempotence": True,
-        "compression_type": None if compression == "none" else compression,
-        "bootstrap_timeout_ms": timeout_ms,
-        "max_block_ms": timeout_ms,
-        "request_timeout_ms": max(1000, timeout_ms // 2),
-        "delivery_timeout_ms": timeout_ms,
-        "client_id": client_id,
-        **NO_AUTO_CREATE,
-    }
-    config.update(passed)
-    return config
+def _brokers(value: Sequence[str]) -> tuple[str, ...]:
+    brokers = tuple(value)
+    if not brokers:
+        raise ConfigurationError("KAFKA_BROKERS: no broker address given")
+    return brokers
+
+
+@attrs.frozen(hash=False)
+class KafkaClientConfig:
+    """What every Kafka client of one process shares: where the cluster is, how to reach it, and
+    how channels map to topics. Built once by the composition root; adapters read nothing else.
+
+    ``producer_settings`` and ``consumer_settings`` are the pass-through settings already
+    translated (``translate``), so building one from an operator's values is where a bad setting
+    is refused (``KafkaClientConfig.translated``).
+    """
+
+    brokers: tuple[str, ...] = attrs.field(converter=_brokers)
+    strategy: TopicStrategy
+    timeout: float = 10.0
+    """Seconds a client waits for an unreachable cluster before it fails (``KAFKA_TIMEOUT``)."""
+    compression: str = "none"
+    producer_settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    consumer_settings: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping)
+    partitions: int = 1
+    """Partitions of a topic tidings creates."""
+    replication_factor: int = 1
+
+    @classmethod
+    def translated(
+        cls,
+        brokers: Sequence[str],
+        strategy: TopicStrategy,
+        *,
+        producer_settings: Mapping[str, str],
+        consumer_settings: Mapping[str, str],
+        **values: Any,
+    ) -> KafkaClientConfig:
+        """A config from Kafka's dotted setting names; a bad one is a ``ConfigurationError``
+        naming its variable (``KAFKA_PRODUCER_SETTINGS``, ``KAFKA_CONSUMER_SETTINGS``)."""
+        return cls(
+            brokers,
+            strategy,
+            producer_settings=translate(
+                producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS"
+            ),
+            consumer_settings=translate(
+                consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS"
+            ),
+            **values,
+        )
+
+    @property
+    def broker_list(self) -> list[str]:
+        """The bootstrap servers as kafka-python takes them."""
+        return list(self.brokers)
+
+    def security(self, *, producer: bool = False) -> dict[str, Any]:
+        """The TLS and SASL settings of the consumer's (or the producer's) pass-through settings,
+        for the admin clients that serve them."""
+        return security_settings(self.producer_settings if producer else self.consumer_settings)
+
+    def consumer(self) -> dict[str, Any]:
+        """Keyword arguments for every consumer tidings opens: pass-through settings and
+        timeouts."""
+        config = dict(self.consumer_settings)
+        timeout_ms = int(self.timeout * 1000)
+        config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
+        config.setdefault("bootstrap_timeout_ms", timeout_ms)
+        config.update(NO_AUTO_CREATE)
+        return config
+
+    def producer(self, client_id: str) -> dict[str, Any]:
+        """Keyword arguments for the publisher's producer: tidings' guarantees (``acks=all``,
+        idempotence, bounded waits, no topic auto-creation), then the pass-through settings."""
+        timeout_ms = int(self.timeout * 1000)
+        passed = dict(self.producer_settings)
+        compression = passed.pop("compression_type", self.compression)
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.broker_list,
+            "acks": "all",
+            "enable_idempotence": True,
+            "compression_type": None if compression == "none" else compression,
+            "bootstrap_timeout_ms": timeout_ms,
+            "max_block_ms": timeout_ms,
+            "request_timeout_ms": max(1000, timeout_ms // 2),
+            "delivery_timeout_ms": timeout_ms,
+            "client_id": client_id,
+            **NO_AUTO_CREATE,
+        }
+        config.update(passed)
+        return config
