@@ -277,7 +277,12 @@ class Flood:
     ) -> int | None:
         """Flood one connection: ``FLOOD_FRAMES`` in one write (then wait until each is
         answered), or ``per_tick`` frames every 10 ms for ``seconds``; the close code, or None
-        when the gateway kept the connection (then this side closes it)."""
+        when the gateway kept the connection (then this side closes it).
+
+        The frames are made by ``send_burst``'s own wsproto connection, never trio-websocket's:
+        its reader task moves that one to REMOTE_CLOSING as soon as the gateway's close arrives,
+        before ``read`` hears of it, and a tick falling in between raised LocalProtocolError
+        (the flood tests failed about one run in four that way)."""
         closed = trio.Event()
         answered = trio.Event()
         code: list[int] = []
