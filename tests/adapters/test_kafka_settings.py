@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from tidings.adapters.kafka.publisher import KafkaPublisher
-from tidings.adapters.kafka.subscriber import KafkaSubscriber
 from tidings.bootstrap import Container, kafka_client_config
 from tidings.domain.errors import ConfigurationError
 
@@ -109,9 +108,11 @@ def test_the_seed_tuning_settings_are_accepted() -> None:
         assert publisher._config["enable_idempotence"] is True
     finally:
         publisher.close()
-    subscriber = KafkaSubscriber(config)
-    assert subscriber._config["fetch_min_bytes"] == 1024
-    assert subscriber._config["fetch_max_wait_ms"] == 500
+    consumer = config.consumer("tidings-test", group_id="g")
+    assert consumer["fetch_min_bytes"] == 1024
+    assert consumer["fetch_max_wait_ms"] == 500
+    assert consumer["group_id"] == "g"
+    assert consumer["enable_auto_commit"] is False
 
 
 # -- Library: strategies, prefixes, enumerations -----------------------------------------------

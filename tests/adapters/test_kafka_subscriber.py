@@ -204,3 +204,13 @@ async def test_gateway_feed_starts_at_the_end_of_old_topics_and_reads_new_ones_w
     ids = [d.message.id for d in received]
     assert old.id not in ids, "the past of a channel that existed at open was replayed"
     assert sorted(ids) == sorted(wanted)
+
+
+async def test_a_client_id_passed_through_opens_the_feed(kafka_env: dict[str, str]) -> None:
+    """``KAFKA_CONSUMER_SETTINGS=client.id=...`` is a supported setting: the feed opens with it
+    and reads (it used to collide with the feed's own client id and kill the consumer thread)."""
+    settings = load_settings({**kafka_env, "KAFKA_CONSUMER_SETTINGS": "client.id=ops-chosen"})
+    published = await publish(settings, numbered("chat.1", 3))
+    async with feed(settings, options(settings, "chat.1")) as opened:
+        received = await read_until_caught_up(opened, commit=False)
+    assert [d.message.id for d in received] == [m.id for m, _ in published]

@@ -19,13 +19,13 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError, NoOffsetForPartitionError, OffsetOutOfRangeError
 from kafka.structs import OffsetAndMetadata
 
-from ...domain import TopicStrategy
 from ...domain.errors import BrokerUnavailable
 from ...ports import FeedOptions
 from .admin import KafkaAdmin
 from .bridge import Handover, reconnecting
 from .offsets import FeedOffsets
 from .records import FeedRecords, KafkaBatch
+from .settings import KafkaClientConfig
 
 log = logging.getLogger("tidings.kafka.subscriber")
 
@@ -57,10 +57,8 @@ class FeedConsumer:
         *,
         group_id: str,
         topics: list[str] | None,
-        brokers: list[str],
-        strategy: TopicStrategy,
+        client: KafkaClientConfig,
         admin: KafkaAdmin,
-        consumer_config: dict[str, Any],
         offsets: FeedOffsets,
         handover: Handover[KafkaBatch | BaseException],
     ) -> None:
@@ -69,17 +67,16 @@ class FeedConsumer:
         self.options = options
         self.group_id = group_id
         self._topics = topics
-        self._brokers = brokers
-        self._strategy = strategy
+        self._client = client
+        self._strategy = client.strategy
         self._admin = admin
-        self._config = consumer_config
         self._offsets = offsets
         self._handover = handover
         self._stop = handover.closed
         """Set when the feed closes (or trio stops reading): the thread stops."""
         self.connected = False
         self.last_error: str | None = None
-        self.records = FeedRecords(options, strategy, offsets)
+        self.records = FeedRecords(options, client.strategy, offsets)
         """How records become batches, and how many were dropped."""
 
     def run(self) -> None:
@@ -116,22 +113,21 @@ class FeedConsumer:
 
     def _open_consumer(self) -> KafkaConsumer:
         options = self.options
-        config = dict(self._config)
         topics = self._topics
-        if topics is None:
-            config.setdefault("metadata_max_age_ms", DISCOVERY_INTERVAL_MS)
+        fixed: dict[str, Any] = {}
+        if topics is None and "metadata_max_age_ms" not in self._client.consumer_settings:
+            fixed["metadata_max_age_ms"] = DISCOVERY_INTERVAL_MS
         # "none": a partition without a committed offset raises, and _place decides where it
         # starts, on this thread (kafka-python 3 runs rebalance callbacks on its IO thread,
         # where the look-ups this needs may not block).
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._brokers,
+        config = self._client.consumer(
+            f"tidings-{self.group_id}",
             group_id=self.group_id,
-            enable_auto_commit=False,
             auto_offset_reset="none",
             max_poll_records=options.batch_size * POLL_BATCHES,
-            client_id=f"tidings-{self.group_id}",
-            **config,
+            **fixed,
         )
+        consumer = KafkaConsumer(**config)
         if options.start_at_end and self._offsets.existing is None:
             self._offsets.existing = set(self._admin.topics())
         if topics is None:

@@ -101,12 +101,7 @@ class KafkaHistory:
                     return
                 try:
                     if consumer is None:
-                        consumer = KafkaConsumer(
-                            bootstrap_servers=self._brokers,
-                            group_id=None,
-                            enable_auto_commit=False,
-                            **self._config,
-                        )
+                        consumer = KafkaConsumer(**self._config)
                     self._serve(consumer, request, undecodable, misplaced)
                 except (BrokerUnavailable, InvalidPosition, PositionExpired) as exc:
                     self._answer(request, exc)

@@ -26,7 +26,7 @@ from ...domain.presence import PresenceRecord
 from ...ports import PresenceSink
 from .admin import KafkaAdmin
 from .bridge import Handover, reconnecting
-from .settings import NO_AUTO_CREATE, KafkaClientConfig
+from .settings import KafkaClientConfig
 
 log = logging.getLogger("tidings.kafka.presence")
 
@@ -44,12 +44,10 @@ class KafkaPresenceBus:
     ) -> None:
         """``timeout``: seconds after which a silent node's members are forgotten."""
         self._config = config
-        self._brokers = config.broker_list
         self._topic = topic
         self._node = node
         self._epoch = epoch
         self._interval = max(0.2, timeout / 3)
-        self._client_settings = config.security()
         self._kafka_timeout = config.timeout
         self._pending: dict[str, PresenceRecord] = {}
         self._own: dict[str, PresenceRecord] = {}
@@ -107,18 +105,12 @@ class KafkaPresenceBus:
             admin.ensure_topic(self._topic, compacted=True)
         finally:
             admin.close()
-        timeout_ms = int(self._kafka_timeout * 1000)
+        # Not idempotent: after an outage an idempotent producer may wait for a new producer id
+        # for ever, and a heartbeat lost is repaired by the next one.
         self._producer = KafkaProducer(
-            bootstrap_servers=self._brokers,
-            acks="all",
-            linger_ms=5,
-            bootstrap_timeout_ms=timeout_ms,
-            max_block_ms=timeout_ms,
-            request_timeout_ms=max(1000, timeout_ms // 2),
-            delivery_timeout_ms=timeout_ms,
-            client_id=f"tidings-presence-{self._node}",
-            **NO_AUTO_CREATE,
-            **self._client_settings,
+            **self._config.producer(
+                f"tidings-presence-{self._node}", linger_ms=5, enable_idempotence=False
+            )
         )
 
     def _send(self, record: PresenceRecord) -> None:
@@ -194,14 +186,7 @@ class KafkaPresenceBus:
 
     def _read_topic(self, handover: Handover[Any], connected: Callable[[], None]) -> None:
         """Read the topic from its beginning, say when caught up, then keep reading live."""
-        consumer = KafkaConsumer(
-            bootstrap_servers=self._brokers,
-            group_id=None,
-            enable_auto_commit=False,
-            client_id=f"tidings-presence-{self._node}",
-            **NO_AUTO_CREATE,
-            **self._client_settings,
-        )
+        consumer = KafkaConsumer(**self._config.consumer(f"tidings-presence-{self._node}"))
         try:
             partition = TopicPartition(self._topic, 0)
             consumer.assign([partition])

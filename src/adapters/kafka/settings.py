@@ -204,19 +204,29 @@ class KafkaClientConfig:
         for the admin clients that serve them."""
         return security_settings(self.producer_settings if producer else self.consumer_settings)
 
-    def consumer(self) -> dict[str, Any]:
-        """Keyword arguments for every consumer tidings opens: pass-through settings and
-        timeouts."""
-        config = dict(self.consumer_settings)
+    def consumer(self, client_id: str | None = None, **fixed: Any) -> dict[str, Any]:
+        """Keyword arguments for a consumer: tidings' defaults (no group, no auto-commit,
+        ``client_id``), then the pass-through settings, timeouts unless those set them, no topic
+        auto-creation, then what this consumer fixes (``fixed``: its group, say)."""
+        config: dict[str, Any] = {
+            "bootstrap_servers": self.broker_list,
+            "group_id": None,
+            "enable_auto_commit": False,
+        }
+        if client_id is not None:
+            config["client_id"] = client_id
+        config.update(self.consumer_settings)
         timeout_ms = int(self.timeout * 1000)
         config.setdefault("request_timeout_ms", max(timeout_ms, 5_000))
         config.setdefault("bootstrap_timeout_ms", timeout_ms)
         config.update(NO_AUTO_CREATE)
+        config.update(fixed)
         return config
 
-    def producer(self, client_id: str) -> dict[str, Any]:
-        """Keyword arguments for the publisher's producer: tidings' guarantees (``acks=all``,
-        idempotence, bounded waits, no topic auto-creation), then the pass-through settings."""
+    def producer(self, client_id: str, **fixed: Any) -> dict[str, Any]:
+        """Keyword arguments for a producer: tidings' guarantees (``acks=all``, idempotence,
+        bounded waits, no topic auto-creation), then the pass-through settings, then what this
+        producer fixes (``fixed``)."""
         timeout_ms = int(self.timeout * 1000)
         passed = dict(self.producer_settings)
         compression = passed.pop("compression_type", self.compression)
@@ -233,4 +243,5 @@ class KafkaClientConfig:
             **NO_AUTO_CREATE,
         }
         config.update(passed)
+        config.update(fixed)
         return config

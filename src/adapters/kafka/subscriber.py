@@ -23,7 +23,6 @@ import re
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import trio
 from kafka import TopicPartition
@@ -48,17 +47,14 @@ class KafkaFeed:
         self,
         options: FeedOptions,
         *,
-        brokers: list[str],
-        strategy: TopicStrategy,
+        client: KafkaClientConfig,
         admin: KafkaAdmin,
-        consumer_config: dict[str, Any],
-        default_partitions: int,
     ) -> None:
         self.options = options
-        self._strategy = strategy
+        strategy = self._strategy = client.strategy
         self._admin = admin
         self._handover = Handover[KafkaBatch | BaseException](IN_FLIGHT)
-        self._offsets = FeedOffsets(strategy, default_partitions)
+        self._offsets = FeedOffsets(strategy, client.partitions)
         self._caught_up = False
         self._pending: KafkaBatch | None = None
         self._lag: int | None = None
@@ -67,10 +63,8 @@ class KafkaFeed:
             options,
             group_id=self.group_id,
             topics=self._topics(),
-            brokers=brokers,
-            strategy=strategy,
+            client=client,
             admin=admin,
-            consumer_config=consumer_config,
             offsets=self._offsets,
             handover=self._handover,
         )
@@ -167,22 +161,11 @@ class KafkaSubscriber:
 
     def __init__(self, config: KafkaClientConfig) -> None:
         self._client = config
-        self._brokers = config.broker_list
-        self._strategy = config.strategy
-        self._config = config.consumer()
-        self._partitions = config.partitions
 
     @asynccontextmanager
     async def open_feed(self, options: FeedOptions) -> AsyncIterator[KafkaFeed]:
         admin = KafkaAdmin.for_config(self._client)
-        feed = KafkaFeed(
-            options,
-            brokers=self._brokers,
-            strategy=self._strategy,
-            admin=admin,
-            consumer_config=self._config,
-            default_partitions=self._partitions,
-        )
+        feed = KafkaFeed(options, client=self._client, admin=admin)
         try:
             await feed.start()
             yield feed
