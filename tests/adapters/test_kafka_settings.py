@@ -12,7 +12,7 @@ import pytest
 
 from tidings.adapters.kafka.publisher import KafkaPublisher
 from tidings.bootstrap import Container, kafka_client_config
-from tidings.domain.errors import ConfigurationError
+from tidings.domain.errors import ConfigurationError, UnknownBroker
 
 from .helpers import Cli, load_settings
 
@@ -230,3 +230,14 @@ def test_consume_without_valid_channels_exits_2(cli: Cli, args: list[str], expec
     run = cli.run(["kafka", "consume", *args], BASE, timeout=30)
     assert run.code == 2, run.describe()
     assert expected in run.err, run.describe()
+
+
+def test_the_container_names_an_unknown_broker_even_in_settings_built_without_validation() -> None:
+    """``Settings`` refuses an unknown broker when it loads; settings copied with one anyway
+    still get ``UnknownBroker`` listing the known ones from every broker-selected provider."""
+    settings = load_settings(BASE).model_copy(update={"realtime_broker": "rabbit"})
+    container = Container.for_settings(settings)
+    for provider in (container.subscriber, container.history, container.presence_bus):
+        with pytest.raises(UnknownBroker, match=r"rabbit.*kafka, memory"):
+            provider()
+    container.shutdown_resources()
