@@ -24,9 +24,10 @@ from pathlib import Path
 
 import attrs
 
+from ..application.acknowledgement import Acknowledgement
 from ..domain import Channel, Message
 from ..domain.errors import BrokerError, BrokerOverloaded, BrokerUnavailable
-from ..ports import Acknowledgement, Publisher
+from ..ports import Pending, Publisher
 
 log = logging.getLogger("tidings.outbox")
 
@@ -217,7 +218,7 @@ class OutboxPublisher:
         Sending stops at the first refusal, so a message is never sent before one accepted
         earlier on the same outbox.
         """
-        futures: list[tuple[int, Acknowledgement]] = []
+        futures: list[tuple[int, Pending]] = []
         for seq, message in batch:
             try:
                 future = self._broker.publish(message.channel, message)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 
 from ..domain import JSON, Channel, Message
 from ..domain.errors import UnknownBroker
-from ..ports import Acknowledgement, Publisher
+from ..ports import Pending, Publisher
 
 
 class RealtimeService:
@@ -38,11 +38,11 @@ class RealtimeService:
 
     def broadcast_nowait(
         self, channel: Channel | str, event: str, data: JSON = None, *, exclude: str | None = None
-    ) -> Acknowledgement:
+    ) -> Pending:
         message = Message.event(channel, event, data, exclude=exclude)
         return self.publish(message)
 
-    def publish(self, message: Message) -> Acknowledgement:
+    def publish(self, message: Message) -> Pending:
         """Send a ready-made message through the default broker, after the size check."""
         message.check_size(self._max_message_bytes)
         return self.broker().publish(message.channel, message)

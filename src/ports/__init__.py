@@ -5,8 +5,8 @@ Adapters implement them; the container wires one adapter to each; services depen
 
 from .metrics import GatewayMetrics
 from .presence import PresenceBus, PresenceSink
-from .publisher import Acknowledgement, Publisher
-from .realtime import Pending, RealtimePort
+from .publisher import Pending, Publisher
+from .realtime import RealtimePort
 from .subscriber import (
     Delivered,
     Feed,
@@ -30,7 +30,6 @@ from .transport import (
 )
 
 __all__ = [
-    "Acknowledgement",
     "ClientConnection",
     "ConnectionClosed",
     "ConnectionHandler",

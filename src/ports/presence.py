@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import trio
-
 from ..domain.presence import PresenceRecord
+
+
+class Started(Protocol):
+    """How a task that takes a while to get going says it is ready (``trio.TaskStatus``)."""
+
+    def started(self, value: None = None) -> None: ...
 
 
 class PresenceSink(Protocol):
@@ -22,9 +26,7 @@ class PresenceSink(Protocol):
 class PresenceBus(Protocol):
     """Carries presence records between gateway nodes (a compacted Kafka topic, or nothing)."""
 
-    async def run(
-        self, sink: PresenceSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, sink: PresenceSink, *, task_status: Started = ...) -> None:
         """Rebuild the cluster's presence, report ``started``, then exchange records until
         cancelled; on the way out, tell the others this node is leaving."""
         ...

@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import Protocol
 
-from ..domain import JSON, Channel, Message, Position
-from .publisher import Publisher
-
-
-class Pending(Protocol):
-    """A broadcast handed to the broker and not yet acknowledged.
-
-    Wait for it the way the calling code waits: ``result(timeout)`` in synchronous code,
-    ``await pending`` under asyncio or trio. Either raises the broker's error if it failed.
-    """
-
-    @property
-    def message(self) -> Message: ...
-
-    def done(self) -> bool: ...
-
-    def result(self, timeout: float | None = None) -> Position | None:
-        """The message's position, or None when an outbox accepted it before the broker did."""
-        ...
-
-    def add_done_callback(self, callback: Callable[[Pending], object]) -> None: ...
-
-    def __await__(self) -> Generator[Any, None, Position | None]: ...
+from ..domain import JSON, Channel, Message
+from .publisher import Pending, Publisher
 
 
 class RealtimePort(Protocol):

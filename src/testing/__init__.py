@@ -14,9 +14,10 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from ..application.acknowledgement import Acknowledgement
 from ..domain import JSON, Channel, Message, Position
 from ..domain.errors import BrokerError
-from ..ports import Acknowledgement, Pending
+from ..ports import Pending
 
 __all__ = ["ANY", "FakePublisher", "FakeRealtime"]
 

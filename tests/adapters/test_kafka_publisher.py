@@ -11,9 +11,9 @@ from kafka import KafkaAdminClient
 
 from tidings.adapters.kafka.publisher import KafkaPublisher
 from tidings.adapters.kafka.settings import KafkaClientConfig
+from tidings.application.acknowledgement import Acknowledgement
 from tidings.domain import Channel, Message, PerChannelTopics, Position
 from tidings.domain.errors import BrokerOverloaded, BrokerUnavailable
-from tidings.ports import Acknowledgement
 
 from .helpers import (
     Cli,

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tidings import BrokerUnavailable, Message, Position
-from tidings.ports import Acknowledgement
+from tidings.application.acknowledgement import Acknowledgement
 
 AT = Position("0123456789ab", 7)
 MESSAGE = Message.event("chat.1", "said", {"text": "hi"})

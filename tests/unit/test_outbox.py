@@ -9,7 +9,7 @@ import pytest
 
 from tidings import BrokerUnavailable, Channel, Message, Position
 from tidings.adapters.outbox import OutboxPublisher, SqliteOutbox
-from tidings.ports import Acknowledgement
+from tidings.application.acknowledgement import Acknowledgement
 
 
 class FlakyBroker:

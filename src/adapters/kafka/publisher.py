@@ -31,9 +31,9 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from ...application.acknowledgement import Acknowledgement
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable, ChannelHasNoTopic
-from ...ports import Acknowledgement
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
 from .settings import KafkaClientConfig

@@ -30,9 +30,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from ...application.acknowledgement import Acknowledgement
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable
-from ...ports import Acknowledgement, Delivered, FeedOptions, FeedStatus, GroupMode
+from ...ports import Delivered, FeedOptions, FeedStatus, GroupMode
 from .history import MemoryHistory
 
 
