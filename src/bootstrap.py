@@ -23,7 +23,7 @@ from .application.gateway.admission import UpgradeAdmission
 from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
 from .config import BROKERS, Settings
-from .domain import Message
+from .domain import AccessPolicy, Message
 from .domain.errors import UnknownBroker
 from .ports import (
     FeedOptions,
@@ -206,6 +206,7 @@ def _gateway(
     presence_bus: PresenceBus,
     client_events: Callable[[Message], Pending],
     tokens: JwtTokens,
+    policy: AccessPolicy,
     metrics: GatewayMetrics,
     limits: Limits,
 ) -> Gateway:
@@ -218,7 +219,7 @@ def _gateway(
         history=history,
         publish=client_events,
         tokens=tokens,
-        policy=settings.access_policy(),
+        policy=policy,
         limits=limits,
         metrics=metrics,
         feed_options=_feed_options(settings, node),
@@ -334,6 +335,7 @@ class Container(containers.DeclarativeContainer):
     presence_bus = providers.Selector(broker_name, memory=local_presence, kafka=kafka_presence)
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
+    policy = providers.Singleton(Settings.access_policy, settings)
     client_events = providers.Singleton(
         _client_events, settings, realtime, kafka_producer.provider
     )
@@ -347,6 +349,7 @@ class Container(containers.DeclarativeContainer):
         presence_bus=presence_bus,
         client_events=client_events,
         tokens=tokens,
+        policy=policy,
         metrics=metrics,
         limits=limits,
     )

@@ -7,16 +7,17 @@ from contextlib import asynccontextmanager
 
 import attrs
 import trio
+from dependency_injector import providers
 
 from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.adapters.memory import MemoryBroker, MemoryClient, MemoryTransport
-from tidings.adapters.memory.presence import LocalPresenceBus
-from tidings.adapters.prometheus import PrometheusMetrics
 from tidings.application.gateway import Gateway, Limits
 from tidings.application.realtime import RealtimeService
+from tidings.bootstrap import Container
+from tidings.config import Settings
 from tidings.domain import AccessPolicy, Message
 from tidings.domain.protocol import CloseCode
-from tidings.ports import ConnectionClosed, FeedOptions
+from tidings.ports import ConnectionClosed
 
 SECRET = "in-process-" + "z" * 32
 
@@ -44,28 +45,38 @@ RULES = "private-room.*=authenticated;presence-room.*=authenticated"
 async def rig(
     limits: Limits | None = None, history: int = 100, policy: object = None
 ) -> AsyncIterator[Rig]:
-    limits = limits or Limits()
-    broker = MemoryBroker(history_size=history)
-    realtime = RealtimeService({"memory": lambda: broker}, "memory", limits.max_message_bytes)
-    tokens = JwtTokens(SECRET)
-    gateway = Gateway(
-        node="n1",
-        subscriber=broker,
-        history=broker,
-        publish=realtime.publish,
-        tokens=tokens,
-        policy=policy or AccessPolicy.parse(RULES),  # type: ignore[arg-type]
-        limits=limits,
-        metrics=PrometheusMetrics("n1"),
-        feed_options=FeedOptions(timeout=0.05),
-        presence_bus=LocalPresenceBus(),
+    """A gateway built by the composition root on the memory broker, as ``tidings serve``
+    builds it, served over the in-memory transport; ``limits`` and ``policy`` override the
+    container's providers."""
+    settings = Settings.load(
+        env_file=None,
+        realtime_broker="memory",
+        realtime_secret=SECRET,
+        realtime_channel_rules=RULES,
+        realtime_history_size=history,
+        realtime_node_id="n1",
     )
+    container = Container.for_settings(settings)
+    if limits is not None:
+        container.limits.override(providers.Object(limits))
+    if policy is not None:
+        container.policy.override(providers.Object(policy))
+    gateway = container.gateway()
     transport = MemoryTransport()
-    async with trio.open_nursery() as nursery:
-        await nursery.start(gateway.run)
-        nursery.start_soon(transport.serve, gateway.handle)
-        yield Rig(broker, transport, gateway, realtime, tokens)
-        nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(gateway.run)
+            nursery.start_soon(transport.serve, gateway.handle)
+            yield Rig(
+                container.memory_broker(),
+                transport,
+                gateway,
+                container.realtime(),
+                container.tokens(),
+            )
+            nursery.cancel_scope.cancel()
+    finally:
+        container.shutdown_resources()
 
 
 async def _subscribe(client: MemoryClient, channel: str, since: str | None = None) -> dict:
