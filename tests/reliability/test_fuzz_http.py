@@ -37,14 +37,6 @@ SLACK = 1.5
 MAX_HEAD = 16_384
 READ_TIMEOUT = 10.0
 
-DEEP_BODY_GETS_500 = False
-"""BUG: ``POST /broadcast`` (with the API key; ``/demo/broadcast`` in demo mode, without one) whose
-body nests deeper than ~1000 levels raises ``RecursionError`` from ``json.loads``, which
-``GatewayHttp._broadcast`` does not catch (it catches ValueError and UnicodeDecodeError). Before
-d8d9968 that killed the gateway process; now the server answers 500 "internal error". It is a bad
-body: 400. Generated bodies stay at depth <= 400 while this holds;
-``test_a_deeply_nested_body_is_refused_with_400`` is the strict-xfail regression."""
-
 
 @pytest.fixture(scope="module")
 def http_gateway() -> Iterator[Gateway]:
@@ -831,14 +823,10 @@ def test_after_the_fuzz_the_gateway_is_healthy(
 # -- Known bug: its own gateway (it once killed the process) ----------------------------------
 
 
-@pytest.mark.xfail(
-    DEEP_BODY_GETS_500,
-    strict=True,
-    reason="BUG: RecursionError from json.loads in GatewayHttp._broadcast is not caught: 500 "
-    "(before d8d9968: the gateway died)",
-)
 @pytest.mark.parametrize("depth", [1_500, 100_000])
 def test_a_deeply_nested_body_is_refused_with_400(depth: int) -> None:
+    """Guards the fixed bug of a body nested past the recursion limit: ``RecursionError`` from
+    ``json.loads`` went uncaught (500; before d8d9968 the process died); now it is a 400."""
     with running_gateway() as gateway:
         response = httpx.post(
             gateway.url + "/broadcast",

@@ -211,24 +211,10 @@ async def test_a_token_that_expires_while_connected_closes_with_4001(
         assert trio.current_time() - started <= 2 + CLOSE_SLACK
 
 
-SURROGATE_IN_SIGNED_TOKEN_BREAKS_PRESENCE = False
-"""BUG: a correctly signed token whose ``info`` or ``sub`` holds a lone surrogate (legal in JSON
-as ``"\\ud800"``, easy to get from a browser's string, and signed by whatever library the
-application uses) is accepted. Its first presence join cannot be encoded (InvalidMessage from
-``Message.event`` in ``Hub.announce``): before d8d9968 that killed the gateway; now the
-connection is cut with 1011, the other members hear no join, and because ``Hub.remove`` raises
-again inside ``Gateway.handle``'s ``finally``, ``metrics.connection_closed()`` never runs: the
-``tidings_connections`` gauge keeps one phantom connection per such client."""
-
-
-@pytest.mark.xfail(
-    SURROGATE_IN_SIGNED_TOKEN_BREAKS_PRESENCE,
-    strict=True,
-    reason="BUG: a lone surrogate in a signed token's info/sub: 1011 on a presence subscribe, "
-    "and the tidings_connections gauge leaks",
-)
 @pytest.mark.parametrize("claim", ["info", "sub"])
 async def test_a_lone_surrogate_in_a_signed_token_is_refused_or_served(claim: str) -> None:
+    """Guards the fixed bug of a signed token with a lone surrogate in ``sub`` or ``info``: it cut
+    presence joins with 1011 and leaked the connections gauge; such a token is now refused."""
     with running_gateway() as gateway:
         member = token("9", info={"name": "Nine"})
         # Signed as the application's own backend might, with any JWT library.
@@ -379,24 +365,11 @@ async def test_a_flood_gets_429s_and_another_client_is_unaffected(
     await trio.to_thread.run_sync(assert_serving, default_gateway)
 
 
-FLOOD_CUT_ONLY_WHEN_FASTER_THAN_10K_PER_S = False
-"""FIXED (refusals now drain a bucket of their own). The flood rule was "``flood_refusals`` (200)
-rate-limit refusals IN A ROW", and one token refilled (every 1/rate = 20 ms) resets the count.
-So a flood is closed with 4029 only when the GATEWAY decodes more than 200 x 50 = 10,000
-frames/s of it; a client sending 5,000 frames/s (100x the limit) is refused 99% of the time,
-forever, costing a decode and an error frame for each. Even 10,000 frames in one write are cut
-or not depending on the gateway's CPU (~100-250 us a refused frame here)."""
-
-
-@pytest.mark.xfail(
-    FLOOD_CUT_ONLY_WHEN_FASTER_THAN_10K_PER_S,
-    strict=True,
-    reason="BUG: 200 refusals in a row never happen below 10,000 frames/s; a sustained flood "
-    "at 100x the rate limit is never closed with 4029",
-)
 async def test_a_sustained_flood_at_100x_the_rate_limit_is_closed_with_4029(
     default_gateway: Gateway,
 ) -> None:
+    """Guards the fixed bug of a flood cut only after 200 refusals in a row, which a client under
+    10,000 frames/s never ran up; refusals now drain a bucket of their own."""
     flood = Flood()
     code = await flood.connection(default_gateway, '{"type":"ping"}', per_tick=50, seconds=4.0)
     record(
@@ -505,23 +478,13 @@ async def test_thousands_of_subscribe_unsubscribe_cycles_leave_memory_flat(
 
 
 DISTINCT_CHANNELS = 5_000
-MEMORY_BROKER_KEEPS_EVERY_CHANNEL = False
-"""BUG: the memory broker keeps a history log for every channel that ever got a message
-(``MemoryBroker._logs``), with no bound on the number of channels and no eviction. A client
-allowed on ``private-**`` (the demo page grants exactly that to anyone) that subscribes to fresh
-channel names, sends one client event on each and unsubscribes grows the gateway by ~2.3 kB per
-channel for good: ~130 MB an hour per connection at the default 50 frames/s."""
 
 
-@pytest.mark.xfail(
-    MEMORY_BROKER_KEEPS_EVERY_CHANNEL,
-    strict=True,
-    reason="BUG: the memory broker never forgets a channel's history log; memory grows with "
-    "every distinct channel a client event (or a broadcast) touched",
-)
 async def test_client_events_on_ever_new_channels_leave_memory_flat(
     churn_gateway: Gateway,
 ) -> None:
+    """Guards the fixed bug of a memory broker that kept every channel's history log forever;
+    its history is now bounded in channels and bytes, least recently used first out."""
     pid = churn_gateway.process.pid
     credential = token("5", channels=("private-fresh.**",))
 

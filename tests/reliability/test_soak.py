@@ -50,9 +50,9 @@ FD_SLACK = 3
 RSS_TOLERANCE_KB = 10 * 1024
 """The warm-up wave reaches the same concurrency as every later one, so the heap is as big as
 it gets then. What may remain: CPython's allocator keeping freed arenas, the memory broker's
-history (50 messages per channel, filled during warm-up) and, since d8d9968, the ``text_frame``
-cache of the last 4096 frames (~3 MB of this test's small frames; see the xfail below). Measured
-growth: 0.5-1 MB before that cache, ~5 MB with it. 10 MB still catches a leak of 1 kB per
+history (50 messages per channel, filled during warm-up) and the frame cache of
+``adapters/web/framing`` (at most 1 MiB). Measured growth: 0.5-1 MB before that cache, ~5 MB
+with it (when it was bounded by count). 10 MB still catches a leak of 1 kB per
 connection over the ~10,000 connections of the default run."""
 
 
@@ -226,24 +226,12 @@ async def test_connections_churn_and_everything_is_given_back(soak_gateway: Gate
 
 BIG_MESSAGES = 1_000
 BIG_DATA = 20_000
-FRAME_CACHE_KEEPS_BIG_FRAMES = False
-"""BUG (from d8d9968): ``adapters/web/server.text_frame`` is an ``lru_cache(maxsize=4096)`` keyed
-by the frame's text and holding its bytes. It is bounded by COUNT, not size: after 4096 distinct
-frames it keeps ~2x their size alive for good (each key str and its framed bytes). With frames up
-to REALTIME_MAX_MESSAGE_BYTES (64 KiB) that is up to ~0.5 GB per gateway: measured here, 6,000
-broadcasts of 60 kB left the RSS 471 MB higher, flat after the 4096th. Error frames and presence
-frames, all distinct, churn through it too."""
 
 
-@pytest.mark.xfail(
-    FRAME_CACHE_KEEPS_BIG_FRAMES,
-    strict=True,
-    reason="BUG: text_frame's lru_cache(maxsize=4096) keeps the last 4096 frames (text and "
-    "bytes) alive whatever their size",
-)
 async def test_big_broadcasts_do_not_stay_in_memory() -> None:
     """1,000 distinct broadcasts of 20 kB to one subscriber: once delivered, nothing holds them
-    (the memory broker keeps 1 message of history here)."""
+    (the memory broker keeps 1 message of history here). Guards the fixed bug of a frame cache
+    bounded by count (4096 frames, up to ~0.5 GB), not by bytes as ``FrameCache`` now is."""
     with running_gateway(REALTIME_HISTORY_SIZE="1") as gateway:
         pid = gateway.process.pid
         http = httpx.Client(base_url=gateway.url, headers=auth(), timeout=WAIT)
