@@ -149,14 +149,12 @@ def _kafka_history(config: KafkaClientConfig) -> Iterator[History]:
 def _limits(settings: Settings) -> Limits:
     return Limits(
         max_frame_bytes=settings.realtime_max_frame_bytes,
-        max_message_bytes=settings.realtime_max_message_bytes,
         max_channels=settings.realtime_max_channels,
         rate=settings.realtime_rate_limit,
         burst=settings.realtime_rate_burst,
         presence_rate=settings.realtime_presence_join_rate,
         presence_burst=settings.realtime_presence_join_burst,
         queue_size=settings.realtime_queue_size,
-        handshake_timeout=settings.realtime_handshake_timeout,
         idle_timeout=settings.realtime_idle_timeout,
     )
 

@@ -267,3 +267,51 @@ async def test_an_unexpected_error_closes_that_connection_alone_with_1011() -> N
         assert event["data"] == "after"
         body, _ = r.gateway.metrics.render()
         assert b"tidings_connections_failed_total 1.0" in body
+
+
+NEVER_REFILLS = 1e-9
+"""A rate (per second) at which a bucket gains no token within any test."""
+
+
+async def _closed_with(client: MemoryClient) -> int:
+    """The close code the client is sent, skipping the frames before it."""
+    with trio.fail_after(5):
+        try:
+            while True:
+                await client.receive()
+        except ConnectionClosed as closed:
+            return closed.code
+
+
+async def test_presence_joins_past_the_burst_are_429() -> None:
+    async with rig(Limits(presence_burst=2, presence_rate=NEVER_REFILLS)) as r:
+        client = await r.client("1")
+        await _subscribe(client, "presence-room.a")
+        await _subscribe(client, "presence-room.b")
+        await client.send({"type": "subscribe", "channel": "presence-room.c"})
+        refused = await client.receive()
+        assert refused["type"] == "error" and refused["data"]["code"] == 429, refused
+        assert refused["channel"] == "presence-room.c"
+        await _subscribe(client, "public.not-presence")  # only presence joins are limited
+
+
+async def test_presence_joins_refill_at_the_presence_rate() -> None:
+    """A bucket of one join that refills at once lets every join through: without the rate,
+    the second would be refused."""
+    async with rig(Limits(presence_burst=1, presence_rate=1e12)) as r:
+        client = await r.client("1")
+        for room in "abcd":
+            await _subscribe(client, f"presence-room.{room}")
+
+
+async def test_a_client_is_cut_with_4029_after_flood_refusals_refusals() -> None:
+    async with rig(Limits(rate=NEVER_REFILLS, burst=1, flood_refusals=3)) as r:
+        client = await r.client()
+        await client.send({"type": "ping"})
+        assert (await client.receive())["type"] == "pong"
+        for _ in range(3):
+            await client.send({"type": "ping"})
+            refused = await client.receive()
+            assert refused["type"] == "error" and refused["data"]["code"] == 429, refused
+        await client.send({"type": "ping"})
+        assert await _closed_with(client) == CloseCode.FLOODING

@@ -1,4 +1,8 @@
-"""The gateway's limits, named, with safe defaults; every one is configurable."""
+"""The gateway's per-connection limits, named, with safe defaults; every one is configurable.
+
+The other two limits belong elsewhere: the size of a message (``REALTIME_MAX_MESSAGE_BYTES``) is
+checked by ``RealtimeService`` for every publisher, and the handshake timeout by the web server.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,6 @@ import attrs
 class Limits:
     max_frame_bytes: int = 65_536
     """A client frame over this gets error 413; one over four times it closes the connection."""
-    max_message_bytes: int = 65_536
-    """An encoded broadcast or client event over this is refused (``MessageTooLarge``, 413)."""
     max_channels: int = 100
     """Channels one connection may hold; one more gets error 429."""
     rate: float = 50.0
@@ -23,7 +25,6 @@ class Limits:
     """... and at once. Joins over it get error 429: each join and leave goes to every member."""
     queue_size: int = 1_000
     """Frames queued for a client before it is cut off as a slow consumer (close 4008)."""
-    handshake_timeout: float = 10.0
     idle_timeout: float = 120.0
     """Seconds without a frame from a client (clients ping) before it is disconnected."""
     flood_refusals: int = 200
