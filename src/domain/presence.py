@@ -180,10 +180,6 @@ class PresenceRecord:
     leaving: bool = False
     """A heartbeat saying the node is shutting down cleanly: forget it now."""
 
-    @property
-    def is_heartbeat(self) -> bool:
-        return self.channel is None
-
     def key(self) -> str:
         """The compaction key: the latest record per key is all a new node needs to read."""
         return f"hb|{self.node}" if self.channel is None else f"ch|{self.node}|{self.channel}"

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
-from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
 from ...domain import Channel, Message, TopicStrategy
@@ -35,10 +34,6 @@ def partition_for(channel: Channel, partitions: int) -> int:
 def unavailable(brokers: Sequence[str], exc: BaseException) -> BrokerUnavailable:
     detail = str(exc) or type(exc).__name__
     return BrokerUnavailable(list(brokers), f"Kafka did not answer: {detail}")
-
-
-def is_kafka_error(exc: BaseException) -> bool:
-    return isinstance(exc, KafkaError | OSError | TimeoutError)
 
 
 class UndecodableRecords:

@@ -7,7 +7,7 @@ lookup and one encoding per message, then a non-blocking hand-off to each recipi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from ...domain import Channel, Message, PresenceChange, SubscriptionTable
 from ...domain.errors import InvalidMessage
@@ -118,9 +118,6 @@ class Hub:
                 delivered.position,
                 exc,
             )
-
-    def sessions_on(self, channel: Channel) -> Iterable[Session]:
-        return self.table.subscribers(channel)
 
     @property
     def connection_count(self) -> int:

@@ -37,9 +37,6 @@ class PresenceTracker:
     def local(self, channel: str) -> Presence:
         return self._local.get(channel, Presence())
 
-    def local_channels(self) -> list[str]:
-        return list(self._local)
-
     def _change_local(self, channel: str, after: Presence) -> PresenceChange:
         before = self.view(channel)
         if len(after):
@@ -84,9 +81,6 @@ class PresenceTracker:
     def parts_of(self, node: str) -> dict[str, Presence]:
         """What ``node`` holds, per channel (its last snapshots)."""
         return {channel: parts[node] for channel, parts in self._remote.items() if node in parts}
-
-    def remote_nodes(self) -> set[str]:
-        return {node for parts in self._remote.values() for node in parts}
 
     def channels(self) -> Iterable[str]:
         return set(self._local) | set(self._remote)
