@@ -152,6 +152,7 @@ def _limits(settings: Settings) -> Limits:
         max_channels=settings.realtime_max_channels,
         rate=settings.realtime_rate_limit,
         burst=settings.realtime_rate_burst,
+        flood_refusals=settings.realtime_flood_refusals,
         presence_rate=settings.realtime_presence_join_rate,
         presence_burst=settings.realtime_presence_join_burst,
         queue_size=settings.realtime_queue_size,

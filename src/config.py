@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     realtime_rate_limit: float = Field(default=50.0, gt=0)
     """Frames per second a client may send (a token bucket)."""
     realtime_rate_burst: int = Field(default=100, ge=1)
+    realtime_flood_refusals: int = Field(default=200, ge=1)
+    """Rate-limit refusals a client may run up before it is cut as a flooder (close 4029)."""
     realtime_presence_join_rate: float = Field(default=1.0, gt=0)
     """Presence channels one connection may join per second on average (each join and leave
     is announced to every member) ..."""

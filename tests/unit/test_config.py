@@ -90,3 +90,25 @@ def test_kafka_pass_through_settings_parse(
     settings = Settings.load()
     assert settings.producer_settings == {"linger.ms": "10", "batch.size": "16384"}
     assert settings.consumer_settings == {"fetch.min.bytes": "1024", "fetch.max.wait.ms": "500"}
+
+
+def test_every_limit_setting_reaches_the_gateways_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tidings.bootstrap import Container
+
+    for name, value in {
+        "REALTIME_RATE_LIMIT": "7",
+        "REALTIME_RATE_BURST": "8",
+        "REALTIME_FLOOD_REFUSALS": "9",
+        "REALTIME_PRESENCE_JOIN_RATE": "2",
+        "REALTIME_PRESENCE_JOIN_BURST": "3",
+        "REALTIME_MAX_CHANNELS": "4",
+        "REALTIME_QUEUE_SIZE": "5",
+        "REALTIME_IDLE_TIMEOUT": "6",
+        "REALTIME_MAX_FRAME_BYTES": "1000",
+    }.items():
+        monkeypatch.setenv(name, value)
+    limits = Container.for_settings(Settings.load(env_file=None)).limits()
+    assert (limits.rate, limits.burst, limits.flood_refusals) == (7, 8, 9)
+    assert (limits.presence_rate, limits.presence_burst) == (2, 3)
+    assert (limits.max_channels, limits.queue_size, limits.idle_timeout) == (4, 5, 6)
+    assert limits.max_frame_bytes == 1000
