@@ -107,17 +107,24 @@ async def connect(ws_url: str, token: str | None = None) -> AsyncIterator[Client
     stream = SharedStream(
         await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
     )
-    async with trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(nursery, stream, parts.netloc, resource)
-        try:
-            client = Client(ws, stream)
-            client.connected = await client.recv()
-            yield client
-        finally:
-            with trio.move_on_after(2, shield=True):
-                await ws.aclose()
-            await trio.aclose_forcefully(stream)
-            nursery.cancel_scope.cancel()
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(nursery, stream, parts.netloc, resource)
+            try:
+                client = Client(ws, stream)
+                client.connected = await client.recv()
+                yield client
+            finally:
+                with trio.move_on_after(2, shield=True):
+                    await ws.aclose()
+                await trio.aclose_forcefully(stream)
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The nursery wraps what the caller's block raised; give it back as raised, so that an
+        # ``except ConnectionClosed`` around ``connect()`` works as it reads.
+        if len(group.exceptions) == 1 and not isinstance(group.exceptions[0], BaseExceptionGroup):
+            raise group.exceptions[0] from None
+        raise
 
 
 async def send_burst(client: Client, frame: str, count: int) -> None:
