@@ -9,7 +9,12 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from tidings.entrypoints.runtime import MIDDLE_EVERY, YOUNG_EVERY, collect_garbage_on_a_clock
+from tidings.entrypoints.runtime import (
+    FULL_EVERY,
+    MIDDLE_EVERY,
+    YOUNG_EVERY,
+    collect_garbage_on_a_clock,
+)
 
 
 class Cycle:
@@ -33,15 +38,17 @@ def without_automatic_collections() -> Iterator[None]:
 
 @pytest.mark.usefixtures("without_automatic_collections")
 @pytest.mark.parametrize(
-    ("survived_one", "beat"), [(False, 1), (True, MIDDLE_EVERY)], ids=["young", "middle"]
+    ("survived", "beat"),
+    [(0, 1), (1, MIDDLE_EVERY), (2, FULL_EVERY)],
+    ids=["young", "middle", "old"],
 )
 async def test_a_cycle_is_freed_at_the_first_beat_that_collects_its_generation(
-    survived_one: bool, beat: int, autojump_clock: trio.testing.MockClock
+    survived: int, beat: int, autojump_clock: trio.testing.MockClock
 ) -> None:
     cycle = Cycle()
     freed = weakref.ref(cycle)
-    if survived_one:
-        gc.collect(0)  # it survives a collection, so it moves to the middle generation
+    for generation in range(survived):
+        gc.collect(generation)  # it survives a collection, so it moves one generation up
     del cycle
     async with trio.open_nursery() as nursery:
         nursery.start_soon(collect_garbage_on_a_clock)
