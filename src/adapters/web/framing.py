@@ -32,13 +32,9 @@ class FrameCache:
         return framed
 
 
-_FRAMES = FrameCache(max_bytes=1024 * 1024)
-
-
-def text_frame(text: str) -> bytes:
-    """``text`` as one unmasked, final WebSocket text frame (RFC 6455 §5.2), from a 1 MiB cache
-    of recent frames."""
-    return _FRAMES.get(text)
+text_frame = FrameCache(max_bytes=1024 * 1024).get
+"""``text`` as one unmasked, final WebSocket text frame (RFC 6455 §5.2), from a 1 MiB cache of
+recent frames (the cache's own method: it runs once per delivery, so it is called directly)."""
 
 
 def frame_text(text: str) -> bytes:

@@ -239,7 +239,10 @@ class WebSocketConnection:
         fd = self._socket.fileno()
         if fd < 0:
             return SendOutcome.BLOCKED
-        data = b"".join([text_frame(frame) for frame in frames])
+        if len(frames) == 1:
+            data = text_frame(frames[0])
+        else:
+            data = b"".join([text_frame(frame) for frame in frames])
         try:
             written = os.write(fd, data)
         except OSError:  # would block, or the connection broke: the writer sorts it out
