@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import attrs
+import pytest
 import trio
 from dependency_injector import providers
 
@@ -315,3 +317,19 @@ async def test_a_client_is_cut_with_4029_after_flood_refusals_refusals() -> None
             assert refused["type"] == "error" and refused["data"]["code"] == 429, refused
         await client.send({"type": "ping"})
         assert await _closed_with(client) == CloseCode.FLOODING
+
+
+async def test_broadcasts_in_a_serving_process_raise_no_memory_broker_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The gateway's feed reads the memory broker, so a broadcast here reaches somebody: the
+    warning for broadcasts nobody reads must stay silent, with clients or without."""
+    with caplog.at_level(logging.WARNING, logger="tidings.memory"):
+        async with rig() as r:
+            r.realtime.broadcast("public.quiet", "e", 0)
+            client = await r.client()
+            await _subscribe(client, "public.quiet")
+            r.realtime.broadcast("public.quiet", "e", 1)
+            [frame] = await _events(client, 1)
+            assert frame["data"] == 1
+    assert [record for record in caplog.records if record.name == "tidings.memory"] == []

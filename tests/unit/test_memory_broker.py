@@ -1,14 +1,21 @@
-"""The embedded broker: fan-out, shared groups, bounded queues, history and positions."""
+"""The embedded broker: fan-out, shared groups, bounded queues, history and positions, and the
+warning when a broadcast reaches nobody in the process."""
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 import trio
 
 from tidings import BrokerOverloaded, BrokerUnavailable, Channel, Message, Position
 from tidings.adapters.memory import MemoryBroker
+from tidings.adapters.memory.broker import UNREAD
 from tidings.domain.errors import InvalidPosition, PositionExpired
 from tidings.ports import FeedOptions, GroupMode
 
@@ -182,3 +189,56 @@ async def test_resuming_a_channel_that_never_had_a_message_replays_nothing() -> 
     broker = MemoryBroker(history_size=2)
     since = Position(broker.stream_of(Channel("public.quiet")), -1)
     assert await _replayed(broker, "public.quiet", since) == []
+
+
+def _unread_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "tidings.memory" and record.levelno == logging.WARNING
+    ]
+
+
+def test_broadcasts_nobody_reads_warn_once(caplog: pytest.LogCaptureFixture) -> None:
+    broker = MemoryBroker()
+    with caplog.at_level(logging.WARNING, logger="tidings.memory"):
+        _publish(broker, "public.news", 3)
+        _publish(broker, "user.1", 2)
+    [record] = _unread_warnings(caplog)
+    assert record.getMessage() == UNREAD
+    assert "stays in this process" in UNREAD
+    assert "REALTIME_BROKER=gateway and REALTIME_GATEWAY_URL=http://HOST:PORT" in UNREAD
+
+
+async def test_no_warning_while_a_feed_reads_the_broker(caplog: pytest.LogCaptureFixture) -> None:
+    broker = MemoryBroker()
+    with caplog.at_level(logging.WARNING, logger="tidings.memory"):
+        async with broker.open_feed(FeedOptions()) as feed:
+            sent = _publish(broker, "public.news", 3)
+            assert [d.message for d in await _drain(feed, 3)] == sent
+    assert _unread_warnings(caplog) == []
+
+
+def test_a_plain_process_on_the_memory_broker_is_told_once_on_stderr(tmp_path: Path) -> None:
+    """The user's situation: a script (or a web app's process) that broadcasts on the memory
+    broker, with no logging set up, while its gateway would run elsewhere."""
+    script = (
+        "import tidings\n"
+        "for i in range(3):\n"
+        "    tidings.broadcast('public.news', 'e', i)\n"
+        "print('done')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REALTIME_", "KAFKA_"))}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "REALTIME_BROKER": "memory"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "done\n"
+    assert result.stderr.count("this message stays in this process") == 1, result.stderr
+    assert "REALTIME_GATEWAY_URL" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tidings import BrokerUnavailable, InvalidChannel, MessageTooLarge
@@ -84,3 +86,16 @@ def test_plugin_fixture_replaces_the_process_wide_port(pytester: pytest.Pytester
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_the_fixture_raises_no_memory_broker_warning(
+    fake_realtime: FakeRealtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``tidings.broadcast()`` under the fixture reaches the fake, never the memory broker, so
+    its warning for broadcasts nobody reads stays silent."""
+    import tidings
+
+    with caplog.at_level(logging.WARNING):
+        tidings.broadcast("user.7", "order.updated", {"status": "shipped"})
+    fake_realtime.assert_broadcast("user.7", "order.updated", {"status": "shipped"})
+    assert [r for r in caplog.records if r.name == "tidings.memory"] == []

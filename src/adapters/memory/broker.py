@@ -17,10 +17,19 @@ Kafka. Semantics, so users can rely on them:
   misses, nothing is dropped silently, memory stays bounded.
 
 ``publish`` is thread-safe and never blocks; feeds are consumed from trio.
+
+A broadcast published while no feed is open reaches nobody: no gateway serves in this process
+(a gateway opens its feed before it takes connections). That is the mistake of a web app that
+publishes on the memory broker while its gateway runs in another process, so the first such
+broadcast logs a WARNING saying what to set instead (ADR 0024). A log record rather than a
+``warnings`` warning: it is a deployment setting, not code to change, it reaches the
+application's logs where its operators look, and a user's test suite run with ``-W error``
+does not fail on it.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 import zlib
@@ -35,6 +44,15 @@ from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable
 from ...ports import Delivered, FeedOptions, FeedStatus, GroupMode
 from .history import MemoryHistory
+
+log = logging.getLogger("tidings.memory")
+
+UNREAD = (
+    "REALTIME_BROKER=memory: this message stays in this process; no gateway serves here. "
+    "To reach a gateway running elsewhere, set REALTIME_BROKER=gateway and "
+    "REALTIME_GATEWAY_URL=http://HOST:PORT (or kafka)"
+)
+"""Logged once per broker, on the first broadcast published while no feed is open."""
 
 
 class MemoryFeed:
@@ -122,6 +140,7 @@ class MemoryBroker:
         self._queue_size = queue_size
         self._feeds: list[MemoryFeed] = []
         self._closed = False
+        self._warned = False
 
     # -- Publisher ---------------------------------------------------------------------------
 
@@ -152,6 +171,11 @@ class MemoryBroker:
             delivered = Delivered(message, position)
             for feed in feeds:
                 feed.push(delivered)
+            unread = not self._feeds and not self._warned
+            if unread:
+                self._warned = True
+        if unread:
+            log.warning(UNREAD)
         return Acknowledgement.acknowledged(message, position)
 
     @property
