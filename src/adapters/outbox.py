@@ -4,8 +4,9 @@ With ``REALTIME_OUTBOX=/path/outbox.db`` every broadcast is first written to the
 SQLite transaction, and acknowledged to the caller as soon as it is stored: a Kafka outage no
 longer fails ``broadcast()``. A relay thread sends stored messages to the broker strictly in the
 order they were accepted and deletes each one once the broker acknowledged it. While the broker is
-down the relay retries with backoff; when it is back, the backlog drains in order. The producer is
-idempotent, so a retry after a lost acknowledgement does not duplicate a message in Kafka.
+down the relay retries with backoff; when it is back, the backlog drains in order. The Kafka
+producer is idempotent, so a retry after a lost acknowledgement does not duplicate a message in
+Kafka; through a gateway's HTTP API it may, with the same message id (ADR 0024).
 
 What it does not cover: a process killed between Kafka's acknowledgement and the delete sends that
 message again on restart (at-least-once). The file survives process crashes (WAL journal,
@@ -26,7 +27,7 @@ import attrs
 
 from ..application.acknowledgement import Acknowledgement
 from ..domain import Channel, Message
-from ..domain.errors import BrokerError, BrokerOverloaded, BrokerUnavailable
+from ..domain.errors import BrokerError, BrokerOverloaded, BrokerUnavailable, TidingsError
 from ..ports import Pending, Publisher
 
 log = logging.getLogger("tidings.outbox")
@@ -219,21 +220,30 @@ class OutboxPublisher:
         earlier on the same outbox.
         """
         futures: list[tuple[int, Pending]] = []
+        refused = threading.Event()
+
+        def note_refusal(future: Pending) -> None:
+            if future.exception() is not None:
+                refused.set()
+
         for seq, message in batch:
+            if refused.is_set():
+                break  # an earlier one was refused: send nothing after it
             try:
                 future = self._broker.publish(message.channel, message)
             except (BrokerError, ValueError) as exc:
                 self._outbox.failed(seq, str(exc))
                 break
             futures.append((seq, future))
-            if future.done() and future.exception() is not None:
-                break  # refused at once: send nothing after it
+            future.add_done_callback(note_refusal)
         sent: list[int] = []
         error: str | None = None
         for seq, future in futures:
             try:
                 future.result()
-            except BrokerError as exc:
+            except TidingsError as exc:
+                # Not only the broker's own errors: a gateway may refuse the API key or the
+                # message; the message stays stored, and the error shows in the status.
                 error = error or str(exc)
                 self._outbox.failed(seq, str(exc))
                 continue

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tidings import BrokerUnavailable, Channel, Message, Position
+from tidings import BrokerUnavailable, Channel, ConfigurationError, Message, Position
 from tidings.adapters.outbox import OutboxPublisher, SqliteOutbox
 from tidings.application.acknowledgement import Acknowledgement
 
@@ -109,3 +111,79 @@ def test_the_outbox_command_reports_status(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("REALTIME_OUTBOX")
     result = CliRunner().invoke(cli, ["outbox", "status"])
     assert result.exit_code == 2 and "REALTIME_OUTBOX" in result.output
+
+
+def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s"
+        time.sleep(0.01)
+
+
+class KeyRefusingBroker(FlakyBroker):
+    """Refuses with a ``ConfigurationError`` (a gateway that refuses the API key) until ``up``."""
+
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
+        if self.up.is_set():
+            return super().publish(channel, message)
+        refusal = ConfigurationError("the gateway refused to publish (401): set REALTIME_API_KEY")
+        return Acknowledgement.failed(message, refusal)
+
+
+def test_a_refusal_that_is_no_broker_error_leaves_the_relay_running(tmp_path: Path) -> None:
+    broker = KeyRefusingBroker()
+    publisher = OutboxPublisher(SqliteOutbox(tmp_path / "o.db"), broker, retry_max=0.05)
+    sent = _messages(3)
+    for message in sent:
+        assert publisher.publish(message.channel, message).result(1) is None
+    _until(lambda: publisher.status().attempts >= 2)  # refused, and tried again
+    status = publisher.status()
+    assert status.pending == 3 and "REALTIME_API_KEY" in (status.last_error or "")
+    broker.up.set()
+    publisher.flush(timeout=10)
+    assert [m.id for m in broker.taken] == [m.id for m in sent]
+    publisher.close()
+
+
+class LateRefusalBroker(FlakyBroker):
+    """Answers each message a moment after taking it, with a refusal: the answer for one
+    arrives while the next is being published (as from Kafka's or the gateway's own thread)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._pending: list[Acknowledgement] = []
+
+    def publish(self, channel: Channel | str, message: Message) -> Acknowledgement:
+        self._refuse_pending()
+        ack = Acknowledgement(message)
+        with self._lock:
+            self.taken.append(message)
+            self._pending.append(ack)
+        threading.Timer(0.02, self._refuse_pending).start()
+        return ack
+
+    def _refuse_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for ack in pending:
+            ack.set_exception(BrokerUnavailable(["k:9092"], "down"))
+
+
+def test_nothing_is_sent_after_a_message_the_broker_refused_later(tmp_path: Path) -> None:
+    """The relay stops at a refusal even when it arrives after the publish returned, so a
+    message never overtakes one accepted before it."""
+    broker = LateRefusalBroker()
+    publisher = OutboxPublisher(
+        SqliteOutbox(tmp_path / "o.db"), broker, retry_max=0.05, close_timeout=0.2
+    )
+    sent = _messages(50)
+    for message in sent:
+        publisher.publish(message.channel, message)
+    _until(lambda: publisher.status().attempts >= 2)
+    publisher.close()
+    assert {m.id for m in broker.taken} <= {sent[0].id, sent[1].id}
+    store = SqliteOutbox(tmp_path / "o.db")
+    assert store.status().pending == 50
+    store.close()
