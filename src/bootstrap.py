@@ -246,6 +246,7 @@ def _web_server(
         listening_host=settings.realtime_ws_host,
         demo_tokens=demo_tokens,
         demo_token_ttl=min(DEMO_TOKEN_TTL, settings.realtime_max_token_ttl or DEMO_TOKEN_TTL),
+        max_message_bytes=settings.realtime_max_message_bytes,
     )
     return WebServer(
         settings.realtime_ws_host,

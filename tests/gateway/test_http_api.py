@@ -73,6 +73,29 @@ async def test_message_too_large_is_413(gateway: Gateway) -> None:
     assert "65536" in response.json()["error"]
 
 
+async def test_a_list_with_one_message_too_large_publishes_none_of_it(gateway: Gateway) -> None:
+    """A refused list published nothing, so a publisher may send its messages again one by one
+    without duplicating any (ADR 0024)."""
+    channel = unique("public.whole")
+    async with connect(gateway.ws_url) as client:
+        await client.subscribe(channel)
+        response = await apost(
+            gateway,
+            "/broadcast",
+            [
+                {"channel": channel, "event": "e", "data": 1},
+                {"channel": channel, "event": "e", "data": "x" * 70_000},
+                {"channel": channel, "event": "e", "data": 3},
+            ],
+        )
+        assert response.status_code == 413, response.text
+        assert "65536" in response.json()["error"]
+        marker = await apost(gateway, "/broadcast", {"channel": channel, "event": "marker"})
+        assert marker.status_code == 200, marker.text
+        [event] = await client.events(1, WAIT)
+    assert event["event"] == "marker"
+
+
 async def test_broadcast_a_list_answers_a_list(gateway: Gateway) -> None:
     first, second = unique("public.l1"), unique("public.l2")
     async with connect(gateway.ws_url) as client:
@@ -94,6 +117,39 @@ async def test_broadcast_a_list_answers_a_list(gateway: Gateway) -> None:
         assert all(r["id"] and r["position"] for r in results)
         events = await client.events(3, WAIT)
         assert sorted(e["id"] for e in events) == sorted(r["id"] for r in results)
+
+
+async def test_a_whole_envelope_keeps_its_id_and_timestamp(gateway: Gateway) -> None:
+    """What the gateway publisher sends: clients get the id the publisher's caller holds, so a
+    message sent twice can be told apart from two messages (ADR 0024)."""
+    channel = unique("public.envelope")
+    envelope = {
+        "id": "app-chosen-id-1",
+        "type": "event",
+        "channel": channel,
+        "event": "e",
+        "data": {"n": 1},
+        "timestamp": 1700000000.25,
+    }
+    async with connect(gateway.ws_url) as client:
+        await client.subscribe(channel)
+        response = await apost(gateway, "/broadcast", [envelope])
+        assert response.status_code == 200, response.text
+        [answer] = response.json()
+        assert answer["id"] == "app-chosen-id-1"
+        [event] = await client.events(1, WAIT)
+    assert event["id"] == "app-chosen-id-1" and event["timestamp"] == 1700000000.25
+    assert event["position"] == answer["position"]
+
+
+async def test_an_envelope_of_another_type_or_a_bad_id_is_400(gateway: Gateway) -> None:
+    base = {"channel": "public.a", "event": "e"}
+    response = await apost(gateway, "/broadcast", {**base, "type": "presence"})
+    assert response.status_code == 400
+    assert "type must be 'event'" in response.json()["error"]
+    response = await apost(gateway, "/broadcast", {**base, "id": ""})
+    assert response.status_code == 400
+    assert "message id" in response.json()["error"]
 
 
 async def test_broadcast_an_empty_or_too_long_list_is_400(gateway: Gateway) -> None:

@@ -1,6 +1,7 @@
 """The gateway's HTTP API, independent of the server that parses HTTP.
 
-``GET /`` demo page, ``GET /client.js`` browser client, ``POST /broadcast`` (bearer API key),
+``GET /`` demo page, ``GET /client.js`` browser client, ``POST /broadcast`` (bearer API key; one
+message or a list of 1 to 100, each given as channel, event, data or as a whole envelope),
 ``GET /healthz``, ``GET /metrics``; in demo mode (``tidings serve --demo``, for local development
 only) also ``GET /demo/token`` so the demo page can act as any user, and ``POST /demo/broadcast``
 which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that
@@ -21,7 +22,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ...domain import JSON, Message
+from ...domain import JSON, Channel, Message, MessageType
 from ...domain.errors import BrokerError, InvalidChannel, InvalidMessage, MessageTooLarge
 from ...domain.origins import OriginPolicy
 from ...ports import HttpRequest, HttpResponse, Pending, TokenIssuer
@@ -72,6 +73,9 @@ class GatewayHttp:
     ``origins`` is the origin policy, ``listening_host`` the address the gateway listens on (a
     loopback gateway's demo endpoints refuse other ``Host`` names: DNS rebinding).
     ``demo_tokens`` issues the demo page's tokens (demo mode only), valid ``demo_token_ttl`` s.
+    ``max_message_bytes`` is checked for every message of a ``POST /broadcast`` list before any
+    of them is published (``publish`` checks it again): a refused list published none of its
+    messages, so a publisher may send them again one by one (ADR 0024).
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class GatewayHttp:
         listening_host: str = "127.0.0.1",
         demo_tokens: TokenIssuer | None = None,
         demo_token_ttl: float = 3600,
+        max_message_bytes: int | None = None,
     ) -> None:
         self._gateway = gateway
         self._publish = publish
@@ -96,6 +101,7 @@ class GatewayHttp:
         self._listening_host = listening_host
         self._demo_tokens = demo_tokens
         self._demo_token_ttl = demo_token_ttl
+        self._max_message_bytes = max_message_bytes
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         response = await self._answer(request)
@@ -227,6 +233,9 @@ class GatewayHttp:
             return _error(400, "send one message object, or a list of 1 to 100 of them")
         try:
             messages = [_message_from(item) for item in items]
+            if self._max_message_bytes is not None:
+                for message in messages:
+                    message.check_size(self._max_message_bytes)
             pendings = [self._publish(message) for message in messages]
         except MessageTooLarge as exc:
             return _error(413, str(exc))
@@ -290,7 +299,15 @@ class GatewayHttp:
         return json_response(200, {"token": token, "user_id": user})
 
 
+_KEPT = ("id", "timestamp")
+"""Envelope fields a publisher may give and the message keeps (else: a new id, the time now)."""
+
+
 def _message_from(item: object) -> Message:
+    """A message from one object of a ``POST /broadcast`` body: ``channel``, ``event``,
+    ``data``, ``exclude``, or a whole envelope (``id``, ``type``, ``timestamp`` too), as the
+    gateway publisher sends it. A given id is kept, so that what clients receive carries the id
+    the publisher's caller holds, and a message sent twice can be recognised (ADR 0024)."""
     if not isinstance(item, dict):
         raise InvalidMessage(
             f"a message is a JSON object with channel, event and data, not {item!r}"
@@ -298,12 +315,23 @@ def _message_from(item: object) -> Message:
     missing = [key for key in ("channel", "event") if key not in item]
     if missing:
         raise InvalidMessage(f"message lacks {', '.join(missing)}")
-    unknown = sorted(set(item) - {"channel", "event", "data", "exclude"})
+    unknown = sorted(set(item) - {"channel", "event", "data", "exclude", "type", *_KEPT})
     if unknown:
         raise InvalidMessage(
-            f"unknown field(s) {', '.join(unknown)}; use channel, event, data, exclude"
+            f"unknown field(s) {', '.join(unknown)}; use channel, event, data, exclude "
+            "(and id, type, timestamp of an envelope)"
         )
     exclude = item.get("exclude")
     if exclude is not None and not isinstance(exclude, str):
         raise InvalidMessage("exclude must be a connection id string")
-    return Message.event(item["channel"], item["event"], item.get("data"), exclude=exclude)
+    kind = item.get("type", MessageType.EVENT.value)
+    if kind != MessageType.EVENT.value:
+        raise InvalidMessage(f"type must be {MessageType.EVENT.value!r}, not {kind!r}")
+    kept = {name: item[name] for name in _KEPT if name in item}
+    return Message(
+        channel=Channel.of(item["channel"]),
+        event=item["event"],
+        data=item.get("data"),
+        exclude=exclude,
+        **kept,
+    )
