@@ -2,14 +2,15 @@
 
 Entrypoints build a ``Container`` (``Container.for_settings``), the library helpers use the
 process-wide one (``tidings.realtime()``), and tests override providers with fakes. Kafka adapters
-are imported only when a Kafka provider is first called, so the memory broker needs no Kafka code.
+and the gateway publisher (httpx) are imported only when their provider is first called, so the
+memory broker needs neither.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from dependency_injector import containers, providers
 
@@ -24,7 +25,7 @@ from .application.gateway.http_api import GatewayHttp
 from .application.realtime import RealtimeService
 from .config import BROKERS, Settings
 from .domain import AccessPolicy, Message
-from .domain.errors import UnknownBroker
+from .domain.errors import ConfigurationError, UnknownBroker
 from .ports import (
     FeedOptions,
     GatewayMetrics,
@@ -37,6 +38,7 @@ from .ports import (
 )
 
 if TYPE_CHECKING:
+    from .adapters.http_publisher import GatewayPublisher
     from .adapters.kafka.admin import KafkaAdmin
     from .adapters.kafka.publisher import KafkaPublisher
     from .adapters.kafka.settings import KafkaClientConfig
@@ -100,16 +102,43 @@ def _outbox_store(settings: Settings) -> Iterator[SqliteOutbox | None]:
     store.close()
 
 
-def _kafka_publisher(producer: KafkaPublisher, store: SqliteOutbox | None) -> Iterator[Publisher]:
-    """Kafka's publisher, behind the durable outbox when ``REALTIME_OUTBOX`` names one."""
+def _behind_outbox(publisher: Publisher, store: SqliteOutbox | None) -> Iterator[Publisher]:
+    """A broker's publisher (Kafka's, the gateway's), behind the durable outbox when
+    ``REALTIME_OUTBOX`` names one."""
     if store is None:
-        yield producer  # closed by its own provider
+        yield publisher  # closed by its own provider
         return
     from .adapters.outbox import OutboxPublisher
 
-    outbox = OutboxPublisher(store, producer)
+    outbox = OutboxPublisher(store, publisher)
     yield outbox
     outbox.close()
+
+
+def _gateway_client(settings: Settings) -> Iterator[GatewayPublisher]:
+    """Publishing into a running gateway over HTTP (``REALTIME_BROKER=gateway``, ADR 0024).
+
+    Raises ``ConfigurationError`` when ``REALTIME_GATEWAY_URL`` is not set.
+    """
+    from .adapters.http_publisher import GatewayPublisher
+
+    publisher = GatewayPublisher(
+        settings.gateway_url(), settings.api_key(), timeout=settings.realtime_gateway_timeout
+    )
+    yield publisher
+    publisher.close()
+
+
+GATEWAY_FEEDS_NOTHING = (
+    "REALTIME_BROKER=gateway only publishes, into a running gateway over HTTP: nothing can be "
+    "read through it, and a gateway cannot be fed by another gateway's HTTP API. Serve and "
+    "consume with REALTIME_BROKER=memory (one process) or kafka"
+)
+
+
+def _gateway_feeds_nothing() -> NoReturn:
+    """What the subscriber, history and presence providers do for ``gateway``: refuse."""
+    raise ConfigurationError(GATEWAY_FEEDS_NOTHING)
 
 
 def _client_events(
@@ -306,14 +335,23 @@ class Container(containers.DeclarativeContainer):
 
     memory_broker = providers.Resource(_memory_broker, settings)
     kafka_producer = providers.Resource(_kafka_producer, settings, kafka_config)
-    kafka_publisher = providers.Resource(_kafka_publisher, kafka_producer, outbox_store)
+    kafka_publisher = providers.Resource(_behind_outbox, kafka_producer, outbox_store)
     kafka_subscriber = providers.Resource(_kafka_subscriber, kafka_config)
+    gateway_client = providers.Resource(_gateway_client, settings)
+    gateway_publisher = providers.Resource(_behind_outbox, gateway_client, outbox_store)
+    gateway_feeds_nothing = providers.Callable(_gateway_feeds_nothing)
 
     publishers = providers.Dict(
         memory=memory_broker.provider,
         kafka=kafka_publisher.provider,
+        gateway=gateway_publisher.provider,
     )
-    subscriber = providers.Selector(broker_name, memory=memory_broker, kafka=kafka_subscriber)
+    subscriber = providers.Selector(
+        broker_name,
+        memory=memory_broker,
+        kafka=kafka_subscriber,
+        gateway=gateway_feeds_nothing,
+    )
 
     realtime = providers.Singleton(
         RealtimeService,
@@ -327,12 +365,16 @@ class Container(containers.DeclarativeContainer):
     demo_tokens = providers.Singleton(_demo_tokens, settings, demo_key)
 
     kafka_history = providers.Resource(_kafka_history, kafka_config)
-    history = providers.Selector(broker_name, memory=memory_broker, kafka=kafka_history)
+    history = providers.Selector(
+        broker_name, memory=memory_broker, kafka=kafka_history, gateway=gateway_feeds_nothing
+    )
     node = providers.Singleton(_gateway_node, settings)
     epoch = providers.Singleton(secrets.token_hex, 6)
     local_presence = providers.Singleton(LocalPresenceBus)
     kafka_presence = providers.Singleton(_kafka_presence, settings, kafka_config, node, epoch)
-    presence_bus = providers.Selector(broker_name, memory=local_presence, kafka=kafka_presence)
+    presence_bus = providers.Selector(
+        broker_name, memory=local_presence, kafka=kafka_presence, gateway=gateway_feeds_nothing
+    )
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
     policy = providers.Singleton(Settings.access_policy, settings)

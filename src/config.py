@@ -10,6 +10,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,7 +20,8 @@ from .domain.errors import ConfigurationError, InvalidAccessRule, InvalidOrigin
 from .domain.origins import OriginPolicy
 from .domain.topics import TopicStrategy, topic_strategy
 
-BROKERS = ("memory", "kafka")
+BROKERS = ("memory", "kafka", "gateway")
+"""``gateway`` only publishes: into a running gateway's ``POST /broadcast`` (ADR 0024)."""
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -74,7 +76,14 @@ class Settings(BaseSettings):
     kafka_timeout: float = Field(default=10.0, gt=0, le=600)
     """Seconds a publish may wait for an unreachable Kafka before it fails."""
     realtime_outbox: str | None = None
-    """Path of a SQLite outbox: Kafka broadcasts are stored first and survive an outage."""
+    """Path of a SQLite outbox: broadcasts to Kafka or a gateway are stored first and survive
+    an outage."""
+    realtime_gateway_url: str | None = None
+    """Where ``REALTIME_BROKER=gateway`` publishes: a running gateway, ``http://HOST:PORT``."""
+    realtime_gateway_timeout: float = Field(default=15.0, gt=0, le=600)
+    """Seconds a request to that gateway may wait (to connect, to send, for each part of the
+    answer) before its messages fail; above the gateway's own ``KAFKA_TIMEOUT``, since a
+    gateway on Kafka answers once Kafka did."""
 
     # The gateway.
     realtime_ws_host: str = "127.0.0.1"
@@ -131,6 +140,31 @@ class Settings(BaseSettings):
         if value not in BROKERS:
             raise ValueError(f"unknown broker {value!r}; known brokers: {', '.join(BROKERS)}")
         return value
+
+    @field_validator("realtime_gateway_url")
+    @classmethod
+    def _gateway_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host, without query or fragment; no trailing slash."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port != 0  # reading the port raises for one out of range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(
+                f"{value!r} is not an http:// or https:// URL of a gateway "
+                "(like http://127.0.0.1:6001)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError(f"{value!r}: give the gateway's address without query or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "the URL carries credentials: the gateway's key goes in REALTIME_API_KEY"
+            )
+        return url
 
     @field_validator("kafka_producer_settings", "kafka_consumer_settings")
     @classmethod
@@ -207,6 +241,19 @@ class Settings(BaseSettings):
 
     def api_key(self) -> str | None:
         return self.realtime_api_key.get_secret_value() if self.realtime_api_key else None
+
+    def gateway_url(self) -> str:
+        """``REALTIME_GATEWAY_URL``, or a ``ConfigurationError`` saying that the gateway broker
+        needs it. Asked when the gateway publisher is built, not at load: ``tidings serve
+        --broker gateway`` must be told that a gateway cannot be fed that way, not that a URL
+        is missing."""
+        if not self.realtime_gateway_url:
+            raise ConfigurationError(
+                "REALTIME_BROKER=gateway publishes into a running gateway: set "
+                "REALTIME_GATEWAY_URL to its address (like http://127.0.0.1:6001) and "
+                "REALTIME_API_KEY to its key"
+            )
+        return self.realtime_gateway_url
 
     def problems(self) -> list[str]:
         """What loads but would stop ``tidings serve``: a ``REALTIME_SECRET`` that is too short.

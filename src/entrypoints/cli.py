@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..config import BROKERS, Settings
+from ..config import BROKERS
 from ..domain.errors import ConfigurationError, TidingsError
 from .common import container_for, fail, first_leaf, json_argument, load_settings
 
@@ -94,6 +94,7 @@ def serve(
     container = Container.for_settings(settings)
     try:
         container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
+        container.subscriber()  # so does REALTIME_BROKER=gateway, which feeds no gateway
     except ConfigurationError as exc:
         fail(str(exc))
     failure: BaseException | None = None
@@ -163,7 +164,8 @@ def secret() -> None:
 @click.option(
     "--url",
     help="Publish through a running gateway's HTTP API instead, e.g. "
-    "http://127.0.0.1:6001 (uses REALTIME_API_KEY).",
+    "http://127.0.0.1:6001 (uses REALTIME_API_KEY): REALTIME_BROKER=gateway with this "
+    "REALTIME_GATEWAY_URL.",
 )
 @click.option("--exclude", help="Connection id that must not receive the message.")
 def publish(
@@ -176,10 +178,7 @@ def publish(
 ) -> None:
     """Publish one message: EVENT on CHANNEL with DATA (JSON)."""
     payload = json_argument(data, "DATA")
-    settings = load_settings(realtime_broker=broker)
-    if url:
-        click.echo(json.dumps(_publish_http(url, settings, channel, event, payload, exclude)))
-        return
+    settings = load_settings(realtime_broker="gateway" if url else broker, realtime_gateway_url=url)
     from ..bootstrap import Container
 
     container = Container.for_settings(settings)
@@ -192,34 +191,6 @@ def publish(
         container.shutdown_resources()
     shown = None if position is None else str(position)  # None: queued in the outbox
     click.echo(json.dumps({**pending.message.to_dict(), "position": shown}))
-
-
-def _publish_http(
-    url: str, settings: Settings, channel: str, event: str, data: Any, exclude: str | None
-) -> Any:
-    import urllib.error
-    import urllib.request
-
-    body: dict[str, Any] = {"channel": channel, "event": event, "data": data}
-    if exclude:
-        body["exclude"] = exclude
-    request = urllib.request.Request(
-        url.rstrip("/") + "/broadcast",
-        data=json.dumps(body).encode(),
-        headers={
-            "content-type": "application/json",
-            "authorization": f"Bearer {settings.api_key() or ''}",
-        },
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=settings.kafka_timeout + 5) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        fail(f"gateway refused the message ({exc.code}): {detail}", 1)
-    except (urllib.error.URLError, OSError) as exc:
-        fail(f"cannot reach the gateway at {url}: {exc}", 1)
 
 
 @cli.group()

@@ -43,7 +43,7 @@ class Publisher(Protocol):
 
     @property
     def name(self) -> str:
-        """The broker's name in configuration (``memory``, ``kafka``)."""
+        """The broker's name in configuration (``memory``, ``kafka``, ``gateway``)."""
         ...
 
     def publish(self, channel: Channel | str, message: Message) -> Pending: ...

@@ -43,5 +43,6 @@ class RealtimePort(Protocol):
         ...
 
     def broker(self, name: str | None = None) -> Publisher:
-        """A broker's publisher by name (``memory``, ``kafka``); by default the configured one."""
+        """A broker's publisher by name (``memory``, ``kafka``, ``gateway``); by default the
+        configured one."""
         ...

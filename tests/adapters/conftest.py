@@ -1,4 +1,5 @@
-"""Fixtures for the Kafka adapter tests (all against the real broker)."""
+"""Fixtures for the adapter tests: Kafka's against the real broker, the gateway publisher's
+against a real gateway."""
 
 from __future__ import annotations
 

@@ -214,7 +214,7 @@ def test_unknown_broker_option_exits_2_listing_known_names(cli: Cli, args: list[
 def test_unknown_broker_in_environment_exits_2_listing_known_names(cli: Cli) -> None:
     run = cli.run(["publish", "chat.1", "hello"], {**BASE, "REALTIME_BROKER": "rabbit"}, timeout=30)
     assert run.code == 2, run.describe()
-    assert "known brokers: memory, kafka" in run.err
+    assert "known brokers: memory, kafka, gateway" in run.err
 
 
 @pytest.mark.parametrize(

@@ -134,7 +134,38 @@ def test_publish_on_the_memory_broker_prints_the_envelope(runner: CliRunner) -> 
 def test_publish_through_an_unreachable_gateway_fails_clearly(runner: CliRunner) -> None:
     result = runner.invoke(cli, ["publish", "public.x", "e", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1
-    assert "cannot reach the gateway at http://127.0.0.1:9" in result.output
+    assert "no broker reachable at http://127.0.0.1:9" in result.output
+
+
+def test_publish_with_a_url_that_is_not_one_names_the_setting(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["publish", "public.x", "e", "--url", "127.0.0.1:6001"])
+    assert result.exit_code == 2
+    assert "REALTIME_GATEWAY_URL" in result.output and "'127.0.0.1:6001'" in result.output
+
+
+def test_publish_on_the_gateway_broker_without_its_url_names_it(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REALTIME_BROKER", "gateway")
+    result = runner.invoke(cli, ["publish", "public.x", "e"])
+    assert result.exit_code == 2
+    assert "set REALTIME_GATEWAY_URL" in result.output
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_serve_refuses_the_gateway_broker_in_one_line(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    args = ["serve", "--port", "0"]
+    if how == "option":
+        args += ["--broker", "gateway"]
+    else:
+        monkeypatch.setenv("REALTIME_BROKER", "gateway")
+        monkeypatch.setenv("REALTIME_GATEWAY_URL", "http://127.0.0.1:6001")
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    [line] = result.output.strip().splitlines()
+    assert "a gateway cannot be fed by another gateway's HTTP API" in line
 
 
 def test_console_script_is_installed() -> None:

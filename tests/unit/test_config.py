@@ -44,7 +44,13 @@ def test_environment_wins_over_dotenv(clean_env: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("REALTIME_BROKER", "redis", "known brokers: memory, kafka"),
+        ("REALTIME_BROKER", "redis", "known brokers: memory, kafka, gateway"),
+        ("REALTIME_GATEWAY_URL", "127.0.0.1:6001", "REALTIME_GATEWAY_URL.*not an http"),
+        ("REALTIME_GATEWAY_URL", "ftp://gw.example", "REALTIME_GATEWAY_URL.*not an http"),
+        ("REALTIME_GATEWAY_URL", "http://127.0.0.1:99999", "REALTIME_GATEWAY_URL.*not a URL"),
+        ("REALTIME_GATEWAY_URL", "http://gw/?key=1", "REALTIME_GATEWAY_URL.*without query"),
+        ("REALTIME_GATEWAY_URL", "http://me:pw@gw", "REALTIME_GATEWAY_URL.*REALTIME_API_KEY"),
+        ("REALTIME_GATEWAY_TIMEOUT", "0", "REALTIME_GATEWAY_TIMEOUT"),
         ("REALTIME_WS_PORT", "abc", "REALTIME_WS_PORT"),
         ("KAFKA_COMPRESSION", "brotli", "KAFKA_COMPRESSION"),
         ("KAFKA_TOPIC_STRATEGY", "random", "known strategies"),
@@ -112,3 +118,42 @@ def test_every_limit_setting_reaches_the_gateways_limits(monkeypatch: pytest.Mon
     assert (limits.presence_rate, limits.presence_burst) == (2, 3)
     assert (limits.max_channels, limits.queue_size, limits.idle_timeout) == (4, 5, 6)
     assert limits.max_frame_bytes == 1000
+
+
+def test_the_gateway_url_keeps_its_path_without_a_trailing_slash(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REALTIME_BROKER", "gateway")
+    monkeypatch.setenv("REALTIME_GATEWAY_URL", " https://app.example.com/realtime/ ")
+    settings = Settings.load()
+    assert settings.gateway_url() == "https://app.example.com/realtime"
+
+
+def test_the_gateway_broker_without_a_url_is_a_clear_error_when_it_publishes(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading succeeds (``tidings serve --broker gateway`` must say what is really wrong);
+    the first broadcast names the missing variable."""
+    from tidings.bootstrap import Container
+
+    monkeypatch.setenv("REALTIME_BROKER", "gateway")
+    container = Container.for_settings(Settings.load())
+    try:
+        with pytest.raises(ConfigurationError, match="set REALTIME_GATEWAY_URL"):
+            container.realtime().broadcast("public.news", "e")
+    finally:
+        container.shutdown_resources()
+
+
+@pytest.mark.parametrize("provider", ["subscriber", "history", "presence_bus"])
+def test_nothing_reads_through_the_gateway_broker(provider: str) -> None:
+    """A gateway cannot be fed by another gateway's HTTP API: every read-side provider refuses
+    ``gateway`` with the same sentence."""
+    from tidings.bootstrap import Container
+
+    settings = Settings.load(
+        env_file=None, realtime_broker="gateway", realtime_gateway_url="http://127.0.0.1:6001"
+    )
+    container = Container.for_settings(settings)
+    with pytest.raises(ConfigurationError, match="cannot be fed by another gateway's HTTP API"):
+        getattr(container, provider)()

@@ -60,7 +60,7 @@ def test_broker_by_name_and_unknown_names() -> None:
     realtime = _container().realtime()
     assert realtime.broker().name == "memory"
     assert realtime.broker("memory") is realtime.broker()
-    with pytest.raises(UnknownBroker, match="known brokers: kafka, memory"):
+    with pytest.raises(UnknownBroker, match="known brokers: gateway, kafka, memory"):
         realtime.broker("redis")
 
 
