@@ -7,6 +7,7 @@ One ``Settings`` object holds every setting, validated when it is loaded; a bad 
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +51,49 @@ def _mask_client_secrets(text: str) -> str:
         secret = sep and any(word in name.lower() for word in _SECRET_WORDS)
         parts.append(f"{name}=********" if secret else part)
     return ",".join(parts)
+
+
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def parse_broker_addresses(text: str) -> list[str]:
+    """``k1:9092, k2:9092`` -> ["k1:9092", "k2:9092"]; a ``ValueError`` names an entry that is
+    not ``host:port`` (``[::1]:9092`` for IPv6), or says the list is empty."""
+    addresses = [part.strip() for part in text.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("no broker given; a comma list of host:port, such as localhost:9092")
+    for address in addresses:
+        match = _HOST_PORT.fullmatch(address)
+        if match is None or not 0 < int(match.group(1)) < 65536:
+            raise ValueError(
+                f"{address!r} is not host:port; give a comma list such as kafka1:9092,kafka2:9092"
+            )
+    return addresses
+
+
+class InvalidSettings(ConfigurationError):
+    """Values that cannot be loaded; ``problems`` holds one line per variable, naming it."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration: " + "; ".join(problems))
+
+
+def _problem(error: Any) -> str:
+    """One line for one of pydantic's validation errors: the variable, what is wrong with it,
+    and the value given (masked where it may hold a secret)."""
+    variable = ".".join(str(part) for part in error["loc"]).upper()
+    cause = error.get("ctx", {}).get("error")
+    message = str(cause) if isinstance(cause, ValueError) else str(error["msg"])
+    message = message.removeprefix(f"{variable}: ")  # our validators name it already
+    given = error.get("input")
+    if variable in ("REALTIME_SECRET", "REALTIME_API_KEY"):
+        given = "********"
+    elif variable in ("KAFKA_PRODUCER_SETTINGS", "KAFKA_CONSUMER_SETTINGS") and isinstance(
+        given, str
+    ):
+        given = _mask_client_secrets(given)
+    return f"{variable}: {message} (got {given!r})"
 
 
 class Settings(BaseSettings):
@@ -166,6 +210,12 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("kafka_brokers")
+    @classmethod
+    def _broker_addresses(cls, value: str) -> str:
+        parse_broker_addresses(value)
+        return value
+
     @field_validator("kafka_producer_settings", "kafka_consumer_settings")
     @classmethod
     def _settings_syntax(cls, value: str, info: Any) -> str:
@@ -192,21 +242,40 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
-        """Read the environment and ``env_file``; ``ConfigurationError`` names a bad variable."""
+        """Read the environment and ``env_file``; ``InvalidSettings`` (a ``ConfigurationError``)
+        names every bad variable.
+
+        Beyond each value's own form, what only the Kafka adapters could tell is checked here
+        too, by their own checks: the topic strategy and prefix, and the names of the Kafka
+        pass-through settings. A misspelt ``linger.ms`` is refused when the command starts, not
+        by the first publish.
+        """
         try:
             settings = cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-                f" (got {error.get('input')!r})"
-                for error in exc.errors()
-            )
-            raise ConfigurationError(f"invalid configuration: {problems}") from None
-        settings.topic_strategy()  # a bad prefix or strategy is a startup error, not a runtime one
+            raise InvalidSettings([_problem(error) for error in exc.errors()]) from None
+        problems: list[str] = []
+        for check in (settings.topic_strategy, settings.check_kafka_settings):
+            try:
+                check()
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise InvalidSettings(problems)
         return settings
+
+    def check_kafka_settings(self) -> None:
+        """Refuse a ``KAFKA_PRODUCER_SETTINGS`` or ``KAFKA_CONSUMER_SETTINGS`` name kafka-python
+        does not take, or one tidings fixes itself, with the check the Kafka clients are built
+        with (``adapters.kafka.settings.translate``), which suggests the closest known name."""
+        from .adapters.kafka.settings import CONSUMER_SETTINGS, PRODUCER_SETTINGS, translate
+
+        translate(self.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
+        translate(self.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
 
     @property
     def broker_list(self) -> list[str]:
+        """``KAFKA_BROKERS`` as a list (its form is checked at load: ``parse_broker_addresses``)."""
         return [broker.strip() for broker in self.kafka_brokers.split(",") if broker.strip()]
 
     @property

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tidings import ConfigurationError
-from tidings.config import Settings
+from tidings.config import InvalidSettings, Settings
 
 
 @pytest.fixture
@@ -57,6 +57,11 @@ def test_environment_wins_over_dotenv(clean_env: Path, monkeypatch: pytest.Monke
         ("KAFKA_TOPIC_PREFIX", "a.b", "KAFKA_TOPIC_PREFIX"),
         ("KAFKA_PRODUCER_SETTINGS", "linger.ms", "not of the form name=value"),
         ("REALTIME_CHANNEL_RULES", "private-*=maybe", "unknown rule 'maybe'"),
+        ("KAFKA_BROKERS", "kafka1", "KAFKA_BROKERS: 'kafka1' is not host:port"),
+        ("KAFKA_BROKERS", "kafka1:0", "'kafka1:0' is not host:port"),
+        ("KAFKA_BROKERS", " , ", "KAFKA_BROKERS: no broker given"),
+        ("KAFKA_PRODUCER_SETTINGS", "lingr.ms=5", "'lingr.ms'; did you mean linger.ms"),
+        ("KAFKA_CONSUMER_SETTINGS", "group.id=x", "KAFKA_CONSUMER_SETTINGS: group.id cannot be"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -65,6 +70,25 @@ def test_bad_values_name_the_variable(
     monkeypatch.setenv(variable, value)
     with pytest.raises(ConfigurationError, match=expected):
         Settings.load()
+
+
+def test_every_bad_value_is_named_at_once(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run of ``tidings config --check`` shows them all, not the first one per fix."""
+    monkeypatch.setenv("KAFKA_BROKERS", "nope")
+    monkeypatch.setenv("REALTIME_WS_PORT", "abc")
+    with pytest.raises(InvalidSettings) as caught:
+        Settings.load()
+    assert [problem.split(":")[0] for problem in caught.value.problems] == [
+        "KAFKA_BROKERS",
+        "REALTIME_WS_PORT",
+    ]
+
+
+def test_broker_addresses_take_names_addresses_and_ipv6(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_BROKERS", "kafka-1.internal:9092, 10.0.0.7:9093,[::1]:9094,")
+    assert Settings.load().broker_list == ["kafka-1.internal:9092", "10.0.0.7:9093", "[::1]:9094"]
 
 
 def test_effective_configuration_masks_secrets(
