@@ -1,46 +1,106 @@
 """The ``tidings`` command: parse arguments, build the container, call one thing.
 
-Bad arguments and bad configuration exit with status 2 and a message naming what was wrong;
-broker failures exit with status 1.
+Every failure is one line on stderr, ``tidings: <cause>; <what to do>`` (``TidingsGroup``; the
+table of causes is ``common.explain``); with ``--log-level debug`` the traceback comes first.
+Exit status 2: bad arguments or bad configuration (the line names the argument or variable).
+Exit status 1: anything else that stopped the command, such as an unreachable broker or a busy
+port (``tidings config --check`` also exits 1 when a check fails).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
-from ..config import BROKERS
-from ..domain.errors import ConfigurationError, TidingsError
-from .common import container_for, fail, first_leaf, json_argument, load_settings
+from ..config import BROKERS, Settings
+from ..domain.errors import TidingsError
+from .common import (
+    BROKER_HINT,
+    container_for,
+    fail,
+    fail_with,
+    first_leaf,
+    json_argument,
+    load_settings,
+)
+from .logs import setup_logging, told_by_the_command
 
 log = logging.getLogger("tidings")
 
+LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
+"""Why a gateway cannot listen where it was told to: the port is taken, the address is not this
+host's, or the port needs privileges."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class TidingsGroup(click.Group):
+    """The command group, whose failures are one line each (see the module doc).
+
+    Click prints a usage error as the usage, a hint and the error, on four lines, and lets any
+    other exception out as a traceback (trio's as an exception group of 120 lines); here a usage
+    error is one line that points at the command's help, and anything a command raises is told
+    by ``common.explain``.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
+            raise
+        except Exception as exc:  # every failure of a command, told in one line
+            fail_with(exc, _command_path(ctx))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # `tidings kafka` alone: the help, as click prints it
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "tidings"
+            fail(f"{exc.format_message().rstrip('.')}; see `{where} --help`", exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            fail("stopped", 1)
+        except BrokenPipeError:
+            sys.exit(1)  # the reader went away (`| head`): nothing to tell it
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _command_path(ctx: click.Context) -> str:
+    """``tidings publish`` for the subcommand being invoked under ``ctx``."""
+    sub = ctx.invoked_subcommand
+    return f"{ctx.command_path} {sub}" if sub else ctx.command_path
+
+
+@click.group(cls=TidingsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     default="INFO",
     show_default=True,
-    help="Logging threshold (logs go to stderr).",
+    help="Logging threshold (logs go to stderr). debug: also the traceback of a failure, "
+    "and every record of the Kafka client as it is.",
 )
 @click.version_option(package_name="tidings")
 def cli(log_level: str) -> None:
     """tidings: realtime broadcasting over Kafka or an in-memory broker."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if log_level.upper() != "DEBUG":
-        # kafka-python narrates every rebalance and connection at INFO.
-        logging.getLogger("kafka").setLevel(logging.WARNING)
-        logging.getLogger("kafka.coordinator.assignors").setLevel(logging.ERROR)
+    setup_logging(log_level)
 
 
 @cli.command()
@@ -92,29 +152,40 @@ def serve(
             "or add --demo-public if everyone who can reach it may do that."
         )
     container = Container.for_settings(settings)
-    try:
-        container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
-        container.subscriber()  # so does REALTIME_BROKER=gateway, which feeds no gateway
-    except ConfigurationError as exc:
-        fail(str(exc))
-    failure: BaseException | None = None
+    container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
+    container.subscriber()  # so does REALTIME_BROKER=gateway, which feeds no gateway
     try:
         trio.run(run_gateway, container)
-    except* (TidingsError, OSError) as group:  # trio raises a task's error inside a group
-        failure = first_leaf(group)
+    except Exception as exc:  # trio raises a task's error inside an exception group
+        failure = first_leaf(exc)
+        if isinstance(failure, OSError) and failure.errno in LISTEN_ERRORS:
+            where = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
+            fail(
+                f"cannot listen on {where}: {failure.strerror}; stop what listens there, or "
+                "choose another --port (REALTIME_WS_PORT) or --host (REALTIME_WS_HOST)",
+                1,
+                error=exc,
+            )
+        raise  # told by TidingsGroup in one line
     finally:
         container.shutdown_resources()
-    if isinstance(failure, OSError):
-        address = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
-        fail(f"cannot listen on {address}: {failure.strerror or failure}", 1)
-    if failure is not None:
-        fail(str(failure), 1)
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def config(as_json: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check every value instead, and when REALTIME_BROKER=kafka ask each of KAFKA_BROKERS "
+    "(within KAFKA_TIMEOUT): one line per check, exit 1 if one fails.",
+)
+def config(as_json: bool, check: bool) -> None:
     """Show the effective configuration (environment over .env over defaults), secrets masked."""
+    if check:
+        if as_json:
+            raise click.UsageError("--check prints lines, not JSON: give one of --check, --json")
+        _check_configuration()
+        return
     effective = load_settings().effective()
     if as_json:
         click.echo(json.dumps(effective, indent=2, default=str))
@@ -122,6 +193,28 @@ def config(as_json: bool) -> None:
     width = max(len(name) for name in effective)
     for name, value in effective.items():
         click.echo(f"{name.ljust(width)}  {value}")
+
+
+def _check_configuration() -> None:
+    """``tidings config --check`` (``check.py``): a bad value is a failed check, exit 1."""
+    from . import check
+
+    settings, checks = check.loading(Settings.load)
+    if settings is not None:
+        with told_by_the_command("kafka", below=logging.CRITICAL + 1):  # a line per broker
+            checks = check.value_checks(settings) + check.kafka_checks(settings, _cluster_answer)
+    lines, status = check.report(checks)
+    for line in lines:
+        click.echo(line)
+    if status:
+        failed = sum(line.startswith("FAIL") for line in lines)
+        fail(f"{failed} check(s) failed; see the FAIL line(s) above", status)
+
+
+def _cluster_answer(settings: Settings) -> str:
+    """What the Kafka of ``settings`` says it is (raises ``BrokerUnavailable`` if it is silent)."""
+    with container_for(settings) as container:
+        return f"cluster {container.kafka_admin().cluster_id()}"
 
 
 @cli.command()
@@ -144,8 +237,8 @@ def token(user_id: str, info: str | None, ttl: float, channels: str) -> None:
     try:
         tokens = Container.for_settings(load_settings()).tokens()
         click.echo(tokens.issue(user_id, info=user_info, ttl=ttl, channels=grants))
-    except (TidingsError, ValueError) as exc:
-        fail(str(exc))
+    except (TidingsError, ValueError) as exc:  # no secret, a short one, a TTL over the maximum
+        fail(str(exc), 2, error=exc)  # each of these says what to do
 
 
 @cli.command()
@@ -179,16 +272,9 @@ def publish(
     """Publish one message: EVENT on CHANNEL with DATA (JSON)."""
     payload = json_argument(data, "DATA")
     settings = load_settings(realtime_broker="gateway" if url else broker, realtime_gateway_url=url)
-    from ..bootstrap import Container
-
-    container = Container.for_settings(settings)
-    try:
+    with container_for(settings) as container:  # a bad channel exits 2, a broker down 1
         pending = container.realtime().broadcast_nowait(channel, event, payload, exclude=exclude)
         position = pending.result()
-    except (TidingsError, ValueError) as exc:
-        fail(str(exc), 2 if isinstance(exc, ValueError) else 1)
-    finally:
-        container.shutdown_resources()
     shown = None if position is None else str(position)  # None: queued in the outbox
     click.echo(json.dumps({**pending.message.to_dict(), "position": shown}))
 
@@ -229,14 +315,19 @@ def outbox_flush(timeout: float) -> None:
     settings = load_settings(realtime_broker="kafka")
     if not settings.realtime_outbox:
         fail("no outbox configured: set REALTIME_OUTBOX to a file path")
-    with container_for(settings) as container:
+    with told_by_the_command("tidings.outbox"), container_for(settings) as container:
         store = container.outbox_store()
         container.kafka_publisher().flush(timeout)
         assert store is not None  # REALTIME_OUTBOX is set
         status = store.status()
     click.echo(f"{status.pending} message(s) still waiting")
     if status.pending:
-        sys.exit(1)
+        why = status.last_error or f"Kafka did not acknowledge them within {timeout:g}s"
+        fail(
+            f"{status.pending} message(s) still in the outbox after {timeout:g}s: {why}; "
+            f"{BROKER_HINT}, then flush again",
+            1,
+        )
 
 
 def _register_kafka_commands(group: click.Group) -> None:

@@ -1,15 +1,18 @@
-"""What every ``tidings`` command shares: settings from the environment, failing with a status,
+"""What every ``tidings`` command shares: settings from the environment, failing with one line,
 JSON arguments, and a container whose resources are released however the command ends.
 
-Bad arguments and bad configuration exit with status 2 and a message naming what was wrong;
-broker failures exit with status 1. Both command modules (``cli``, ``kafka_cli``) import this
-one and not each other, except that ``cli`` registers the ``kafka`` group.
+Every failure is one line on stderr, ``tidings: <cause>; <what to do>`` (``explain`` turns an
+exception into it), with the traceback before it at ``--log-level debug``. Bad arguments and bad
+configuration exit with status 2; everything else (an unreachable broker, a busy port) with 1.
+Both command modules (``cli``, ``kafka_cli``) import this one and not each other, except that
+``cli`` registers the ``kafka`` group.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -17,10 +20,26 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from ..config import Settings
-from ..domain.errors import ConfigurationError, TidingsError
+from ..domain.errors import (
+    BrokerOverloaded,
+    BrokerUnavailable,
+    ConfigurationError,
+    SecretTooShort,
+    TidingsError,
+    TokenSecretMissing,
+)
+from .logs import debugging, name_brokers
 
 if TYPE_CHECKING:
     from ..bootstrap import Container
+
+CONFIGURATION_HINT = (
+    "fix it in the environment or .env (`tidings config --check` checks every value)"
+)
+BROKER_HINT = (
+    "start Kafka there or set KAFKA_BROKERS to where it runs "
+    "(`tidings config --check` tries each broker)"
+)
 
 
 def first_leaf(error: BaseException) -> BaseException:
@@ -30,10 +49,50 @@ def first_leaf(error: BaseException) -> BaseException:
     return error
 
 
-def fail(message: str, status: int = 2) -> NoReturn:
-    """Tell the user what went wrong on stderr and exit with ``status``."""
+def explain(error: BaseException, command: str = "tidings") -> tuple[str, int]:
+    """The line that tells the user what went wrong and what to do, and the exit status;
+    ``command`` (``tidings publish``) is the one whose help to point at.
+
+    Trio raises a task's error inside an exception group; the first error in it is the one told.
+    """
+    error = first_leaf(error)
+    message = str(error) or type(error).__name__
+    if isinstance(error, SecretTooShort | TokenSecretMissing):
+        return message, 2  # their messages say what to do
+    if isinstance(error, ConfigurationError):
+        return f"{message}; {CONFIGURATION_HINT}", 2
+    if isinstance(error, BrokerUnavailable):
+        return f"{message}; {BROKER_HINT}", 1
+    if isinstance(error, BrokerOverloaded):
+        return f"{message}; publish less at once, or wait until Kafka catches up", 1
+    if isinstance(error, TidingsError) and isinstance(error, ValueError):
+        return f"{message}; see `{command} --help`", 2  # a bad channel name, a bad message
+    if isinstance(error, TidingsError):
+        return message, 1
+    if isinstance(error, OSError):
+        return f"{error.strerror or message}; check the address and that nothing else holds it", 1
+    return (
+        f"unexpected {type(error).__name__}: {message}; run with --log-level debug for the "
+        "traceback, and please report it",
+        1,
+    )
+
+
+def fail(message: str, status: int = 2, *, error: BaseException | None = None) -> NoReturn:
+    """Tell the user what went wrong, in one line on stderr, and exit with ``status``.
+
+    At ``--log-level debug`` the traceback of ``error`` comes first.
+    """
+    if error is not None and debugging():
+        traceback.print_exception(error, file=sys.stderr)
     click.echo(f"tidings: {message}", err=True)
     sys.exit(status)
+
+
+def fail_with(error: BaseException, command: str = "tidings") -> NoReturn:
+    """``fail`` with the line and status ``explain`` gives for ``error``."""
+    message, status = explain(error, command)
+    fail(message, status, error=error)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -41,9 +100,11 @@ def load_settings(**overrides: Any) -> Settings:
     given). A bad value exits 2 naming its variable."""
     given = {name: value for name, value in overrides.items() if value is not None}
     try:
-        return Settings.load(**given)
+        settings = Settings.load(**given)
     except ConfigurationError as exc:
-        fail(str(exc))
+        fail_with(exc)
+    name_brokers(settings.broker_list)
+    return settings
 
 
 def json_argument(text: str | None, what: str) -> Any:
@@ -60,17 +121,14 @@ def json_argument(text: str | None, what: str) -> Any:
 def container_for(settings: Settings) -> Iterator[Container]:
     """The composition root on ``settings``, its resources shut down when the block ends.
 
-    A ``ConfigurationError`` raised inside (a bad pass-through setting found when a provider
-    first builds its adapter) exits 2, any other tidings error 1, each with its message.
+    What the block raises is left to the command group (``cli.TidingsGroup``), which tells it
+    in one line (``explain``): a ``ConfigurationError`` (a bad setting found when a provider
+    first builds its adapter) exits 2, an unreachable broker 1.
     """
     from ..bootstrap import Container
 
     container = Container.for_settings(settings)
     try:
         yield container
-    except ConfigurationError as exc:
-        fail(str(exc), 2)
-    except TidingsError as exc:
-        fail(str(exc), 1)
     finally:
         container.shutdown_resources()

@@ -228,16 +228,18 @@ def name_brokers(brokers: Sequence[str]) -> None:
 
 
 @contextmanager
-def told_by_the_command(name: str) -> Iterator[None]:
-    """Hold back logger ``name``'s records below ERROR for the block, unless the command runs at
-    ``--log-level debug``: for a command whose own last line tells the same outcome (``tidings
-    outbox flush`` says what is still waiting and why; the relay would warn once per retry)."""
+def told_by_the_command(name: str, *, below: int = logging.ERROR) -> Iterator[None]:
+    """Hold back logger ``name``'s records below ``below`` for the block, unless the command runs
+    at ``--log-level debug``: for a command whose own lines tell the same outcome (``tidings
+    outbox flush`` says what is still waiting and why, where the relay would warn once per retry;
+    ``tidings config --check`` says which broker answered, where ``KafkaLog``, whose state is one
+    for the process, would call the cluster unreachable when one of the brokers asked is)."""
     logger = logging.getLogger(name)
     if debugging():
         yield
         return
     level = logger.level
-    logger.setLevel(logging.ERROR)
+    logger.setLevel(below)
     try:
         yield
     finally:
