@@ -62,6 +62,10 @@ _ADDRESS = re.compile(r"host=\[([^\]<]+:\d+)(?:<-\d+)?\]")
 ``str`` holds ``host=[HOST:PORT<-LOCAL_PORT]``, or ``host=[none]`` once the socket is gone."""
 
 
+_CONNECTION_PREFIX = re.compile(r"^<\w+ [^>]*>: ")
+"""How kafka-python's connection records begin: ``<KafkaConnection node_id=1 host=[...] ...>: ``."""
+
+
 def _is_connection_error(error: BaseException) -> bool:
     if isinstance(error, OSError):
         return True
@@ -160,7 +164,7 @@ class KafkaLog(logging.Handler):
                 return str(error) or type(error).__name__
         message = record.getMessage()
         if not errors and CONNECTION_TEXTS.search(message):
-            return message
+            return _CONNECTION_PREFIX.sub("", message)  # the line names the broker already
         return None
 
     def _connected(self, record: logging.LogRecord) -> bool:

@@ -186,3 +186,13 @@ def test_consumer_rides_out_a_broker_outage(
         run = stop_process(consumer, started)
     assert run.code == 0, run.describe()
     assert run.ids() == [before.id, after.id], run.describe()
+    # kafka-python logged each failed request and reconnection attempt (414 lines in a 50 s
+    # outage); the command's logging says one line when Kafka stops answering, one when it is
+    # back, and lets at most one other kafka warning through (ADR 0023).
+    from_kafka = [line for line in run.stderr if re.search(r" (INFO|WARNING|ERROR) kafka", line)]
+    lost = [line for line in from_kafka if re.search(r"Kafka at \S+ unreachable: ", line)]
+    back = [line for line in from_kafka if line.endswith(" answers again")]
+    assert len(lost) == 1 and len(back) == 1, run.describe()
+    assert f"Kafka at {outage_env['KAFKA_BROKERS']} unreachable" in lost[0], run.describe()
+    assert "<KafkaConnection" not in lost[0], run.describe()
+    assert len(from_kafka) <= 3, run.describe()

@@ -167,6 +167,26 @@ def test_a_record_naming_its_broker_names_it(handler: KafkaLog, out: Collected) 
     ]
 
 
+def test_a_request_that_timed_out_is_told_without_the_connections_repr(
+    handler: KafkaLog, out: Collected
+) -> None:
+    """What a paused broker gives a consumer (seen in tests/adapters/test_kafka_outage.py)."""
+    timed_out = record(
+        "kafka.net.connection",
+        logging.WARNING,
+        "%s: Request timed out after %d ms. Closing connection.",
+        "<KafkaConnection node_id=1 host=[127.0.0.1:9092<-34634] broker_version=(4, 3) "
+        "(connected)>",
+        4999,
+    )
+    feed(handler, [connected(), timed_out, connected()])
+    assert out.lines() == [
+        "WARNING Kafka at 127.0.0.1:9092 unreachable: "
+        "Request timed out after 4999 ms. Closing connection.",
+        "INFO Kafka at 127.0.0.1:9092 answers again",
+    ]
+
+
 def test_a_connection_without_its_socket_names_the_configured_brokers(
     handler: KafkaLog, out: Collected
 ) -> None:
