@@ -40,6 +40,7 @@ BROKER_HINT = (
     "start Kafka there or set KAFKA_BROKERS to where it runs "
     "(`tidings config --check` tries each broker)"
 )
+GATEWAY_HINT = "start the gateway there or set REALTIME_GATEWAY_URL to where it runs"
 
 
 def first_leaf(error: BaseException) -> BaseException:
@@ -62,7 +63,10 @@ def explain(error: BaseException, command: str = "tidings") -> tuple[str, int]:
     if isinstance(error, ConfigurationError):
         return f"{message}; {CONFIGURATION_HINT}", 2
     if isinstance(error, BrokerUnavailable):
-        return f"{message}; {BROKER_HINT}", 1
+        through_gateway = error.brokers and all(
+            broker.startswith(("http://", "https://")) for broker in error.brokers
+        )  # REALTIME_BROKER=gateway names its URL; Kafka brokers are host:port
+        return f"{message}; {GATEWAY_HINT if through_gateway else BROKER_HINT}", 1
     if isinstance(error, BrokerOverloaded):
         return f"{message}; publish less at once, or wait until Kafka catches up", 1
     if isinstance(error, TidingsError) and isinstance(error, ValueError):

@@ -135,6 +135,16 @@ def test_every_command_on_an_unreachable_kafka_fails_in_one_line(
     assert result.stdout == "", result.describe()
 
 
+def test_publish_to_an_unreachable_gateway_fails_in_one_line_naming_its_url(
+    tmp_path: Path, closed_port: int
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
+    result = run(tmp_path, "publish", "chat.1", "hello", '{"n": 1}', "--url", url)
+    line = assert_one_line(result, 1, f"no broker reachable at {url}", "REALTIME_GATEWAY_URL")
+    assert "KAFKA_BROKERS" not in line, result.describe()
+    assert result.stdout == "", result.describe()
+
+
 def test_outbox_flush_on_an_unreachable_kafka_fails_in_one_line(
     tmp_path: Path, no_kafka: dict[str, str]
 ) -> None:
