@@ -8,6 +8,7 @@ so ``pytest_collection_modifyitems`` marks every test from the fixtures it uses.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,17 @@ def live_gateway(gateway_env: dict[str, str]) -> Iterator[Gateway]:
     finally:
         code = process.stop()
         assert code == 0, f"gateway exited {code}:\n{process.output()}"
+
+
+@pytest.fixture
+def command_logging() -> Iterator[None]:
+    """The command's logging setup for one test, undone afterwards."""
+    loggers = [logging.getLogger(name) for name in ("kafka", "kafka.coordinator.assignors")]
+    saved = [(each.level, each.propagate, list(each.handlers)) for each in loggers]
+    try:
+        yield
+    finally:
+        for each, (level, propagate, handlers) in zip(loggers, saved, strict=True):
+            each.setLevel(level)
+            each.propagate = propagate
+            each.handlers[:] = handlers

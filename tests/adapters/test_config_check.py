@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -55,20 +54,6 @@ def test_config_check_tells_each_broker_apart(
     assert kafka_lines[0].startswith(f"ok    Kafka at {good}: answered in "), kafka_lines
     assert kafka_lines[1].startswith(f"FAIL  Kafka at {bad}: no answer within 2s: "), kafka_lines
     assert run.stderr == ["tidings: 1 check(s) failed; see the FAIL line(s) above"], run.describe()
-
-
-@pytest.fixture
-def command_logging() -> Iterator[None]:
-    """The command's logging setup for one test, undone afterwards."""
-    loggers = [logging.getLogger(name) for name in ("kafka", "kafka.coordinator.assignors")]
-    saved = [(each.level, each.propagate, list(each.handlers)) for each in loggers]
-    try:
-        yield
-    finally:
-        for each, (level, propagate, handlers) in zip(loggers, saved, strict=True):
-            each.setLevel(level)
-            each.propagate = propagate
-            each.handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("command_logging")

@@ -8,7 +8,6 @@ arguments); ``test_the_patterns_were_read_in_the_pinned_kafka_python`` keeps the
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import kafka
 import pytest
@@ -263,20 +262,6 @@ def test_the_threshold_holds_back_the_info_line(out: Collected, clock: Clock) ->
 def test_the_patterns_were_read_in_the_pinned_kafka_python() -> None:
     """The texts ``KafkaLog`` recognises are kafka-python's; read them again on an upgrade."""
     assert kafka.__version__ == WRITTEN_FOR
-
-
-@pytest.fixture
-def command_logging() -> Iterator[None]:
-    """The command's logging setup for one test, undone afterwards."""
-    loggers = [logging.getLogger(name) for name in ("kafka", "kafka.coordinator.assignors")]
-    saved = [(each.level, each.propagate, list(each.handlers)) for each in loggers]
-    try:
-        yield
-    finally:
-        for each, (level, propagate, handlers) in zip(loggers, saved, strict=True):
-            each.setLevel(level)
-            each.propagate = propagate
-            each.handlers[:] = handlers
 
 
 @pytest.mark.usefixtures("command_logging")
