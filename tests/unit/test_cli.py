@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,15 +14,6 @@ from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.entrypoints.cli import cli
 
 SECRET = "cli-secret-" + "y" * 32
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith(("REALTIME_", "KAFKA_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 @pytest.mark.parametrize(

@@ -229,17 +229,6 @@ def test_serve_with_a_short_secret_fails_in_one_line(tmp_path: Path) -> None:
     assert_one_line(result, 2, "REALTIME_SECRET is 3 bytes long", "tidings secret")
 
 
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith(("REALTIME_", "KAFKA_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
-
-
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

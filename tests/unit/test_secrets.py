@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -28,15 +27,6 @@ from tidings.entrypoints.cli import cli
 
 SECRET = "unit-secret-" + "z" * 32
 OTHER = "other-secret-" + "w" * 32
-
-
-@pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
-    for name in list(os.environ):
-        if name.startswith(("REALTIME_", "KAFKA_")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return CliRunner()
 
 
 def _claims(**claims: object) -> str:
