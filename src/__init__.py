@@ -10,6 +10,7 @@ process-wide one, built from the environment and ``.env`` on first use.
 from __future__ import annotations
 
 import threading
+from importlib import metadata
 from typing import TYPE_CHECKING
 
 from .domain import JSON, Channel, ChannelKind, ChannelPattern, Message, Position
@@ -35,7 +36,12 @@ if TYPE_CHECKING:
     from .bootstrap import Container
     from .ports import Pending, RealtimePort
 
-__version__ = "0.1.0"
+try:
+    # One source for the version: pyproject.toml, read back from the installed package's metadata
+    # (what `tidings --version` and pip show too).
+    __version__ = metadata.version("tidings")
+except metadata.PackageNotFoundError:  # a copy of src/ imported without being installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "JSON",
