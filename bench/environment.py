@@ -45,7 +45,11 @@ def installed_version(name: str) -> str | None:
 
 
 def ensure_requirements() -> None:
-    """pip-install bench/requirements.txt into this interpreter's venv if a pin is unmet."""
+    """pip-install bench/requirements.txt into this interpreter's venv if a pin is unmet.
+
+    With constraints/ci.txt as constraints (ADR 0022): what the peers pull in gets the versions CI
+    pinned, and installing them cannot move one of tidings' own dependencies.
+    """
     missing = {
         name: version
         for name, version in pinned_requirements().items()
@@ -57,7 +61,7 @@ def ensure_requirements() -> None:
     print(f"bench: installing {shown}", file=sys.stderr, flush=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-r", str(REQUIREMENTS)],
+         "--constraint", str(ROOT / "constraints" / "ci.txt"), "-r", str(REQUIREMENTS)],
         check=True,
     )
 

@@ -168,6 +168,19 @@ def test_ci_constraints_pin_every_dependency_inside_its_declared_range() -> None
         )
 
 
+def test_ci_constraints_hold_the_benchmark_peers_at_their_pins() -> None:
+    """bench/run.py installs its peers with constraints/ci.txt: the two must not disagree."""
+    ci = _constraints("ci.txt")
+    for line in (ROOT / "bench" / "requirements.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            assert name in ci, f"{name} is not in constraints/ci.txt: run scripts/constraints"
+            assert requirement.specifier.contains(ci[name]), (
+                f"bench/requirements.txt wants {requirement}, constraints/ci.txt pins {ci[name]}"
+            )
+
+
 def test_lowest_constraints_hold_each_dependency_at_its_lower_bound_and_tools_at_most_ci() -> None:
     ci, lowest = _constraints("ci.txt"), _constraints("lowest.txt")
     assert "tidings" not in lowest
