@@ -68,37 +68,6 @@ def test_every_subpackage_is_listed_for_setuptools() -> None:
     assert found == listed
 
 
-def test_the_wheel_metadata_is_what_an_index_shows_and_a_resolver_reads(wheel: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        (name,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        headers = email.message_from_bytes(archive.read(name))
-    assert headers["Version"] == _project()["project"]["version"]
-    assert headers["License-Expression"] == "MIT"
-    requires = [Requirement(text) for text in headers.get_all("Requires-Dist") or []]
-    # What users install: the runtime ranges and nothing else, no extra that brings test tools.
-    assert {canonicalize_name(r.name) for r in requires} == {
-        canonicalize_name(r.name) for r in _runtime_requirements()
-    }
-    assert not any(r.marker and "extra" in str(r.marker) for r in requires), requires
-    assert not headers.get_all("Provides-Extra")
-    urls = dict(
-        (label.strip(), url.strip())
-        for label, _, url in (text.partition(",") for text in headers.get_all("Project-URL") or [])
-    )
-    assert set(urls) == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
-    assert all(url.startswith("https://github.com/tidings-dev/tidings") for url in urls.values())
-    classifiers = set(headers.get_all("Classifier") or [])
-    assert {
-        "Programming Language :: Python :: 3.11",
-        "Programming Language :: Python :: 3.12",
-        "Programming Language :: Python :: 3.13",
-        "Framework :: Trio",
-        "Typing :: Typed",
-        "Intended Audience :: Developers",
-    } <= classifiers
-    assert any(c.startswith("Development Status :: ") for c in classifiers)
-
-
 # --- How tidings declares what it needs (ADR 0022) ---------------------------------------------
 
 PYPROJECT = ROOT / "pyproject.toml"
@@ -134,6 +103,37 @@ def _constraints(name: str) -> dict[str, Version]:
 def _lower_bound(requirement: Requirement) -> Version:
     (low,) = (Version(s.version) for s in requirement.specifier if s.operator == ">=")
     return low
+
+
+def test_the_wheel_metadata_is_what_an_index_shows_and_a_resolver_reads(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = (n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        headers = email.message_from_bytes(archive.read(name))
+    assert headers["Version"] == _project()["project"]["version"]
+    assert headers["License-Expression"] == "MIT"
+    requires = [Requirement(text) for text in headers.get_all("Requires-Dist") or []]
+    # What users install: the runtime ranges and nothing else, no extra that brings test tools.
+    assert {canonicalize_name(r.name) for r in requires} == {
+        canonicalize_name(r.name) for r in _runtime_requirements()
+    }
+    assert not any(r.marker and "extra" in str(r.marker) for r in requires), requires
+    assert not headers.get_all("Provides-Extra")
+    urls = dict(
+        (label.strip(), url.strip())
+        for label, _, url in (text.partition(",") for text in headers.get_all("Project-URL") or [])
+    )
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
+    assert all(url.startswith("https://github.com/tidings-dev/tidings") for url in urls.values())
+    classifiers = set(headers.get_all("Classifier") or [])
+    assert {
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Framework :: Trio",
+        "Typing :: Typed",
+        "Intended Audience :: Developers",
+    } <= classifiers
+    assert any(c.startswith("Development Status :: ") for c in classifiers)
 
 
 def test_every_runtime_dependency_is_a_range_with_a_lower_and_an_upper_bound() -> None:
