@@ -38,6 +38,13 @@ LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 host's, or the port needs privileges."""
 
 
+# What click >= 8.2 raises for a group called without a command (`tidings kafka` alone), a
+# UsageError that is really a request for help; click 8.1 printed the help itself and exited 0.
+_HELP_ASKED: tuple[type[Exception], ...] = tuple(
+    error for error in (getattr(click.exceptions, "NoArgsIsHelpError", None),) if error is not None
+)
+
+
 class TidingsGroup(click.Group):
     """The command group, whose failures are one line each (see the module doc).
 
@@ -67,7 +74,8 @@ class TidingsGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:
+        except _HELP_ASKED as exc:
+            assert isinstance(exc, click.UsageError)
             exc.show()  # `tidings kafka` alone: the help, as click prints it
             sys.exit(exc.exit_code)
         except click.UsageError as exc:

@@ -240,7 +240,7 @@ def test_serve_with_a_short_secret_fails_in_one_line(tmp_path: Path) -> None:
         (["kafka", "consume"], "Missing option '--channels'"),
         (["serve", "--port", "70000"], "--port"),
         (["nonsense"], "No such command 'nonsense'"),
-        (["--log-level", "loud", "config"], "'loud' is not one of 'debug', 'info'"),
+        (["--log-level", "loud", "config"], "'loud' is not one of"),
         (["config", "--check", "--json"], "give one of --check, --json"),
     ],
 )
