@@ -378,9 +378,7 @@ class Container(containers.DeclarativeContainer):
     metrics = providers.Singleton(PrometheusMetrics, node)
     limits = providers.Singleton(_limits, settings)
     policy = providers.Singleton(Settings.access_policy, settings)
-    client_events = providers.Singleton(
-        _client_events, settings, realtime, kafka_producer.provider
-    )
+    client_events = providers.Singleton(_client_events, settings, realtime, kafka_producer.provider)
     gateway = providers.Singleton(
         _gateway,
         settings=settings,

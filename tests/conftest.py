@@ -42,9 +42,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         used = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
         params = callspec.params if callspec is not None else {}
-        if used & KAFKA_FIXTURES or any(
-            params.get(name) == "kafka" for name in BROKER_PARAMETERS
-        ):
+        if used & KAFKA_FIXTURES or any(params.get(name) == "kafka" for name in BROKER_PARAMETERS):
             item.add_marker(pytest.mark.kafka)
         if used & BROWSER_FIXTURES:
             item.add_marker(pytest.mark.browser)

@@ -26,7 +26,7 @@ from tidings.entrypoints.common import explain
 
 from ..support.processes import TIDINGS, process_env
 
-KAFKA_TIMEOUT = 1
+KAFKA_TIMEOUT = 0.3
 """Seconds each command may wait for the closed port (``KAFKA_TIMEOUT``)."""
 
 BOUND = 30
@@ -154,10 +154,10 @@ def test_outbox_flush_on_an_unreachable_kafka_fails_in_one_line(
     store.close()
     broker = no_kafka["KAFKA_BROKERS"]
     result = run(
-        tmp_path, "outbox", "flush", "--timeout", "4", REALTIME_OUTBOX=str(path), **no_kafka
+        tmp_path, "outbox", "flush", "--timeout", "1", REALTIME_OUTBOX=str(path), **no_kafka
     )
     line = assert_one_line(
-        result, 1, "1 message(s) still in the outbox after 4s: ", f"no broker reachable at {broker}"
+        result, 1, "1 message(s) still in the outbox after 1s: ", f"no broker reachable at {broker}"
     )
     assert "KAFKA_BROKERS" in line and "then flush again" in line
     assert result.stdout == "1 message(s) still waiting\n", result.describe()
