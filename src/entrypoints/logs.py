@@ -203,7 +203,7 @@ class KafkaLog(logging.Handler):
 
 def setup_logging(level: str) -> None:
     """Log to stderr at ``level`` (a level name); kafka-python's records through ``KafkaLog``
-    unless ``level`` is DEBUG."""
+    and httpx's from WARNING up (it logs every request at INFO), unless ``level`` is DEBUG."""
     threshold = int(logging.getLevelName(level.upper()))
     formatter = logging.Formatter(FORMAT)
     logging.basicConfig(level=threshold, stream=sys.stderr, format=FORMAT)
@@ -211,10 +211,13 @@ def setup_logging(level: str) -> None:
     for handler in list(kafka.handlers):
         if isinstance(handler, KafkaLog):
             kafka.removeHandler(handler)
+    httpx = logging.getLogger("httpx")  # the gateway broker: one INFO record per request
     if threshold <= logging.DEBUG:
         kafka.setLevel(logging.NOTSET)
         kafka.propagate = True
+        httpx.setLevel(logging.NOTSET)
         return
+    httpx.setLevel(max(threshold, logging.WARNING))
     target = StderrHandler()
     target.setFormatter(formatter)
     kafka.addHandler(KafkaLog(target, threshold=threshold))

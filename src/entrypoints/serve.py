@@ -44,7 +44,13 @@ async def run_gateway(
             await nursery.start(server.serve, gateway.handle)
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
-            _announce(server.url, gateway.node, settings.realtime_broker, settings.realtime_demo)
+            _announce(
+                server.url,
+                gateway.node,
+                settings.realtime_broker,
+                settings.realtime_demo,
+                http_publishing=settings.api_key() is not None,
+            )
             tune_interpreter(nursery)
             task_status.started(server.url)
             async for signum in signals:
@@ -66,14 +72,15 @@ async def run_gateway(
     log.info("gateway stopped")
 
 
-def _announce(url: str, node: str, broker: str, demo: bool) -> None:
+def _announce(url: str, node: str, broker: str, demo: bool, *, http_publishing: bool) -> None:
     ws = url.replace("http://", "ws://", 1)
+    off = "" if http_publishing else " (off: start with REALTIME_API_KEY to publish over HTTP)"
     lines = [
         f"tidings gateway on node {node}, broker {broker}{' (demo mode)' if demo else ''}",
         f"  demo page   {url}/",
         f"  client      {url}/client.js",
         f"  websocket   {ws}/ws",
-        f"  broadcast   POST {url}/broadcast",
+        f"  broadcast   POST {url}/broadcast{off}",
         f"  health      {url}/healthz",
         f"  metrics     {url}/metrics",
         "Ctrl+C to stop.",

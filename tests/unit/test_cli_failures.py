@@ -24,7 +24,7 @@ from tidings.domain.errors import BrokerUnavailable, ConfigurationError, Invalid
 from tidings.entrypoints.cli import cli
 from tidings.entrypoints.common import explain
 
-from ..support.processes import TIDINGS, process_env
+from ..support.processes import TIDINGS, Gateway, process_env
 
 KAFKA_TIMEOUT = 0.3
 """Seconds each command may wait for the closed port (``KAFKA_TIMEOUT``)."""
@@ -143,6 +143,18 @@ def test_publish_to_an_unreachable_gateway_fails_in_one_line_naming_its_url(
     line = assert_one_line(result, 1, f"no broker reachable at {url}", "REALTIME_GATEWAY_URL")
     assert "KAFKA_BROKERS" not in line, result.describe()
     assert result.stdout == "", result.describe()
+
+
+@pytest.mark.parametrize("broker_env", ["memory"], indirect=True)
+def test_publish_refused_by_a_gateway_is_one_line_naming_the_key(
+    tmp_path: Path, live_gateway: Gateway
+) -> None:
+    """The gateway answers (403, a wrong key): one line, and not httpx's record of the request."""
+    result = run(
+        tmp_path, "publish", "chat.1", "hello", "{}", "--url", live_gateway.url,
+        REALTIME_API_KEY="not-the-gateway-key",
+    )  # fmt: skip
+    assert_one_line(result, 2, f"the gateway at {live_gateway.url} refused", "REALTIME_API_KEY")
 
 
 def test_outbox_flush_on_an_unreachable_kafka_fails_in_one_line(
