@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +112,12 @@ def command_logging() -> Iterator[None]:
             each.setLevel(level)
             each.propagate = propagate
             each.handlers[:] = handlers
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: bound, read, closed."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

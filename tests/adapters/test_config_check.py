@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 
 import pytest
 
@@ -19,15 +18,6 @@ from tidings.entrypoints.logs import KafkaLog, name_brokers, setup_logging
 from .helpers import Cli, load_settings
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: bound, read, closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_config_check_says_the_broker_answered(cli: Cli, kafka_env: dict[str, str]) -> None:

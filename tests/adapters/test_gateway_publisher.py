@@ -86,14 +86,6 @@ def realtime_on(settings: Settings) -> Iterator[RealtimeService]:
         container.shutdown_resources()
 
 
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     """Wait until ``condition()`` holds, at most ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -258,8 +250,10 @@ async def test_a_refused_api_key_is_an_error_naming_REALTIME_API_KEY(
     assert "401" in str(refused.value) and gateway.url in str(refused.value)
 
 
-async def test_a_gateway_that_is_down_fails_every_message_with_BrokerUnavailable() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+async def test_a_gateway_that_is_down_fails_every_message_with_BrokerUnavailable(
+    closed_port: int,
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
     with realtime_on(settings_for(url)) as realtime:
         pendings = [realtime.broadcast_nowait("public.down", "e", i) for i in range(30)]
         errors = [await trio.to_thread.run_sync(pending.exception, WAIT) for pending in pendings]
@@ -345,8 +339,10 @@ async def test_with_an_outbox_broadcasts_are_stored_then_relayed_in_order(
     assert [event["data"] for event in events] == list(range(20))
 
 
-def test_with_an_outbox_a_gateway_that_is_down_loses_nothing(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+def test_with_an_outbox_a_gateway_that_is_down_loses_nothing(
+    tmp_path: Path, closed_port: int
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}"
     store = SqliteOutbox(tmp_path / "outbox.db")
     outbox = OutboxPublisher(
         store, GatewayPublisher(url, API_KEY), retry_max=0.05, close_timeout=0.2

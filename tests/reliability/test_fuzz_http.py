@@ -706,6 +706,12 @@ message_items = st.fixed_dictionaries(
         ),
         "data": st.one_of(json_values, st.integers(60_000, 70_000).map(lambda n: "d" * n)),
         "exclude": st.one_of(st.none(), st.text(max_size=20), st.integers(), st.just("\ud800")),
+        # A whole envelope's fields (ADR 0024): kept when valid, refused with 400 otherwise.
+        "id": st.one_of(st.text(max_size=40), st.just("x" * 300), st.just("a\x00b"), json_scalars),
+        "type": st.one_of(st.sampled_from(["event", "presence", ""]), json_scalars),
+        "timestamp": st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False), st.just(1e308), json_scalars
+        ),
         "extra": json_scalars,
     },
 )

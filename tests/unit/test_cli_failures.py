@@ -82,15 +82,6 @@ def assert_one_line(result: Run, status: int, *expected: str) -> str:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on: bound, read, closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@pytest.fixture
 def no_kafka(closed_port: int) -> dict[str, str]:
     """The environment of a command whose Kafka is the closed port."""
     return {
