@@ -96,6 +96,7 @@ def shop(
             "--workers=2",
             f"--bind=127.0.0.1:{app_port}",
             "--access-logfile=-",
+            "--no-control-socket",  # its default path is per user: shared by parallel runs
             "shop.wsgi",
         ],
         env,
