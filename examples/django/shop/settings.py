@@ -61,9 +61,9 @@ TIME_ZONE = "UTC"
 
 LOGGING = {
     # Errors of on_commit callbacks (a broadcast the broker refused) are logged, not raised:
-    # show them on stderr, where gunicorn and runserver put everything else.
+    # show warnings and errors on stderr, where gunicorn and runserver put everything else.
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
+    "root": {"handlers": ["console"], "level": "WARNING"},
 }

@@ -37,6 +37,8 @@ def create_app(
     if config is not None:
         app.config.from_mapping(config)
 
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)  # where the default database goes
+
     port = realtime if realtime is not None else tidings.realtime()
     # Build the publisher now: a wrong REALTIME_* or KAFKA_* setting stops the app at start, not
     # at its first broadcast. Under ``gunicorn --preload`` this runs once, in the master, before
