@@ -138,6 +138,9 @@ def test_the_package_version_is_the_python_package_version() -> None:
     )
     assert lock["version"] == lock["packages"][""]["version"] == tidings.__version__
     assert lock["name"] == manifest["name"] == NAME
+    # js/.npmrc keeps registry addresses out of the lock: npm ci uses the configured registry.
+    resolved = [path for path, entry in lock["packages"].items() if "resolved" in entry]
+    assert resolved == [], f"package-lock.json records where {resolved} came from"
 
 
 def test_the_manifest_declares_an_esm_module_with_its_types() -> None:
