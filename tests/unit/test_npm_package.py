@@ -9,6 +9,7 @@ The browser half (Chromium importing the client cross-origin) is tests/e2e/test_
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,30 @@ def test_tsc_fails_when_client_js_drifts_from_its_declarations(drift: str, tmp_p
         "extends": str(PACKAGE / "tsconfig.json"),
         "compilerOptions": {"paths": {NAME: [str(PACKAGE / "client.d.ts")]}},
         "files": ["client.js", "conformance.ts"],
+        "include": [],
     }
     (tmp_path / "tsconfig.json").write_text(json.dumps(config))
     result = run([tsc(), "--noEmit", "-p", str(tmp_path)], tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"tsc accepted {drift}:\n{output}"
     assert said in output, output
+
+
+@pytest.mark.parametrize("page", ["docs/client.md", "js/README.md"])
+def test_the_typescript_examples_of_the_docs_compile(page: str, tmp_path: Path) -> None:
+    blocks = re.findall(r"```ts\n(.*?)```", (ROOT / page).read_text(), re.S)
+    assert blocks, f"{page} has no TypeScript example"
+    for number, block in enumerate(blocks):
+        (tmp_path / f"example{number}.ts").write_text("export {};\n" + block)
+    config = {
+        "extends": str(PACKAGE / "tsconfig.json"),
+        "compilerOptions": {"paths": {NAME: [str(PACKAGE / "client.d.ts")]}},
+        "files": [f"example{number}.ts" for number in range(len(blocks))],
+        "include": [],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    result = run([tsc(), "--noEmit", "-p", str(tmp_path)], tmp_path)
+    assert result.returncode == 0, f"{page}, tsc:\n{result.stdout}{result.stderr}"
 
 
 def test_an_app_compiles_against_the_installed_package_with_node_resolution(app: Path) -> None:
