@@ -69,11 +69,16 @@ def checked(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def pack(into: Path) -> Path:
-    """``npm pack`` js/ into ``into`` (its prepack and postpack scripts run); the tarball."""
+    """``npm pack`` js/ into ``into`` (its prepack and postpack scripts run); the tarball.
+
+    What npm said about it (``--json``: name, version, files) is saved beside it, as
+    ``<tarball>.json``.
+    """
     result = checked([tool("npm"), "pack", "--json", "--pack-destination", str(into)], PACKAGE)
     (entry,) = json.loads(result.stdout)
     tarball = into / entry["filename"]
     assert tarball.is_file(), f"npm pack said {tarball.name}, but it is not in {into}"
+    tarball.with_name(tarball.name + ".json").write_text(json.dumps(entry))
     return tarball
 
 
