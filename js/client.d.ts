@@ -48,7 +48,9 @@ export type DisconnectAdvice = "resume" | "back-off" | "new-token" | "no-retry" 
  * The gateway's table of close codes and what to do after each. A code not listed (1006, a
  * proxy's) means `"resume"`: `Disconnects[code] ?? "resume"`.
  */
-export declare const Disconnects: Readonly<DisconnectTable & { [code: number]: DisconnectAdvice | undefined }>;
+export declare const Disconnects: Readonly<
+  DisconnectTable & { [code: number]: DisconnectAdvice | undefined }
+>;
 
 /** The rows of {@link Disconnects}: each close code the gateway uses and its advice. */
 export interface DisconnectTable {
@@ -367,7 +369,10 @@ export declare class Subscription<Events extends EventMap = EventMap> {
    * @throws {TypeError} for a name not starting with `client-`, or on a public channel.
    * @throws {Error} when the subscription failed or ended.
    */
-  trigger<Name extends keyof Events & `client-${string}`>(event: Name, data?: Events[Name]): boolean;
+  trigger<Name extends keyof Events & `client-${string}`>(
+    event: Name,
+    data?: Events[Name],
+  ): boolean;
   /** Leave the channel. */
   unsubscribe(): void;
 

@@ -4,7 +4,8 @@ import * as impl from "../../src/adapters/web/static/client.js";
 import type * as api from "@tidings/client";
 
 /** Whether two types are the same (not merely assignable either way). */
-type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Same<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 
 // Every declaration is implemented, with a compatible type: a name declared but missing from
 // client.js, or a signature that disagrees with its JSDoc, fails here.

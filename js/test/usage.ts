@@ -35,7 +35,9 @@ export function connect(fetchToken: () => Promise<string>): Tidings {
     console.log(now, rt.state === "connected");
   });
   off();
-  rt.on("connected", ({ connection_id, user_id, node }) => console.log(connection_id, user_id, node));
+  rt.on("connected", ({ connection_id, user_id, node }) => {
+    console.log(connection_id, user_id, node);
+  });
   rt.once("disconnected", ({ code, reason }) => {
     if ((Disconnects[code] ?? "resume") === "stop") console.warn(reason);
     if (code === CloseCode.TOKEN_EXPIRED) rt.setToken(provider);
@@ -60,7 +62,9 @@ export function connect(fetchToken: () => Promise<string>): Tidings {
   const room: Subscription<ChatEvents> = rt.subscribe<ChatEvents>("presence-chat.lobby");
   room.on("client-message", ({ name, text }, frame) => console.log(frame.user_id, name, text));
   room.on("presence", (members) => console.log([...members.keys()]));
-  room.on("presence.join", (member: PresenceMember) => console.log(member.user_id, member.user_info));
+  room.on("presence.join", (member: PresenceMember) => {
+    console.log(member.user_id, member.user_info);
+  });
   const sent: boolean = room.trigger("client-typing", { name: "Ann" });
   console.log(sent, room.state, room.kind, room.isPresence, room.members.size, room.position);
 
