@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from .backoff import Backoff
-from .connection import Client, Options, TokenSource
+from .connection import Client, Options, TokenSource, websocket_url
 from .errors import (
     BadRequest,
     ClientClosed,
@@ -64,6 +64,7 @@ __all__ = [
     "Unavailable",
     "connect",
     "error_for",
+    "websocket_url",
 ]
 
 

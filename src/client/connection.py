@@ -107,6 +107,25 @@ def websocket_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+def _why(error: BaseException) -> str:
+    """The most precise words for a failed connection: the OS's (``Connection refused``) where
+    an error caused by one says less (``all attempts to connect to ... failed``)."""
+    text = str(error) or type(error).__name__
+    seen: set[int] = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        strerror = getattr(error, "strerror", None)
+        if strerror:
+            return str(strerror)
+        if isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        elif error.__cause__ is not None or error.__context__ is not None:
+            error = error.__cause__ or error.__context__  # type: ignore[assignment]
+        else:
+            break
+    return text
+
+
 @attrs.frozen
 class _Ended:
     """How one connection attempt ended."""
@@ -475,8 +494,7 @@ class Client:
                 None, f"the gateway refused the connection: HTTP {exc.status_code}", False
             )
         except trio_websocket.HandshakeError as exc:
-            cause = exc.__cause__ or exc.__context__ or exc
-            text = getattr(cause, "strerror", None) or str(cause) or type(exc).__name__
+            text = _why(exc)
             return _Ended(None, f"gateway unreachable at {self.url}: {text}", False)
         except (OSError, trio_websocket.ConnectionClosed) as exc:
             return _Ended(None, f"connection lost: {exc!r}", self._confirmed.is_set())

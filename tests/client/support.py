@@ -32,7 +32,9 @@ def port_of(gateway: Gateway) -> int:
     return port
 
 
-def publish(gateway: Gateway, channel: str, *data: Any, event: str = "note") -> list[dict[str, Any]]:
+def publish(
+    gateway: Gateway, channel: str, *data: Any, event: str = "note"
+) -> list[dict[str, Any]]:
     """``POST /broadcast`` one message per ``data``, in order (blocking: run it in a thread
     from async code); the gateway's answers (id, position)."""
     body = [{"channel": channel, "event": event, "data": each} for each in data]

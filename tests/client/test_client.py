@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 import trio
 
@@ -35,11 +33,22 @@ async def take(sub: Subscription, count: int, timeout: float = WAIT) -> list[Eve
     return events
 
 
-async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Wait for ``condition`` to hold, checking every 10 ms, at most ``timeout`` seconds."""
-    with trio.fail_after(timeout):
-        while not condition():
-            await trio.sleep(0.01)
+class States:
+    """An ``on_state`` callback that keeps every state, and waits for one."""
+
+    def __init__(self) -> None:
+        self.seen: list[State] = []
+        self._changed = trio.Event()
+
+    def __call__(self, change: tidings.client.StateChange) -> None:
+        self.seen.append(change.state)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def reach(self, state: State, timeout: float = WAIT) -> None:
+        with trio.fail_after(timeout):
+            while not self.seen or self.seen[-1] is not state:
+                await self._changed.wait()
 
 
 async def test_events_arrive_in_order_and_iteration_ends_on_unsubscribe(
@@ -138,17 +147,15 @@ async def test_resume_after_the_connection_drops_loses_nothing_and_repeats_nothi
 ) -> None:
     channel = unique("public.resume")
     proxy = TcpProxy(port_of(live_gateway))
-    states: list[State] = []
+    states = States()
     try:
-        async with connect(
-            proxy.ws_url, on_state=lambda change: states.append(change.state), **FAST
-        ) as client:
+        async with connect(proxy.ws_url, on_state=states, **FAST) as client:
             sub = await client.subscribe(channel)
             before = await published(live_gateway, channel, "a0", "a1")
             assert [e.data for e in await take(sub, 2)] == ["a0", "a1"]
 
             proxy.refuse()  # the network drops, and the gateway stays out of reach a while
-            await until(lambda: client.state is State.RECONNECTING and proxy.accepted == 1)
+            await states.reach(State.RECONNECTING)
             missed = await published(live_gateway, channel, "b0", "b1", "b2")
             proxy.accept()
 
@@ -165,7 +172,7 @@ async def test_resume_after_the_connection_drops_loses_nothing_and_repeats_nothi
             assert before[0]["position"] != sub.position
     finally:
         proxy.close()
-    assert State.RECONNECTING in states and states[-1] is State.CLOSED
+    assert State.RECONNECTING in states.seen and states.seen[-1] is State.CLOSED
 
 
 async def test_a_message_published_twice_with_one_id_arrives_once(live_gateway: Gateway) -> None:
