@@ -369,7 +369,7 @@ class Client:
         self._failure = error
         log.warning("tidings client stopped: %s", error)
         for subscription in list(self._subscriptions.values()):
-            subscription._end(error, "failed" if subscription.state == "pending" else None)
+            subscription._end(error, "failed")
         self._subscriptions.clear()
         self._set_state(State.FAILED, str(error), error=error)
 

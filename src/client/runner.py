@@ -61,14 +61,15 @@ class TrioRunner:
     library = "trio"
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        _check_library(self.library)
+        check_library(self.library)
         return await fn(*args)
 
     async def host(self, awaitable: Awaitable[T]) -> T:
         return await awaitable
 
 
-def _check_library(expected: str) -> None:
+def check_library(expected: str) -> None:
+    """Refuse a call from another async library than the client's own."""
     library = sniffio.current_async_library()
     if library != expected:
         raise RuntimeError(
@@ -274,7 +275,7 @@ class GuestRunner:
         self.guest = guest
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        _check_library(self.library)
+        check_library(self.library)
         return await self.guest.call(fn, *args)
 
     async def host(self, awaitable: Awaitable[T]) -> T:
