@@ -338,13 +338,15 @@ def outbox_flush(timeout: float) -> None:
         )
 
 
-def _register_kafka_commands(group: click.Group) -> None:
+def _register_command_modules(group: click.Group) -> None:
     from .kafka_cli import kafka
+    from .subscribe_cli import subscribe
 
     group.add_command(kafka)
+    group.add_command(subscribe)
 
 
-_register_kafka_commands(cli)
+_register_command_modules(cli)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,8 +4,8 @@ JSON arguments, and a container whose resources are released however the command
 Every failure is one line on stderr, ``tidings: <cause>; <what to do>`` (``explain`` turns an
 exception into it), with the traceback before it at ``--log-level debug``. Bad arguments and bad
 configuration exit with status 2; everything else (an unreachable broker, a busy port) with 1.
-Both command modules (``cli``, ``kafka_cli``) import this one and not each other, except that
-``cli`` registers the ``kafka`` group.
+The command modules (``cli``, ``kafka_cli``, ``subscribe_cli``) import this one and not each
+other, except that ``cli`` registers the ``kafka`` group and the ``subscribe`` command.
 """
 
 from __future__ import annotations

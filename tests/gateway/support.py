@@ -17,6 +17,7 @@ from tests.conftest import API_KEY, SECRET
 from tests.support.processes import Gateway
 from tests.support.wsclient import Client
 from tidings.adapters.jwt_tokens import JwtTokens
+from tidings.client import Event, Subscription
 
 WAIT = 20.0
 """Seconds to wait for a frame: the first message of a new Kafka channel takes a few seconds."""
@@ -143,3 +144,15 @@ async def abort(client: Client, *, reset: bool = True) -> None:
     if reset:
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await stream.aclose()
+
+
+async def next_events(sub: Subscription, count: int, timeout: float = WAIT) -> list[Event]:
+    """The next ``count`` events of a ``tidings.client`` subscription, for the tests that read
+    better at the level of channels and members than of frames."""
+    events: list[Event] = []
+    with trio.fail_after(timeout):
+        async for event in sub:
+            events.append(event)
+            if len(events) == count:
+                break
+    return events

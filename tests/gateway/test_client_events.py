@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import tidings.client
 from tests.support.processes import Gateway
 from tests.support.wsclient import Client, connect
 
-from .support import WAIT, broadcast, events_of, expect_error, ping_pong, token, unique
+from .support import (
+    WAIT,
+    broadcast,
+    events_of,
+    expect_error,
+    next_events,
+    ping_pong,
+    token,
+    unique,
+)
 
 
 async def open_room(gateway: Gateway, room: str, *members: Client) -> None:
@@ -44,18 +54,23 @@ async def test_client_event_reaches_the_others_but_not_the_sender(gateway: Gatew
 async def test_client_event_on_a_presence_channel(gateway: Gateway) -> None:
     room = unique("presence-chat")
     async with (
-        connect(gateway.ws_url, token("1", info={"n": 1})) as ann,
-        connect(gateway.ws_url, token("2", info={"n": 2})) as bob,
+        tidings.client.connect(gateway.ws_url, token=token("1", info={"n": 1})) as ann,
+        tidings.client.connect(gateway.ws_url, token=token("2", info={"n": 2})) as bob,
     ):
-        await ann.subscribe(room)
-        await open_room(gateway, room, ann)
-        await bob.subscribe(room)
-        await bob.send(type="event", channel=room, event="client-wave", data=None)
-        # Ann first hears Bob join, then his event.
-        join, event = await ann.events(2, WAIT)
-        assert join["event"] == "presence.join"
-        assert event["event"] == "client-wave"
-        assert event["channel"] == room and event["data"] is None
+        ann_room = await ann.subscribe(room)
+        await broadcast(gateway, room, "opened")  # on Kafka this creates the room's topic
+        assert [event.event for event in await next_events(ann_room, 1)] == ["opened"]
+        bob_room = await bob.subscribe(room)
+        assert await bob_room.trigger("client-wave") is True
+        # Ann first hears Bob join, then his event, signed with his user id.
+        join, wave = await next_events(ann_room, 2)
+        assert join.event == "presence.join"
+        assert (wave.event, wave.channel, wave.data, wave.user_id) == (
+            "client-wave",
+            room,
+            None,
+            "2",
+        )
 
 
 async def test_client_event_on_a_public_channel_is_403(gateway: Gateway) -> None:

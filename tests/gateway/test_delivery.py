@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
+import tidings.client
 from tests.support.processes import Gateway
 from tests.support.wsclient import connect
 
-from .support import WAIT, broadcast, broadcast_many, events_of, unique
+from .support import WAIT, broadcast, broadcast_many, next_events, unique
 
 
 async def test_subscriber_receives_the_envelope(gateway: Gateway) -> None:
@@ -105,12 +106,19 @@ async def test_one_connection_holding_two_channels_gets_each_once(gateway: Gatew
 
 async def test_exclude_skips_exactly_that_connection(gateway: Gateway) -> None:
     channel = unique("public.chat")
-    async with connect(gateway.ws_url) as sender, connect(gateway.ws_url) as other:
-        await sender.subscribe(channel)
-        await other.subscribe(channel)
-        await broadcast(gateway, channel, "said", "hidden-from-sender", exclude=sender.id)
+    async with (
+        tidings.client.connect(gateway.ws_url) as sender,
+        tidings.client.connect(gateway.ws_url) as other,
+    ):
+        sender_chat = await sender.subscribe(channel)
+        other_chat = await other.subscribe(channel)
+        await broadcast(
+            gateway, channel, "said", "hidden-from-sender", exclude=sender.connection_id
+        )
         await broadcast(gateway, channel, "said", "for-all")
-        assert [e["data"] for e in await other.events(2, WAIT)] == ["hidden-from-sender", "for-all"]
-        [event] = await sender.events(1, WAIT)
-        assert event["data"] == "for-all"
-        assert events_of(sender.seen) == [event]
+        assert [e.data for e in await next_events(other_chat, 2)] == [
+            "hidden-from-sender",
+            "for-all",
+        ]
+        # In order: the sender's first event is the second broadcast.
+        assert [e.data for e in await next_events(sender_chat, 1)] == ["for-all"]

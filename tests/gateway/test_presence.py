@@ -6,10 +6,11 @@ from typing import Any
 
 import trio
 
+import tidings.client
 from tests.support.processes import Gateway
 from tests.support.wsclient import Client, connect
 
-from .support import WAIT, abort, aget, broadcast, events_of, token, unique
+from .support import WAIT, abort, aget, broadcast, events_of, next_events, token, unique
 
 ANN = {"name": "Ann"}
 BOB = {"name": "Bob"}
@@ -31,25 +32,21 @@ async def next_presence(client: Client, timeout: float = WAIT) -> dict[str, Any]
 
 async def test_member_list_and_join(gateway: Gateway) -> None:
     room = unique("presence-chat")
-    async with connect(gateway.ws_url, token("1", info=ANN)) as ann:
-        first = await ann.subscribe(room)
-        assert members(first) == [{"user_id": "1", "user_info": ANN}]
-        assert isinstance(first["data"]["position"], str)
+    async with tidings.client.connect(gateway.ws_url, token=token("1", info=ANN)) as ann:
+        ann_room = await ann.subscribe(room)
+        assert ann_room.members == {"1": ANN}
+        assert isinstance(ann_room.position, str)
 
-        async with connect(gateway.ws_url, token("2", info=BOB)) as bob:
-            second = await bob.subscribe(room)
-            assert members(second) == [
-                {"user_id": "1", "user_info": ANN},
-                {"user_id": "2", "user_info": BOB},
-            ]
-            join = await next_presence(ann)
-            assert join["event"] == "presence.join"
-            assert join["channel"] == room
-            assert join["data"] == {"user_id": "2", "user_info": BOB}
-            # Nobody is told about their own join.
-            await bob.send(type="ping")
-            assert await bob.recv() == {"type": "pong"}
-            assert events_of(bob.seen) == []
+        async with tidings.client.connect(gateway.ws_url, token=token("2", info=BOB)) as bob:
+            bob_room = await bob.subscribe(room)
+            assert bob_room.members == {"1": ANN, "2": BOB}
+            [join] = await next_events(ann_room, 1)
+            assert (join.event, join.channel) == ("presence.join", room)
+            assert join.data == {"user_id": "2", "user_info": BOB}
+            assert ann_room.members == {"1": ANN, "2": BOB}
+            # Nobody is told about their own join: Bob's first event is a broadcast made after.
+            await broadcast(gateway, room, "after")
+            assert [event.event for event in await next_events(bob_room, 1)] == ["after"]
 
 
 async def test_second_connection_of_a_user_is_one_member(gateway: Gateway) -> None:
