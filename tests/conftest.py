@@ -101,6 +101,21 @@ def live_gateway(gateway_env: dict[str, str]) -> Iterator[Gateway]:
 
 
 @pytest.fixture
+def app_env(live_gateway: Gateway, broker_env: dict[str, str]) -> dict[str, str]:
+    """What an app process needs to issue tokens and publish to ``live_gateway``: the same
+    secret, and the gateway publisher when the gateway is on the memory broker, else Kafka."""
+    if broker_env["REALTIME_BROKER"] == "memory":
+        publishing = {
+            "REALTIME_BROKER": "gateway",
+            "REALTIME_GATEWAY_URL": live_gateway.url,
+            "REALTIME_API_KEY": API_KEY,
+        }
+    else:
+        publishing = dict(broker_env)
+    return process_env(REALTIME_SECRET=SECRET, **publishing)
+
+
+@pytest.fixture
 def command_logging() -> Iterator[None]:
     """The command's logging setup for one test, undone afterwards."""
     loggers = [logging.getLogger(name) for name in ("kafka", "kafka.coordinator.assignors")]

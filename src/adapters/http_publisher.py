@@ -43,6 +43,7 @@ from ..domain.errors import (
     InvalidMessage,
     InvalidPosition,
 )
+from . import forks
 
 log = logging.getLogger("tidings.gateway_publisher")
 
@@ -82,29 +83,45 @@ class GatewayPublisher:
         headers = {"content-type": "application/json"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
-        self._client = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            transport=transport,
-        )
+        self._client_settings: dict[str, Any] = {
+            "headers": headers,
+            "timeout": httpx.Timeout(timeout),
+            "limits": httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            "transport": transport,
+        }
+        self._client = httpx.Client(**self._client_settings)
         self._max_queued = max_queued
+        self._closed = False
+        self._start_afresh()
+        # The process-wide port is never closed by the application: deliver what is queued
+        # when the interpreter exits (its worker is a daemon thread, still running then).
+        atexit.register(self.close)
+        forks.renew_after_fork(self)
+
+    def _start_afresh(self) -> None:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         """Notified when a message is queued or the publisher closes (the worker waits)."""
         self._answered = threading.Condition(self._lock)
         """Notified when acknowledgements settle (``flush`` waits)."""
         self._queue: deque[Acknowledgement] = deque()
+        self._sending: list[Acknowledgement] = []
+        """The batch of the request in flight."""
         self._open = 0
         """Acknowledgements not yet settled: queued, or in the request in flight."""
         self._failing: BrokerUnavailable | None = None
         """Set while a failed request's messages and those queued behind them are settled:
         what is published meanwhile fails at once rather than overtake them."""
-        self._closed = False
         self._worker: threading.Thread | None = None
-        # The process-wide port is never closed by the application: deliver what is queued
-        # when the interpreter exits (its worker is a daemon thread, still running then).
-        atexit.register(self.close)
+
+    def renew_after_fork(self) -> None:
+        """In a forked child (``forks``): a client, a worker and locks of its own; what the
+        parent had queued or in flight fails here at once (the parent delivers it)."""
+        forks.keep(self._client)
+        inherited = [*self._sending, *self._queue]
+        self._client = httpx.Client(**self._client_settings)
+        self._start_afresh()
+        forks.fail_inherited(inherited, BrokerUnavailable([self.url], forks.FORKED))
 
     # -- Publisher ---------------------------------------------------------------------------
 
@@ -168,13 +185,14 @@ class GatewayPublisher:
                     self._arrived.wait()
                 if not self._queue:
                     return  # closed, and everything is answered for
-                batch = self._next_batch()
+                batch = self._sending = self._next_batch()
             try:
                 self._send(batch)
             except Exception as exc:
                 # A bug must not end this thread: what waits on it would never be answered.
                 log.exception("publishing to the gateway at %s failed", self.url)
                 self._fail_from_here(batch, BrokerUnavailable([self.url], repr(exc)))
+            self._sending = []
 
     def _next_batch(self) -> list[Acknowledgement]:
         """What waits, oldest first, up to ``BATCH`` messages and ``BATCH_BYTES`` (at least one

@@ -8,6 +8,12 @@ down the relay retries with backoff; when it is back, the backlog drains in orde
 producer is idempotent, so a retry after a lost acknowledgement does not duplicate a message in
 Kafka; through a gateway's HTTP API it may, with the same message id (ADR 0024).
 
+Several processes may share one outbox file (gunicorn's workers, Celery's, all with the same
+``REALTIME_OUTBOX``): each stores into it, and one of them at a time relays, the one holding the
+relay lock (a POSIX lock on ``<file>.relay``, released by the kernel when its process ends, and not
+inherited by a forked child), so a message is never relayed by two processes at once and the file's
+order is kept. When the relaying process ends, another one takes the lock within a second.
+
 What it does not cover: a process killed between Kafka's acknowledgement and the delete sends that
 message again on restart (at-least-once). The file survives process crashes (WAL journal,
 ``synchronous=NORMAL``); a power loss can lose the last transactions.
@@ -15,6 +21,7 @@ message again on restart (at-least-once). The file survives process crashes (WAL
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import sqlite3
 import threading
@@ -29,6 +36,7 @@ from ..application.acknowledgement import Acknowledgement
 from ..domain import Channel, Message
 from ..domain.errors import BrokerError, BrokerOverloaded, BrokerUnavailable, TidingsError
 from ..ports import Pending, Publisher
+from . import forks
 
 log = logging.getLogger("tidings.outbox")
 
@@ -64,11 +72,33 @@ class SqliteOutbox:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._connect()
+        self._relay_lock = open(self.path + ".relay", "a+b")  # noqa: SIM115 (held for life)
+        forks.renew_after_fork(self)
+
+    def _connect(self) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: a connection of its own (SQLite's rule: a connection never crosses
+        a fork). The relay lock is the parent's and stays so; the child may take it later."""
+        forks.keep(self._db)
+        self._connect()
+
+    def take_relay_lock(self) -> bool:
+        """Whether this process is, or now becomes, the one that relays this outbox."""
+        try:
+            fcntl.lockf(self._relay_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def release_relay_lock(self) -> None:
+        fcntl.lockf(self._relay_lock, fcntl.LOCK_UN)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -129,6 +159,7 @@ class SqliteOutbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        self._relay_lock.close()
 
 
 class OutboxPublisher:
@@ -150,11 +181,21 @@ class OutboxPublisher:
         self._broker = broker
         self._retry_max = retry_max
         self._close_timeout = close_timeout
+        self._start_relay()
+        forks.renew_after_fork(self)
+
+    def _start_relay(self) -> None:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread = threading.Thread(target=self._relay, name="tidings-outbox", daemon=True)
         self._thread.start()
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: a relay thread of its own. It relays only once it holds the relay
+        lock, which the parent keeps while it lives (see the module doc)."""
+        if not self._stop.is_set():
+            self._start_relay()
 
     @property
     def name(self) -> str:
@@ -195,23 +236,33 @@ class OutboxPublisher:
 
     def _relay(self) -> None:
         backoff = 0.2
-        while not self._stop.is_set():
-            batch = self._outbox.oldest(BATCH)
-            if not batch:
-                self._idle.set()
-                self._wake.wait(1.0)
-                self._wake.clear()
-                continue
-            sent, error = self._send_in_order(batch)
-            self._outbox.remove(sent)
-            if error is None:
-                backoff = 0.2
-                continue
-            log.warning(
-                "outbox: %d message(s) wait for the broker: %s", len(batch) - len(sent), error
-            )
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._retry_max)
+        relaying = False
+        try:
+            while not self._stop.is_set():
+                relaying = relaying or self._outbox.take_relay_lock()
+                batch = self._outbox.oldest(BATCH if relaying else 1)
+                if not batch or not relaying:
+                    # Another process relays (it holds the lock) or nothing waits: look again
+                    # when something is published here, or in a second.
+                    if not batch:
+                        self._idle.set()
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+                    continue
+                backoff = self._relay_batch(batch, backoff)
+        finally:
+            if relaying:
+                self._outbox.release_relay_lock()
+
+    def _relay_batch(self, batch: list[tuple[int, Message]], backoff: float) -> float:
+        """Send one batch and delete what was acknowledged; the back-off for the next one."""
+        sent, error = self._send_in_order(batch)
+        self._outbox.remove(sent)
+        if error is None:
+            return 0.2
+        log.warning("outbox: %d message(s) wait for the broker: %s", len(batch) - len(sent), error)
+        self._stop.wait(backoff)
+        return min(backoff * 2, self._retry_max)
 
     def _send_in_order(self, batch: list[tuple[int, Message]]) -> tuple[list[int], str | None]:
         """Publish a batch; the sequence numbers acknowledged, and the first error if any.

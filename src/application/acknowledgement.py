@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -24,6 +25,16 @@ _STATES = {_PENDING: "pending", _ACKNOWLEDGED: "acknowledged", _FAILED: "failed"
 
 _settling = threading.Lock()
 """Guards every acknowledgement's state and callbacks: held for a few instructions at a time."""
+
+
+def _renew_settling_lock() -> None:
+    # A thread of the parent may have held it at the moment of fork(); in the child that thread
+    # is gone and would never release it (src/adapters/forks.py renews the publishers).
+    global _settling
+    _settling = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_renew_settling_lock)
 
 
 class Acknowledgement:

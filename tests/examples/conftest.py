@@ -20,28 +20,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import API_KEY, SECRET
 from ..support.kafka import free_port
-from ..support.processes import Gateway, process_env
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BIN = Path(sys.executable).parent
 """The venv's scripts: gunicorn, uvicorn, celery."""
-
-
-@pytest.fixture
-def app_env(live_gateway: Gateway, broker_env: dict[str, str]) -> dict[str, str]:
-    """What an app process needs to issue tokens and publish to ``live_gateway``: the same
-    secret, and the gateway publisher when the gateway is on the memory broker, else Kafka."""
-    if broker_env["REALTIME_BROKER"] == "memory":
-        publishing = {
-            "REALTIME_BROKER": "gateway",
-            "REALTIME_GATEWAY_URL": live_gateway.url,
-            "REALTIME_API_KEY": API_KEY,
-        }
-    else:
-        publishing = dict(broker_env)
-    return process_env(REALTIME_SECRET=SECRET, **publishing)
 
 
 class AppProcess:

@@ -84,7 +84,14 @@ def _runtime_requirements() -> list[Requirement]:
 
 
 def _group(name: str) -> list[Requirement]:
-    return [Requirement(text) for text in _project()["dependency-groups"][name]]
+    """A dependency group's requirements, with the groups it includes (PEP 735)."""
+    found: list[Requirement] = []
+    for item in _project()["dependency-groups"][name]:
+        if isinstance(item, dict):
+            found += _group(item["include-group"])
+        else:
+            found.append(Requirement(item))
+    return found
 
 
 def _constraints(name: str) -> dict[str, Version]:

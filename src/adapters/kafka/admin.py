@@ -64,6 +64,17 @@ class KafkaAdmin:
         self._cluster_id: str | None = None
         self._lock = threading.Lock()
 
+    def renewed(self) -> KafkaAdmin:
+        """A new admin for the same cluster and settings, sharing nothing with this one (for a
+        forked child: this one's client and lock are the parent's)."""
+        return KafkaAdmin(
+            self.brokers,
+            partitions=self._partitions,
+            replication_factor=self._replication,
+            timeout=self._timeout_ms / 1000,
+            client_settings=self._client_settings,
+        )
+
     @classmethod
     def for_config(cls, config: KafkaClientConfig, *, producer: bool = False) -> KafkaAdmin:
         """An admin for ``config``'s cluster, with the security settings of its consumers (or

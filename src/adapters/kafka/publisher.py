@@ -34,6 +34,7 @@ from kafka.errors import KafkaError
 from ...application.acknowledgement import Acknowledgement
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable, ChannelHasNoTopic
+from .. import forks
 from .admin import KafkaAdmin
 from .common import kafka_stream, unavailable
 from .settings import KafkaClientConfig
@@ -118,10 +119,39 @@ class KafkaPublisher:
         """Acknowledgements not yet settled, with the time by which they must be (None while
         queued on the worker). Added to under the lock; removed from by whoever settles."""
         self._delivery_timeout: float = self._config["delivery_timeout_ms"] / 1000
-        self._watchdog = threading.Thread(
-            target=self._watch, name="tidings-kafka-watchdog", daemon=True
-        )
-        self._watchdog.start()
+        self._start_watchdog()
+        forks.renew_after_fork(self)
+
+    def _start_watchdog(self) -> None:
+        threading.Thread(target=self._watch, name="tidings-kafka-watchdog", daemon=True).start()
+
+    def renew_after_fork(self) -> None:
+        """In a forked child (``forks``): a producer, threads and locks of its own; what the
+        parent had in flight fails here at once (the parent delivers it)."""
+        forks.keep(self._producer, self._admin)
+        if self._producer is not None:
+            # kafka-python closes a producer at exit (an atexit hook), waiting for what it had
+            # in flight; closed now, on a thread of its own, it neither delays the child's exit
+            # nor blocks the child on a lock a vanished thread of the parent may hold.
+            threading.Thread(
+                target=_close_quietly,
+                args=(self._producer,),
+                name="tidings-kafka-inherited",
+                daemon=True,
+            ).start()
+        inherited = list(self._open)
+        self._admin = self._admin.renewed()
+        self._producer = None
+        self._cluster_id = None
+        self._known = set()
+        self._queued = {}
+        self._lock = threading.Lock()
+        self._work = queue.Queue(maxsize=self._max_in_flight)
+        self._thread = None
+        self._open = {}
+        if not self._closed:
+            self._start_watchdog()
+        forks.fail_inherited(inherited, BrokerUnavailable(self.brokers, forks.FORKED))
 
     # -- Publisher ---------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from ...application.acknowledgement import Acknowledgement
 from ...domain import Channel, Message, Position
 from ...domain.errors import BrokerOverloaded, BrokerUnavailable
 from ...ports import Delivered, FeedOptions, FeedStatus, GroupMode
+from .. import forks
 from .history import MemoryHistory
 
 log = logging.getLogger("tidings.memory")
@@ -140,6 +141,15 @@ class MemoryBroker:
         self._queue_size = queue_size
         self._feeds: list[MemoryFeed] = []
         self._closed = False
+        self._warned = False
+        forks.renew_after_fork(self)
+
+    def renew_after_fork(self) -> None:
+        """In a forked child: a lock of its own (a thread of the parent may have held this one
+        at the fork, and is gone), and no subscribers: those were the parent's gateway's, which
+        does not run here. What the child publishes stays in the child (it warns, once)."""
+        self._lock = threading.Lock()
+        self._feeds = []
         self._warned = False
 
     # -- Publisher ---------------------------------------------------------------------------

@@ -144,7 +144,7 @@ class Emitter {
    * @returns {() => void}
    */
   once(name, listener) {
-    const off = this.on(name, (...args) => {
+    const off = this.on(name, (/** @type {any[]} */ ...args) => {
       off();
       listener(...args);
     });
@@ -189,8 +189,26 @@ class Emitter {
 }
 
 /**
+ * A function (may be async) called before every connection attempt, so it can return a fresh
+ * token after one expired.
+ * @typedef {() => string | null | undefined | Promise<string | null | undefined>} TokenProvider
+ */
+
+/**
+ * What the client needs of a WebSocket: the browser's, Node's (22 and later), Deno's and the
+ * `ws` package's all have it.
+ * @typedef {object} WebSocketLike
+ * @property {number} readyState
+ * @property {(data: string) => void} send
+ * @property {(code?: number, reason?: string) => void} close
+ * @property {((event: any) => void) | null} onmessage
+ * @property {((event: any) => void) | null} onclose
+ * @property {((event: any) => void) | null} onerror
+ */
+
+/**
  * @typedef {object} TidingsOptions
- * @property {string | (() => string | null | undefined | Promise<string | null | undefined>)} [token]
+ * @property {string | TokenProvider | null} [token]
  *   A connection token, or a function (may be async) called before every connection attempt,
  *   so it can return a fresh token after one expired. None: connect anonymously (public
  *   channels only).
@@ -204,7 +222,8 @@ class Emitter {
  * @property {number} [floodDelay=30000] Delay before reconnecting after the gateway closed the
  *   connection for flooding (4029).
  * @property {boolean} [autoConnect=true] Connect in the constructor; else call `connect()`.
- * @property {typeof WebSocket} [WebSocket] The WebSocket constructor (default: the global one).
+ * @property {new (url: string) => WebSocketLike} [WebSocket] The WebSocket constructor (default:
+ *   the global one).
  */
 
 /**
@@ -238,11 +257,13 @@ export class Tidings extends Emitter {
   /** @type {Required<Omit<TidingsOptions, "token" | "WebSocket">>} */
   options;
 
+  /** @type {string | TokenProvider | null} */
   #token;
+  /** @type {(new (url: string) => WebSocketLike) | null} */
   #WebSocket;
   /** @type {"connecting" | "connected" | "disconnected" | "closed"} */
   #state = "disconnected";
-  /** @type {WebSocket | null} */
+  /** @type {WebSocketLike | null} */
   #socket = null;
   /** @type {ConnectedInfo | null} */
   #info = null;
@@ -252,15 +273,28 @@ export class Tidings extends Emitter {
   #stopped = true;
   #closed = false;
   #generation = 0;
+  /** @type {ReturnType<typeof setTimeout> | null} */
   #reconnectTimer = null;
+  /** @type {ReturnType<typeof setInterval> | null} */
   #pingTimer = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
   #pongTimer = null;
+  /** @type {ReturnType<typeof setTimeout> | null} */
   #resendTimer = null;
-  /** The token the current (or last) connection used. */
+  /**
+   * The token the current (or last) connection used.
+   * @type {string | null}
+   */
   #usedToken = null;
-  /** A token the gateway refused (4401): never sent again. */
+  /**
+   * A token the gateway refused (4401): never sent again.
+   * @type {string | null}
+   */
   #refusedToken = null;
-  /** The 401 error frame that precedes a refusal close, reported with it. */
+  /**
+   * The 401 error frame that precedes a refusal close, reported with it.
+   * @type {TidingsError | null}
+   */
   #authError = null;
   #wasConnected = false;
   #onOnline = () => {
@@ -436,7 +470,10 @@ export class Tidings extends Emitter {
     this.emit("state", state);
   }
 
-  /** @returns {boolean} whether the frame was handed to an open socket */
+  /**
+   * @param {object} frame
+   * @returns {boolean} whether the frame was handed to an open socket
+   */
   #send(frame) {
     const socket = this.#socket;
     if (!socket || socket.readyState !== 1 || this.#state !== "connected") return false;
@@ -452,7 +489,7 @@ export class Tidings extends Emitter {
       token = typeof this.#token === "function" ? await this.#token() : this.#token;
     } catch (error) {
       if (generation !== this.#generation) return;
-      this.emit("error", new TidingsError(401, `token provider failed: ${error?.message ?? error}`));
+      this.emit("error", new TidingsError(401, `token provider failed: ${describe(error)}`));
       this.#retry(this.#backoff());
       return;
     }
@@ -464,11 +501,12 @@ export class Tidings extends Emitter {
     }
     const url = new URL(this.url);
     if (token) url.searchParams.set("token", token);
+    /** @type {WebSocketLike} */
     let socket;
     try {
       socket = new (this.#WebSocket ?? globalThis.WebSocket)(url.toString());
     } catch (error) {
-      this.emit("error", new TidingsError(0, `cannot open ${this.url}: ${error?.message ?? error}`));
+      this.emit("error", new TidingsError(0, `cannot open ${this.url}: ${describe(error)}`));
       this.#retry(this.#backoff());
       return;
     }
@@ -487,7 +525,7 @@ export class Tidings extends Emitter {
 
   /** @param {string} text */
   #onFrame(text) {
-    clearTimeout(this.#pongTimer);
+    clearTimeout(this.#pongTimer ?? undefined);
     this.#pongTimer = null;
     let frame;
     try {
@@ -522,16 +560,17 @@ export class Tidings extends Emitter {
     }
   }
 
+  /** @param {{channel?: string, data?: {code?: number, message?: string}}} frame */
   #onError(frame) {
-    const { code, message } = frame.data ?? {};
-    const error = new TidingsError(code, message ?? "error", frame.channel);
+    const code = frame.data?.code ?? 0;
+    const error = new TidingsError(code, frame.data?.message ?? "error", frame.channel);
     if (!this.#wasConnected && code === ErrorCode.UNAUTHORIZED) {
       this.#authError = error; // reported with the close that follows, if it matters
       return;
     }
     const subscription = frame.channel ? this.#subscriptions.get(frame.channel) : undefined;
     if (subscription) {
-      if (subscription._error(error) === "failed") this.#subscriptions.delete(frame.channel);
+      if (subscription._error(error) === "failed") this.#subscriptions.delete(subscription.channel);
     } else if (!(frame.channel && code === ErrorCode.NOT_FOUND)) {
       // (404 on a channel we no longer hold answers an unsubscribe the gateway had refused.)
       this.emit("error", error);
@@ -555,6 +594,10 @@ export class Tidings extends Emitter {
     }, Math.max(1000, this.options.minDelay));
   }
 
+  /**
+   * @param {number} code
+   * @param {string} reason
+   */
   #onClose(code, reason) {
     this.#socket = null;
     this.#stopTimers();
@@ -566,7 +609,7 @@ export class Tidings extends Emitter {
       return;
     }
     const dynamic = typeof this.#token === "function";
-    const advice = Disconnects[code] ?? "resume";
+    const advice = /** @type {Record<number, string | undefined>} */ (Disconnects)[code] ?? "resume";
     if (advice === "no-retry") {
       const error = this.#authError ?? new TidingsError(401, reason || "token refused");
       if (!dynamic) {
@@ -599,13 +642,17 @@ export class Tidings extends Emitter {
     this.#retry(this.#backoff());
   }
 
-  /** Stop reconnecting and report why; `connect()` starts again. */
+  /**
+   * Stop reconnecting and report why; `connect()` starts again.
+   * @param {TidingsError} error
+   */
   #fail(error) {
     this.#stopped = true;
     this.#setState("disconnected");
     this.emit("error", error);
   }
 
+  /** @param {number} delay milliseconds */
   #retry(delay) {
     this.#setState("disconnected");
     this.#clearReconnect();
@@ -645,13 +692,17 @@ export class Tidings extends Emitter {
   }
 
   #stopTimers() {
-    clearInterval(this.#pingTimer);
-    clearTimeout(this.#pongTimer);
-    clearTimeout(this.#resendTimer);
+    clearInterval(this.#pingTimer ?? undefined);
+    clearTimeout(this.#pongTimer ?? undefined);
+    clearTimeout(this.#resendTimer ?? undefined);
     this.#pingTimer = this.#pongTimer = this.#resendTimer = null;
   }
 
-  /** Close the current socket without waiting for its close event (which is ignored). */
+  /**
+   * Close the current socket without waiting for its close event (which is ignored).
+   * @param {number} code
+   * @param {string} reason
+   */
   #drop(code, reason) {
     const socket = this.#socket;
     this.#stopTimers();
@@ -708,11 +759,20 @@ export class Subscription extends Emitter {
 
   #client;
   #send;
-  /** Client events waiting for the subscription to be confirmed. */
+  /**
+   * Client events waiting for the subscription to be confirmed.
+   * @type {object[]}
+   */
   #queue = [];
-  /** The `since` of the subscribe frame in flight (null when subscribing fresh). */
+  /**
+   * The `since` of the subscribe frame in flight (null when subscribing fresh).
+   * @type {string | null}
+   */
   #since = null;
-  /** The channel's latest position when the gateway confirmed the subscription. */
+  /**
+   * The channel's latest position when the gateway confirmed the subscription.
+   * @type {string | null}
+   */
   #frontier = null;
   #seen = new Set();
 
@@ -774,7 +834,10 @@ export class Subscription extends Emitter {
       : { type: "subscribe", channel: this.channel, since: this.position };
   }
 
-  /** @internal */
+  /**
+   * @internal
+   * @param {any} frame a "subscribed", "unsubscribed" or "event" frame, as parsed from JSON
+   */
   _receive(frame) {
     if (this.state === "unsubscribed" || this.state === "failed") return;
     if (frame.type === "subscribed") this.#subscribed(frame.data ?? {});
@@ -783,6 +846,7 @@ export class Subscription extends Emitter {
 
   /**
    * @internal An error frame about this channel.
+   * @param {TidingsError} error
    * @returns {"gap" | "failed" | "error"}
    */
   _error(error) {
@@ -823,6 +887,7 @@ export class Subscription extends Emitter {
     this.emit("unsubscribed");
   }
 
+  /** @param {{position?: string | null, members?: {user_id: string, user_info: any}[]}} data */
   #subscribed(data) {
     const resumed = this.#since !== null;
     this.#frontier = data.position ?? null;
@@ -863,7 +928,10 @@ export class Subscription extends Emitter {
   }
 }
 
-/** A delay between half of `delay` and all of it, so clients do not reconnect in lockstep. */
+/**
+ * A delay between half of `delay` and all of it, so clients do not reconnect in lockstep.
+ * @param {number} delay
+ */
 function jitter(delay) {
   return delay / 2 + Math.random() * (delay / 2);
 }
@@ -879,4 +947,12 @@ function resolveUrl(url) {
   if (resolved.protocol === "http:") resolved.protocol = "ws:";
   else if (resolved.protocol === "https:") resolved.protocol = "wss:";
   return resolved.toString();
+}
+
+/**
+ * What an exception says, for an error message: its `message`, or itself.
+ * @param {unknown} error
+ */
+function describe(error) {
+  return /** @type {{message?: unknown} | null | undefined} */ (error)?.message ?? error;
 }
