@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 app = Celery("shop", broker=os.environ.get("CELERY_BROKER_URL", "filesystem://"))
 app.conf.update(
     task_acks_late=True,  # a worker that dies mid-task leaves the task to another
-    worker_prefetch_multiplier=1,  # each child takes one task at a time
+    worker_prefetch_multiplier=1,  # a process reserves one task at a time: none wait behind another
     broker_connection_retry_on_startup=True,
 )
 if app.conf.broker_url.startswith("filesystem://"):
@@ -45,6 +45,7 @@ if app.conf.broker_url.startswith("filesystem://"):
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
         "control_folder": str(folder / "control"),
+        "polling_interval": 0.1,  # seconds between looks at the folder (kombu's default: 1)
     }
 
 
