@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from types import ModuleType
 from typing import Any
 
 import httpx
 import pytest
 import trio
-from fastapi.testclient import TestClient
 
 from tidings import BrokerUnavailable
 from tidings.testing import FakeRealtime
@@ -99,17 +98,19 @@ def shop() -> ModuleType:
 
 
 @pytest.fixture
-def client(shop: ModuleType, fake_realtime: FakeRealtime) -> Iterator[TestClient]:
-    """The app with ``fake_realtime`` as its ``RealtimePort``: FastAPI's dependency override."""
+async def client(shop: ModuleType, fake_realtime: FakeRealtime) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with ``fake_realtime`` as its ``RealtimePort`` (FastAPI's dependency override),
+    called in the test's own event loop through httpx's ASGI transport: no server."""
     shop.app.dependency_overrides[shop.get_realtime] = lambda: fake_realtime
-    with TestClient(shop.app) as test_client:
-        yield test_client
+    transport = httpx.ASGITransport(app=shop.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        yield client
 
 
-def test_shipping_tells_the_customer_and_the_staff_feed(
-    client: TestClient, fake_realtime: FakeRealtime
+async def test_shipping_tells_the_customer_and_the_staff_feed(
+    client: httpx.AsyncClient, fake_realtime: FakeRealtime
 ) -> None:
-    response = client.post("/orders/1001/ship", auth=STAFF)
+    response = await client.post("/orders/1001/ship", auth=STAFF)
 
     assert response.status_code == 200
     fake_realtime.assert_broadcast(
@@ -122,20 +123,20 @@ def test_shipping_tells_the_customer_and_the_staff_feed(
     )
 
 
-def test_a_customer_cannot_ship_and_nothing_is_broadcast(
-    client: TestClient, fake_realtime: FakeRealtime
+async def test_a_customer_cannot_ship_and_nothing_is_broadcast(
+    client: httpx.AsyncClient, fake_realtime: FakeRealtime
 ) -> None:
-    assert client.post("/orders/1001/ship", auth=ALICE).status_code == 403
-    assert client.post("/orders/1001/ship", auth=("staff", "guess")).status_code == 401
+    assert (await client.post("/orders/1001/ship", auth=ALICE)).status_code == 403
+    assert (await client.post("/orders/1001/ship", auth=("staff", "guess"))).status_code == 401
     fake_realtime.assert_nothing_broadcast()
 
 
-def test_an_unreachable_broker_is_a_503_the_client_can_retry(
-    client: TestClient, fake_realtime: FakeRealtime
+async def test_an_unreachable_broker_is_a_503_the_client_can_retry(
+    client: httpx.AsyncClient, fake_realtime: FakeRealtime
 ) -> None:
     fake_realtime.fail_with(BrokerUnavailable(["127.0.0.1:9092"], "timed out"))
 
-    response = client.post("/orders/1001/ship", auth=STAFF)
+    response = await client.post("/orders/1001/ship", auth=STAFF)
 
     assert response.status_code == 503
     assert response.json() == {"detail": "live updates are unavailable, try again"}
