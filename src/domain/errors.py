@@ -9,7 +9,23 @@ from __future__ import annotations
 
 
 class TidingsError(Exception):
-    """Base class of every error tidings raises on purpose."""
+    """Base class of every error tidings raises on purpose.
+
+    Every one survives pickling with its type, message and attributes: Celery sends a task's
+    exception to its result backend and its logs that way, and ``multiprocessing`` across
+    processes. The default pickling calls ``cls(*args)``, which fails for the errors below
+    whose constructors take the parts of their message (``BrokerUnavailable(brokers,
+    detail)``): Celery would then report a bare ``BrokerError`` in its place.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_restore, (type(self), self.args), self.__dict__)
+
+
+def _restore(cls: type[TidingsError], args: tuple[object, ...]) -> TidingsError:
+    """An error of ``cls`` with ``args``, without calling its ``__init__``; pickle then sets
+    its attributes from the state ``__reduce__`` gave."""
+    return cls.__new__(cls, *args)
 
 
 class InvalidChannel(TidingsError, ValueError):
