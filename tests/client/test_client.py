@@ -6,7 +6,8 @@ import pytest
 import trio
 
 import tidings.client
-from tests.support.processes import Gateway
+from tests.conftest import API_KEY, SECRET
+from tests.support.processes import Gateway, process_env
 from tests.support.proxy import TcpProxy
 from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.client import Event, State, Subscription, connect
@@ -38,10 +39,13 @@ class States:
 
     def __init__(self) -> None:
         self.seen: list[State] = []
+        self.reasons: list[str] = []
         self._changed = trio.Event()
 
     def __call__(self, change: tidings.client.StateChange) -> None:
         self.seen.append(change.state)
+        if change.reason:
+            self.reasons.append(change.reason)
         self._changed.set()
         self._changed = trio.Event()
 
@@ -285,3 +289,34 @@ async def test_bad_arguments_are_refused_with_what_was_wrong(closed_port: int) -
             await client.trigger("public.x", "client-x")
         with pytest.raises(ValueError, match="start with 'client-'"):
             await client.trigger("private-x", "typing")
+
+
+async def test_a_subscription_nobody_reads_is_cut_as_slow_and_resumes_without_loss() -> None:
+    """The buffer fills, the client stops reading, the gateway's queue for it fills and it cuts
+    the connection (4008, slow consumer); the client reconnects and resumes from the last
+    position it handed out: every message once, in order."""
+    gateway = Gateway(
+        process_env(
+            REALTIME_BROKER="memory",
+            REALTIME_SECRET=SECRET,
+            REALTIME_API_KEY=API_KEY,
+            REALTIME_QUEUE_SIZE="20",
+            REALTIME_HISTORY_SIZE="5000",
+        )
+    )
+    try:
+        channel = unique("public.flood")
+        states = States()
+        total, padding = 2000, "x" * 1000  # 2 MB: more than the sockets' buffers hold
+        async with connect(gateway.ws_url, buffer=5, on_state=states, **FAST) as client:
+            sub = await client.subscribe(channel)
+            for start in range(0, total, 100):
+                await published(
+                    gateway, channel, *({"n": n, "pad": padding} for n in range(start, start + 100))
+                )
+            got = await take(sub, total, timeout=120)
+        assert [event.data["n"] for event in got] == list(range(total))  # type: ignore[index]
+        assert State.RECONNECTING in states.seen
+        assert any("4008" in reason for reason in states.reasons), states.reasons
+    finally:
+        assert gateway.stop() == 0, gateway.output()
