@@ -35,7 +35,9 @@ class Renewable(Protocol):
         """In a forked child: fresh threads, locks and connections; nothing inherited used."""
 
 
-_owners: weakref.WeakSet[Renewable] = weakref.WeakSet()
+_owners: weakref.WeakKeyDictionary[Renewable, None] = weakref.WeakKeyDictionary()
+"""In the order they registered, which is the order they were built: what an adapter uses
+(the outbox's table) renews before what uses it (the relay, which starts a thread at once)."""
 _inherited: list[object] = []
 """What children inherited and must neither use nor finalise (see the module doc)."""
 
@@ -45,7 +47,7 @@ FORKED = "the process forked before the broker answered; the parent process deli
 
 def renew_after_fork(owner: Renewable) -> None:
     """Have ``owner.renew_after_fork()`` called in every child forked from now on."""
-    _owners.add(owner)
+    _owners[owner] = None
 
 
 def keep(*inherited: object) -> None:

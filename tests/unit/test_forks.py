@@ -13,12 +13,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
 from tidings import Message
 from tidings.adapters.http_publisher import GatewayPublisher
 from tidings.adapters.memory.broker import MemoryBroker
+from tidings.adapters.outbox import OutboxPublisher, SqliteOutbox
 from tidings.application import acknowledgement
 
 CHILD_WAIT = 10.0
@@ -95,3 +97,32 @@ def test_the_memory_broker_publishes_in_a_child_forked_while_its_lock_was_held()
         assert ack.result(CHILD_WAIT) is not None
 
     assert _fork_while_held(broker._lock, child=child) == 0
+
+
+def test_an_outbox_shared_with_a_child_forked_while_its_lock_was_held(tmp_path: Path) -> None:
+    """The child stores into the parent's outbox file; the parent, which holds the relay lock,
+    relays it; the child sees the file emptied. The child's relay must use the child's own
+    connection and lock, renewed before the relay restarts, never the held ones."""
+    sent: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        messages = json.loads(request.content)
+        sent.extend(m["event"] for m in messages)
+        return httpx.Response(200, json=[{"id": m["id"]} for m in messages])
+
+    store = SqliteOutbox(tmp_path / "outbox.db")
+    gateway = GatewayPublisher("http://gateway.test", "key", transport=httpx.MockTransport(answer))
+    outbox = OutboxPublisher(store, gateway)
+    try:
+        outbox.publish("user.1", Message.event("user.1", "before"))
+        outbox.flush(5)
+
+        def child() -> None:
+            outbox.publish("user.1", Message.event("user.1", "in-child")).result(CHILD_WAIT)
+            outbox.flush(CHILD_WAIT)
+            assert store.status().pending == 0
+
+        assert _fork_while_held(store._lock, child=child) == 0
+        assert sent == ["before", "in-child"]  # relayed once, by the parent
+    finally:
+        outbox.close()
