@@ -39,6 +39,8 @@ class EventStream:
         self.body = b""
         """A refusal's whole body (for a 200 the events are read with ``next``)."""
         self.ended = False
+        self.dropped = False
+        """The connection ended without the end of the response (a stalled reader is dropped)."""
         self.last_id: str | None = None
         """What a browser would send as ``Last-Event-ID``: the id of the last whole event."""
         self.seen: list[Event] = []
@@ -62,7 +64,11 @@ class EventStream:
     async def _read(self) -> str:
         """The next piece of body text; '' once the response (or connection) ended."""
         while True:
-            event = self._h11.next_event()
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError:  # dropped without the end of the body
+                self.ended = self.dropped = True
+                return ""
             if event is h11.NEED_DATA:
                 try:
                     data = await self.stream.receive_some(65_536)
