@@ -175,6 +175,15 @@ async def test_channel_limit_and_heartbeats_under_the_idle_timeout(
         assert event.data["data"] == "still here"
 
 
+async def test_a_token_that_expires_ends_the_stream_with_4001(gateway: Gateway) -> None:
+    channel = unique("public.expiring")
+    async with open_stream(gateway.url, channel, token=token("7", ttl=2)) as stream:
+        await _opened(stream, channel)
+        goodbye = await stream.until("disconnect", WAIT)
+        assert goodbye.data["code"] == 4001 and goodbye.data["advice"] == "new-token"
+        assert await stream.next(WAIT) is None
+
+
 async def test_presence_an_sse_subscriber_is_a_member(gateway: Gateway) -> None:
     room = unique("presence-chat")
     async with connect(gateway.ws_url, token("ws-user")) as member:

@@ -231,6 +231,8 @@ class Gateway:
         except ConnectionClosed:
             return
         session = self._open_session(frames, identity)
+        if self._stopping:  # stop() came while the stream opened: it cut the others already
+            session.cut(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
         try:
             await self._serve_stream(session, channels, since)
         finally:
@@ -265,7 +267,7 @@ class Gateway:
             await stream.refuse(
                 HttpResponse(
                     503,
-                    json.dumps({"error": "the gateway is shutting down"}).encode(),
+                    _json({"error": "the gateway is shutting down"}),
                     headers={"retry-after": "1"},
                 )
             )
@@ -276,7 +278,7 @@ class Gateway:
     async def _refuse_stream(self, stream: EventStream, code: int, message: str) -> None:
         self.metrics.refused(code)
         headers = {"www-authenticate": "Bearer"} if code == ErrorCode.UNAUTHORIZED else {}
-        body = json.dumps({"error": message, "code": int(code)}).encode()
+        body = _json({"error": message, "code": int(code)})
         await stream.refuse(HttpResponse(int(code), body, "application/json", headers))
 
     async def _serve_stream(
@@ -286,7 +288,9 @@ class Gateway:
         slow, the gateway stops) or the token expires; an error stays this session's."""
         identity = session.identity
         with trio.CancelScope() as scope:
-            session.attach(scope)
+            session.attach(scope)  # from here, a cut cancels the scope
+            if session.closing:
+                return
             if identity.expires_at is not None:
                 scope.deadline = trio.current_time() + identity.expires_at - time.time()
             try:
@@ -295,7 +299,7 @@ class Gateway:
                     for channel in channels:
                         await self.clients.subscribe(session, channel, since.get(channel.name))
                     period = heartbeat_period(self.limits.idle_timeout)
-                    while not session.closing:
+                    while True:  # until a cut cancels the scope
                         await trio.sleep(period)
                         session.offer(sse.HEARTBEAT)
             except Exception:
@@ -308,6 +312,10 @@ class Gateway:
     def _session_cut(self, code: int) -> None:
         if code == CloseCode.SLOW_CONSUMER:
             self.metrics.queue_overflow()
+
+
+def _json(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 async def _watch_client(session: Session) -> None:
