@@ -175,6 +175,18 @@ def test_client_js_on_sse_receives_resumes_and_refuses_to_trigger(
     resumed = [head for head in relay.heads if head.startswith("GET /sse")][-1]
     assert "lastEventId=" in resumed, resumed
     assert page.evaluate("transports") == ["sse"]
+    # A channel the gateway refuses fails that subscription, with the reason, as on WebSocket;
+    # the others go on.
+    refusal = page.evaluate(
+        """() => new Promise((ok) => rt.subscribe('private-room.x').on('error', (e) =>
+            ok({ code: e.code, channel: e.channel, message: e.message })))"""
+    )
+    assert refusal["code"] == 401 and refusal["channel"] == "private-room.x"
+    assert "needs a token" in refusal["message"]
+    page.wait_for_function("rt.state === 'connected'")
+    demo_gateway.broadcast(channel, "e", 4)
+    page.wait_for_function("got.length === 4")
+    assert page.evaluate("[got, rt.channel('private-room.x')]") == [[1, 2, 3, 4], None]
     page.context.close()
 
 

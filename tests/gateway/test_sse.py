@@ -7,6 +7,7 @@ state as its ``id`` (ADR 0031), so ``Last-Event-ID`` resumes every channel exact
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import signal
@@ -133,7 +134,9 @@ async def test_authorization_as_on_websocket(gateway: Gateway) -> None:
     admin = unique("private-admin")  # the gateway's rules: private-admin.* is user 1's alone
     async with open_stream(gateway.url, admin, token=token("2")) as stream:
         assert stream.status == 403, stream.body
-        assert admin in stream.body.decode()
+        refusal = json.loads(stream.body)
+        assert refusal["channel"] == admin and admin in refusal["error"]
+        assert refusal["code"] == 403
     bearer = {"authorization": f"Bearer {token('1')}"}
     async with open_stream(gateway.url, admin, headers=bearer) as stream:
         await _opened(stream, admin)

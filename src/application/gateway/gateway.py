@@ -261,7 +261,7 @@ class Gateway:
         try:
             self.clients.authorize(identity, channels)
         except ProtocolError as exc:
-            await self._refuse_stream(stream, exc.code, exc.message)
+            await self._refuse_stream(stream, exc.code, exc.message, exc.channel)
             return None
         if self._stopping:
             await stream.refuse(
@@ -275,10 +275,17 @@ class Gateway:
         names = {channel.name for channel in channels}
         return identity, channels, {name: at for name, at in since.items() if name in names}
 
-    async def _refuse_stream(self, stream: EventStream, code: int, message: str) -> None:
+    async def _refuse_stream(
+        self, stream: EventStream, code: int, message: str, channel: str | None = None
+    ) -> None:
+        """An HTTP error for the whole stream; ``channel`` when one channel is the reason (so a
+        client can drop that one and ask again)."""
         self.metrics.refused(code)
         headers = {"www-authenticate": "Bearer"} if code == ErrorCode.UNAUTHORIZED else {}
-        body = _json({"error": message, "code": int(code)})
+        payload: dict[str, object] = {"error": message, "code": int(code)}
+        if channel is not None:
+            payload["channel"] = channel
+        body = _json(payload)
         await stream.refuse(HttpResponse(int(code), body, "application/json", headers))
 
     async def _serve_stream(

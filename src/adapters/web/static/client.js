@@ -588,7 +588,7 @@ export class Tidings extends Emitter {
       if (socket === this.#socket) this.#onFrame(event.data);
     };
     socket.onclose = (event) => {
-      if (socket === this.#socket) this.#onClose(event.code, event.reason);
+      if (socket === this.#socket) this.#onClose(event.code, event.reason, event.refusal);
     };
     socket.onerror = () => {}; // a close event follows and says what happened
   }
@@ -701,8 +701,9 @@ export class Tidings extends Emitter {
   /**
    * @param {number} code
    * @param {string} reason
+   * @param {{status: number, channel?: string}} [refusal] an event stream's HTTP refusal
    */
-  #onClose(code, reason) {
+  #onClose(code, reason, refusal) {
     if (!this.#wasConnected && this.#transport === "websocket" && !(code in Disconnects)) {
       this.#wsFailures++; // the upgrade itself failed (blocked, or no gateway): count it
     }
@@ -714,6 +715,26 @@ export class Tidings extends Emitter {
     if (this.#stopped) {
       this.#setState(this.#closed ? "closed" : "disconnected");
       return;
+    }
+    if (refusal) {
+      // An event stream is refused whole, with the HTTP status the WebSocket path would have
+      // put in an error frame: a channel's refusal fails that subscription, and the stream is
+      // asked again without it; a token's is a refused token (4401).
+      const error = new TidingsError(refusal.status, reason, refusal.channel);
+      const subscription = refusal.channel ? this.#subscriptions.get(refusal.channel) : undefined;
+      if (subscription) {
+        const { channel } = subscription;
+        if (subscription._error(error) === "failed") this.#subscriptions.delete(channel);
+        this.#retry(0);
+        return;
+      }
+      if (refusal.status === ErrorCode.UNAUTHORIZED) {
+        this.#authError = error;
+        code = CloseCode.UNAUTHORIZED;
+      } else if (refusal.status === ErrorCode.BAD_FRAME) {
+        this.#fail(error);
+        return;
+      }
     }
     const dynamic = typeof this.#token === "function";
     const advice = /** @type {Record<number, string | undefined>} */ (Disconnects)[code] ?? "resume";
@@ -1079,11 +1100,27 @@ function eventStreamSocket(EventSourceClass, url) {
   /**
    * @param {number} code
    * @param {string} reason
+   * @param {{status: number, channel?: string}} [refusal]
    */
-  const end = (code, reason) => {
+  const end = (code, reason, refusal) => {
     if (socket.readyState === 3) return;
     socket.close();
-    socket.onclose?.({ code, reason });
+    socket.onclose?.({ code, reason, refusal });
+  };
+  // A stream that fails before its first event was refused, or never reached the gateway. The
+  // browser does not show the page why: ask once more with fetch, which reads the refusal.
+  const probe = () => {
+    source.close();
+    if (typeof globalThis.fetch !== "function") return end(1006, "the event stream failed");
+    globalThis.fetch(url, { headers: { accept: "text/event-stream" } }).then(async (response) => {
+      if (response.ok) {
+        response.body?.cancel();
+        return end(1006, "the event stream failed");
+      }
+      const body = await response.json().catch(() => ({}));
+      end(1006, body.error ?? `refused: HTTP ${response.status}`,
+        { status: response.status, channel: body.channel });
+    }, () => end(1006, "the event stream failed"));
   };
   /** @param {{data?: unknown}} event */
   const deliver = (event) => {
@@ -1097,7 +1134,8 @@ function eventStreamSocket(EventSourceClass, url) {
   source.addEventListener("error", (event) => {
     // The gateway's error events carry data; the browser's own (the stream failed) do not.
     if (typeof event.data === "string") deliver(event);
-    else end(1006, "the event stream failed or was refused");
+    else if (socket.readyState === 0) probe();
+    else end(1006, "the event stream ended");
   });
   source.addEventListener("disconnect", (event) => {
     const { code, reason } = JSON.parse(event.data);
