@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -303,6 +304,7 @@ async def test_connection_limits_count_streams(gateways: Gateways) -> None:
 
 
 async def test_curl_follows_a_stream(gateway: Gateway) -> None:
+    assert shutil.which("curl"), "no curl: the base image has it (apt-get install curl)"
     channel = unique("public.curl")
     url = f"{gateway.url}/sse?channels={channel}"
     process = await trio.lowlevel.open_process(
