@@ -182,6 +182,18 @@ export interface WebSocketLike {
 /** A WebSocket constructor, for `options.WebSocket`. */
 export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
+/** What the client needs of an EventSource (the browser's has it). */
+export interface EventSourceLike {
+  addEventListener(type: string, listener: (event: any) => void): void;
+  close(): void;
+}
+
+/** An EventSource constructor, for `options.EventSource`. */
+export type EventSourceConstructor = new (url: string) => EventSourceLike;
+
+/** How the client reaches the gateway: WebSocket, or Server-Sent Events (receive-only). */
+export type Transport = "websocket" | "sse";
+
 /** The options of `new Tidings(url, options)`; every one is optional. */
 export interface TidingsOptions {
   /** A connection token, or a function returning one before every connection attempt. */
@@ -200,6 +212,17 @@ export interface TidingsOptions {
   autoConnect?: boolean;
   /** The WebSocket constructor (default: the global `WebSocket`). */
   WebSocket?: WebSocketConstructor;
+  /**
+   * `"auto"` (default): WebSocket, and Server-Sent Events (receive-only) after `sseAfter`
+   * WebSocket attempts in a row failed to connect; `"websocket"`: never SSE; `"sse"`: SSE only.
+   */
+  transport?: "auto" | Transport;
+  /** WebSocket attempts that fail to connect, in a row, before `"auto"` falls back to SSE (3). */
+  sseAfter?: number;
+  /** The EventSource constructor (default: the global `EventSource`; none: no fallback). */
+  EventSource?: EventSourceConstructor;
+  /** The gateway's SSE URL (default: `/sse` beside the WebSocket URL, `http(s)://`). */
+  sseUrl?: string | URL;
 }
 
 /** The options as the constructor resolved them (`rt.options`). */
@@ -210,6 +233,8 @@ export interface ResolvedOptions {
   maxDelay: number;
   floodDelay: number;
   autoConnect: boolean;
+  transport: "auto" | Transport;
+  sseAfter: number;
 }
 
 // -- Events -----------------------------------------------------------------------------------
@@ -223,6 +248,8 @@ export interface TidingsEvents {
   connected: [info: ConnectedInfo];
   disconnected: [close: DisconnectedInfo];
   error: [error: TidingsError];
+  /** The client moved to another transport (`"sse"`: WebSocket could not connect). */
+  transport: [transport: Transport];
 }
 
 /** A subscription's state. */
@@ -272,12 +299,17 @@ export declare class Tidings {
    * @param url The gateway's WebSocket URL, e.g. `ws://127.0.0.1:6001/ws`. `http(s)://` URLs
    *   become `ws(s)://`; relative URLs are resolved against the page. Default in a browser:
    *   `/ws` on the page's own host (elsewhere it is required: a `TypeError` without it).
-   * @throws {TypeError} when there is no URL outside a browser, or no WebSocket constructor.
+   * @throws {TypeError} when there is no URL outside a browser, no WebSocket constructor (no
+   *   EventSource one with `transport: "sse"`), or an unknown `transport`.
    */
   constructor(url?: string | URL, options?: TidingsOptions);
   /** The resolved `ws(s)://` URL. */
   readonly url: string;
   readonly options: Readonly<ResolvedOptions>;
+  /** The resolved `http(s)://` URL of the gateway's Server-Sent Events. */
+  readonly sseUrl: string;
+  /** `"websocket"`, or `"sse"` while on Server-Sent Events (then `trigger()` throws). */
+  readonly transport: Transport;
   /** `"connecting"`, `"connected"`, `"disconnected"` or `"closed"` (after `close()`). */
   readonly state: ConnectionState;
   /** This connection's id while connected, else null. */
@@ -367,7 +399,7 @@ export declare class Subscription<Events extends EventMap = EventMap> {
    * confirmed.
    * @returns true when sent now, false when queued.
    * @throws {TypeError} for a name not starting with `client-`, or on a public channel.
-   * @throws {Error} when the subscription failed or ended.
+   * @throws {Error} when the subscription failed or ended, or the client is on SSE.
    */
   trigger<Name extends keyof Events & `client-${string}`>(
     event: Name,

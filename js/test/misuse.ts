@@ -5,6 +5,8 @@ import { CloseCode, Tidings, channelKind } from "@tidings/client";
 export function misuse(rt: Tidings): void {
   // @ts-expect-error: options are checked (milliseconds are numbers)
   new Tidings("ws://127.0.0.1:6001/ws", { pingInterval: "25s" });
+  // @ts-expect-error: a transport is "auto", "websocket" or "sse"
+  new Tidings("ws://127.0.0.1:6001/ws", { transport: "long-polling" });
   // @ts-expect-error: no such option
   new Tidings("ws://127.0.0.1:6001/ws", { reconnect: true });
   // @ts-expect-error: a connection has no "message" event (subscriptions do)

@@ -43,6 +43,10 @@ export function connect(fetchToken: () => Promise<string>): Tidings {
     if (code === CloseCode.TOKEN_EXPIRED) rt.setToken(provider);
   });
   rt.on("error", (error) => console.warn(error.code, error.message, error.channel));
+  rt.on("transport", (transport) => {
+    if (transport === "sse") console.warn("receive-only over", rt.sseUrl, rt.transport);
+  });
+  new Tidings("/ws", { transport: "sse", sseUrl: "/sse", EventSource: globalThis.EventSource });
 
   // Untyped channel: any event name, any data.
   const news = rt.subscribe("public.announcements");

@@ -6,6 +6,7 @@ elsewhere and resume), let the broker feed finish and commit the batch in hand, 
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import sys
@@ -41,7 +42,9 @@ async def run_gateway(
                     feed_done.set()
 
             await nursery.start(pump)
-            await nursery.start(server.serve, gateway.handle)
+            await nursery.start(
+                functools.partial(server.serve, gateway.handle, streams=gateway.handle_stream)
+            )
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
             _announce(
@@ -80,6 +83,7 @@ def _announce(url: str, node: str, broker: str, demo: bool, *, http_publishing: 
         f"  demo page   {url}/",
         f"  client      {url}/client.js",
         f"  websocket   {ws}/ws",
+        f"  events      {url}/sse?channels=...",
         f"  broadcast   POST {url}/broadcast{off}",
         f"  health      {url}/healthz",
         f"  metrics     {url}/metrics",

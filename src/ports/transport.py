@@ -65,6 +65,37 @@ class ClientConnection(Protocol):
 ConnectionHandler = Callable[[ClientConnection], Awaitable[None]]
 
 
+class EventStream(ClientConnection, Protocol):
+    """A client's Server-Sent Events stream: one request, then one long response of text.
+
+    Before ``open`` the gateway may ``refuse`` it with an HTTP error. After it, the frames sent
+    are the response body's text as it is (the gateway formats the events); nothing comes in:
+    ``receive`` only raises ``ConnectionClosed`` once the client is gone. ``finish`` (or
+    ``close``) ends the response.
+    """
+
+    @property
+    def request(self) -> HttpRequest:
+        """The request (its token taken out: see ``take_token``)."""
+        ...
+
+    async def refuse(self, response: HttpResponse) -> None:
+        """Answer with an error instead of the stream (then the connection closes)."""
+        ...
+
+    async def open(self) -> None:
+        """Answer 200 with the stream's headers; the body follows with each send."""
+        ...
+
+    async def finish(self, text: str) -> None:
+        """Write ``text`` if the client takes it at once (a short bound), end the response and
+        the connection. Safe to call more than once, and under cancellation."""
+        ...
+
+
+StreamHandler = Callable[[EventStream], Awaitable[None]]
+
+
 class Transport(Protocol):
     """Accepts client connections and hands each to the gateway until it ends."""
 

@@ -19,6 +19,8 @@ import trio
 from ...ports import HttpRequest, HttpResponse
 
 MAX_HEAD_BYTES = 16_384
+LINGER_BYTES = 1_048_576
+"""What a refused client may still send before its connection is closed anyway."""
 RECEIVE_BYTES = 65_536
 NO_BODY = frozenset({204, 304})
 """Statuses whose responses carry no body and no Content-Length (RFC 9110 §8.6)."""
@@ -95,6 +97,11 @@ class HttpConnection:
         self._stream = stream
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._max_body = max_body_bytes
+
+    @property
+    def machine(self) -> h11.Connection:
+        """The h11 state machine, for a response written in parts (``sse``)."""
+        return self._h11
 
     async def next_head(self) -> RequestHead | None:
         """The next request's head; None once the client closed (or paused) the connection.
@@ -213,3 +220,20 @@ class HttpConnection:
 
     async def _receive(self) -> bytes:
         return await self._stream.receive_some(RECEIVE_BYTES)
+
+
+async def linger(stream: trio.SocketStream) -> None:
+    """After a refusal: say we are done writing, then read (and drop) what the client still
+    sends until it closes, at most ``LINGER_BYTES``. Closing with unread input would reset the
+    connection, and a reset can destroy the answer before the client has read it. The caller
+    bounds the time."""
+    try:
+        await stream.send_eof()
+        left = LINGER_BYTES
+        while left > 0:
+            data = await stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                return
+            left -= len(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass

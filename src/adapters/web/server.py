@@ -27,15 +27,16 @@ from ...ports import (
     HttpApi,
     HttpRequest,
     HttpResponse,
+    StreamHandler,
 )
-from .http1 import RECEIVE_BYTES, BadRequest, HttpConnection, RequestHead, error_response
+from .http1 import BadRequest, HttpConnection, RequestHead, error_response, linger
+from .sse import EventStreamConnection
 from .websocket import WebSocketConnection, accept_headers
 
 log = logging.getLogger("tidings.web")
 
 WEBSOCKET_PATH = "/ws"
-LINGER_BYTES = 1_048_576
-"""What a refused client may still send before its connection is closed anyway."""
+STREAM_PATH = "/sse"
 
 Admission = Callable[[HttpRequest], HttpResponse | None]
 """Decides whether an upgrade request may become a WebSocket: None, or the refusal to send."""
@@ -82,6 +83,7 @@ class WebServer:
         self._open = 0
         self._per_address: Counter[str] = Counter()
         self._accepting = trio.CancelScope()
+        self._streams: StreamHandler | None = None
 
     @property
     def url(self) -> str:
@@ -96,8 +98,12 @@ class WebServer:
         self,
         handler: ConnectionHandler,
         *,
+        streams: StreamHandler | None = None,
         task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Serve until cancelled: WebSockets go to ``handler``, Server-Sent Events streams
+        (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404)."""
+        self._streams = streams
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -130,7 +136,9 @@ class WebServer:
                 await self._turn_away(stream, refusal)
                 return
             client = await self._accept(stream, remote)
-            if client is not None:
+            if isinstance(client, EventStreamConnection):
+                await self._serve_stream(client)
+            elif client is not None:
                 await self._serve_websocket(client, handler)
         except Exception:
             # A bug on one connection must never take the listener (and every other client)
@@ -165,36 +173,39 @@ class WebServer:
         with trio.move_on_after(self._handshake_timeout):
             try:
                 await connection.respond(refused.response)
-                await _linger(stream)
+                await linger(stream)
             except (trio.BrokenResourceError, trio.ClosedResourceError, h11.LocalProtocolError):
                 pass
 
-    async def _accept(self, stream: trio.SocketStream, remote: str) -> WebSocketConnection | None:
-        """Serve the connection's HTTP requests until one upgrades to WebSocket: the client, its
-        handshake done; None when the connection ended first."""
+    async def _accept(
+        self, stream: trio.SocketStream, remote: str
+    ) -> WebSocketConnection | EventStreamConnection | None:
+        """Serve the connection's HTTP requests until one upgrades to WebSocket or asks for an
+        event stream: the client, its handshake done; None when the connection ended first."""
         http = HttpConnection(stream, max_body_bytes=self._max_body)
         try:
             return await self._serve_http(http, stream, remote)
         except BadRequest as exc:
             with trio.move_on_after(self._handshake_timeout):
                 await http.refuse(exc.status, exc.message, exc.headers)
-                await _linger(stream)
+                await linger(stream)
         except _Refused as exc:
             if self._metrics is not None:
                 self._metrics.connection_refused(exc.reason)
             with trio.move_on_after(self._handshake_timeout):
                 await http.respond(exc.response)
-                await _linger(stream)
+                await linger(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
             log.debug("connection from %s ended: %s", remote, exc)
         return None
 
     async def _serve_http(
         self, http: HttpConnection, stream: trio.SocketStream, remote: str
-    ) -> WebSocketConnection | None:
+    ) -> WebSocketConnection | EventStreamConnection | None:
         """Requests one after another (keep-alive) until one upgrades (its WebSocket is returned)
-        or the connection closes (None). Reading a request and writing its answer are bounded in
-        time; answering it is not (a broadcast may wait for the broker's acknowledgement)."""
+        or asks for an event stream (returned unanswered) or the connection closes (None).
+        Reading a request and writing its answer are bounded in time; answering it is not (a
+        broadcast may wait for the broker's acknowledgement)."""
         timeout = self._handshake_timeout
         while True:
             body = b""
@@ -208,6 +219,8 @@ class WebServer:
                 with trio.move_on_after(self._handshake_timeout):
                     return await self._upgrade(http, stream, head, remote)
                 return None
+            if self._streams is not None and head.path == STREAM_PATH and head.method == "GET":
+                return self._event_stream(http, stream, head, remote)
             response = await self._answer(head, body, remote)
             with trio.move_on_after(self._handshake_timeout) as writing:
                 more = await http.respond(response, head_only=head.method == "HEAD")
@@ -241,6 +254,54 @@ class WebServer:
             received=received,
         )
 
+    def _event_stream(
+        self, http: HttpConnection, stream: trio.SocketStream, head: RequestHead, remote: str
+    ) -> EventStreamConnection:
+        """The stream a ``GET /sse`` asks for, once its origin is admitted (as an upgrade's);
+        its token from ``?token=`` or ``Authorization: Bearer``, not both."""
+        request = head.request()
+        if self._admit is not None:
+            refusal = self._admit(request)
+            if refusal is not None:
+                raise _Refused(refusal, "origin")
+        query = dict(request.query)
+        headers = dict(request.headers)
+        token = query.pop("token", None)
+        authorization = headers.pop("authorization", None)
+        if authorization is not None:
+            scheme, _, credentials = authorization.strip().partition(" ")
+            if scheme.lower() != "bearer":
+                raise BadRequest(400, "send the token as 'Authorization: Bearer <token>'")
+            if token is not None:
+                raise BadRequest(
+                    400, "give the token once: ?token= or Authorization: Bearer, not both"
+                )
+            token = credentials.strip()
+        cors = {"vary": "Origin"}
+        origin = request.headers.get("origin")
+        if origin is not None:  # admitted above: the origin is allowed
+            cors["access-control-allow-origin"] = origin
+        return EventStreamConnection(
+            stream,
+            http,
+            HttpRequest(request.method, request.path, query, headers),
+            token=token,
+            remote=remote,
+            cors=cors,
+        )
+
+    async def _serve_stream(self, client: EventStreamConnection) -> None:
+        assert self._streams is not None
+        try:
+            await self._streams(client)
+        except Exception:
+            log.exception("stream of %s failed", client.remote)
+            if self._metrics is not None:
+                self._metrics.connection_failed()
+        finally:
+            with trio.CancelScope(shield=True):
+                await client.finish("")
+
     async def _serve_websocket(
         self, client: WebSocketConnection, handler: ConnectionHandler
     ) -> None:
@@ -255,23 +316,6 @@ class WebServer:
         finally:
             with trio.CancelScope(shield=True):
                 await client.close(1001)
-
-
-async def _linger(stream: trio.SocketStream) -> None:
-    """After a refusal: say we are done writing, then read (and drop) what the client still
-    sends until it closes, at most ``LINGER_BYTES``. Closing with unread input would reset the
-    connection, and a reset can destroy the answer before the client has read it. The caller
-    bounds the time."""
-    try:
-        await stream.send_eof()
-        left = LINGER_BYTES
-        while left > 0:
-            data = await stream.receive_some(RECEIVE_BYTES)
-            if not data:
-                return
-            left -= len(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
 
 
 def _peer(stream: trio.SocketStream) -> tuple[str, str]:

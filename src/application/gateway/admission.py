@@ -1,4 +1,4 @@
-"""Who may open a WebSocket: the Origin and Host rules of ``REALTIME_ALLOWED_ORIGINS``.
+"""Who may open a WebSocket or an event stream (``/sse``): the rules of REALTIME_ALLOWED_ORIGINS.
 
 A browser sends an ``Origin`` with every upgrade and lets any page open a WebSocket to any
 address, the user's own machine and intranet included; the server is the only one that can say
@@ -39,10 +39,11 @@ class UpgradeAdmission:
                 },
             )
         if not self._origins.allows(origin, host):
+            what = "a WebSocket" if request.path == "/ws" else "an event stream"
             return json_response(
                 403,
                 {
-                    "error": f"origin {origin!r} may not open a WebSocket here: list it in "
+                    "error": f"origin {origin!r} may not open {what} here: list it in "
                     "REALTIME_ALLOWED_ORIGINS"
                 },
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -115,13 +115,8 @@ class ClientProtocol:
     async def authenticate(self, connection: ClientConnection) -> Identity | None:
         """The connection's identity from its token (anonymous without one); None when the
         token is refused, and then the client has had its error frame and close code."""
-        token = connection.take_token()
-        if token is None:
-            return ANONYMOUS
         try:
-            if not token:
-                raise InvalidToken("the token is empty: connect without ?token= to be anonymous")
-            return self._tokens.verify(token)
+            return self.identify(connection.take_token())
         except (InvalidToken, TokenSecretMissing) as exc:
             self.metrics.refused(ErrorCode.UNAUTHORIZED)
             expired = isinstance(exc, TokenExpired)
@@ -133,6 +128,39 @@ class ClientProtocol:
                     pass
             await connection.close(code, close_reason(code, str(exc))[:120])
             return None
+
+    def identify(self, token: str | None) -> Identity:
+        """Who presents ``token`` (anonymous without one); raises ``InvalidToken`` (or
+        ``TokenSecretMissing``) saying why it is refused."""
+        if token is None:
+            return ANONYMOUS
+        if not token:
+            raise InvalidToken("the token is empty: connect without ?token= to be anonymous")
+        return self._tokens.verify(token)
+
+    def authorize(self, identity: Identity, channels: Sequence[Channel]) -> None:
+        """Check at once what subscribing to all of ``channels`` will check one by one (a
+        stream's request is refused whole): raises ``ProtocolError`` for the first refusal."""
+        for channel in channels:
+            decision = self._policy.decide(identity, channel)
+            if not decision.allowed:
+                raise ProtocolError(ErrorCode(int(decision.verdict)), decision.reason, channel.name)
+        joins = sum(1 for channel in channels if channel.is_presence)
+        if joins > self.limits.presence_burst:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"presence: at most {self.limits.presence_burst} presence channels at once, "
+                f"not {joins}",
+            )
+
+    async def subscribe(
+        self, session: Session, channel: Channel, since: Position | None = None
+    ) -> None:
+        """Subscribe ``session`` as a subscribe frame would; a refusal is sent as an error."""
+        try:
+            await self._subscribe(session, Subscribe(channel, since))
+        except ProtocolError as exc:
+            self._refuse(session, exc)
 
     async def close(self, session: Session) -> None:
         """Say goodbye with the code the session was cut with (nothing after a lost one)."""

@@ -20,17 +20,21 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from ...domain import AccessPolicy, Channel, Message, Position, Presence
+from ...domain import AccessPolicy, Channel, Identity, Message, Position, Presence, sse
 from ...domain.disconnects import close_reason
+from ...domain.errors import InvalidToken, TokenSecretMissing
 from ...domain.presence import PresenceRecord
-from ...domain.protocol import CloseCode
+from ...domain.protocol import CloseCode, ErrorCode, ProtocolError
 from ...ports import (
     ClientConnection,
+    ConnectionClosed,
+    EventStream,
     Feed,
     FeedOptions,
     FeedStatus,
     GatewayMetrics,
     History,
+    HttpResponse,
     Pending,
     PresenceBus,
     Subscriber,
@@ -42,6 +46,7 @@ from .hub import Hub
 from .limits import Limits
 from .presence import PresenceTracker
 from .session import Session
+from .sse import LAST_EVENT_ID_PARAMETER, EventStreamFrames, heartbeat_period, retry_advice
 from .writer import Spawn
 
 log = logging.getLogger("tidings.gateway")
@@ -181,6 +186,13 @@ class Gateway:
             await connection.close(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
             return
         await self._feed_open.wait()
+        session = self._open_session(connection, identity)
+        try:
+            await self.clients.serve(session)
+        finally:
+            await self._end_session(session)
+
+    def _open_session(self, connection: ClientConnection, identity: Identity) -> Session:
         assert self._spawn_writer is not None
         session = Session(
             connection, identity, self.limits, self.node, self._spawn_writer, self._on_cut
@@ -188,24 +200,138 @@ class Gateway:
         self.hub.add(session)
         self.metrics.connection_opened()
         session.offer(_connected_frame(session, self.node))
+        return session
+
+    async def _end_session(self, session: Session) -> None:
+        held = len(session.subscriptions)
         try:
-            await self.clients.serve(session)
+            self.hub.remove(session)
         finally:
-            held = len(session.subscriptions)
+            if held:
+                self.metrics.unsubscribed(held)
+            self.metrics.connection_closed()
+            if self._stopping and not self.hub.sessions:
+                self._drained.set()
+            with trio.CancelScope(shield=True):
+                await self.clients.close(session)
+
+    async def handle_stream(self, stream: EventStream) -> None:
+        """Serve one Server-Sent Events client (see ``sse``): refuse its request with an HTTP
+        error, or open the stream and follow its channels until it leaves, is cut off, its
+        token expires or the gateway stops."""
+        opened = await self._open_stream(stream)
+        if opened is None:
+            return
+        identity, channels, since = opened
+        await self._feed_open.wait()
+        frames = EventStreamFrames(stream, {name: str(at) for name, at in since.items()})
+        try:
+            await stream.open()
+            await stream.send_many([retry_advice()])
+        except ConnectionClosed:
+            return
+        session = self._open_session(frames, identity)
+        if self._stopping:  # stop() came while the stream opened: it cut the others already
+            session.cut(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
+        try:
+            await self._serve_stream(session, channels, since)
+        finally:
+            await self._end_session(session)
+
+    async def _open_stream(
+        self, stream: EventStream
+    ) -> tuple[Identity, list[Channel], dict[str, Position]] | None:
+        """Who the stream is for, its channels and where each resumes; None when refused."""
+        request = stream.request
+        try:
+            channels = sse.parse_channels(request.query.get("channels"), self.limits.max_channels)
+            resume = (
+                request.headers.get("last-event-id", "").strip()
+                or request.query.get(LAST_EVENT_ID_PARAMETER, "").strip()
+            )
+            since = sse.parse_resume_id(resume) if resume else {}
+        except sse.InvalidStreamRequest as exc:
+            await self._refuse_stream(stream, ErrorCode.BAD_FRAME, str(exc))
+            return None
+        try:
+            identity = self.clients.identify(stream.take_token())
+        except (InvalidToken, TokenSecretMissing) as exc:
+            await self._refuse_stream(stream, ErrorCode.UNAUTHORIZED, str(exc))
+            return None
+        try:
+            self.clients.authorize(identity, channels)
+        except ProtocolError as exc:
+            await self._refuse_stream(stream, exc.code, exc.message, exc.channel)
+            return None
+        if self._stopping:
+            await stream.refuse(
+                HttpResponse(
+                    503,
+                    _json({"error": "the gateway is shutting down"}),
+                    headers={"retry-after": "1"},
+                )
+            )
+            return None
+        names = {channel.name for channel in channels}
+        return identity, channels, {name: at for name, at in since.items() if name in names}
+
+    async def _refuse_stream(
+        self, stream: EventStream, code: int, message: str, channel: str | None = None
+    ) -> None:
+        """An HTTP error for the whole stream; ``channel`` when one channel is the reason (so a
+        client can drop that one and ask again)."""
+        self.metrics.refused(code)
+        headers = {"www-authenticate": "Bearer"} if code == ErrorCode.UNAUTHORIZED else {}
+        payload: dict[str, object] = {"error": message, "code": int(code)}
+        if channel is not None:
+            payload["channel"] = channel
+        body = _json(payload)
+        await stream.refuse(HttpResponse(int(code), body, "application/json", headers))
+
+    async def _serve_stream(
+        self, session: Session, channels: list[Channel], since: dict[str, Position]
+    ) -> None:
+        """Subscribe, then send heartbeats until the session is cut (the client left, was too
+        slow, the gateway stops) or the token expires; an error stays this session's."""
+        identity = session.identity
+        with trio.CancelScope() as scope:
+            session.attach(scope)  # from here, a cut cancels the scope
+            if session.closing:
+                return
+            if identity.expires_at is not None:
+                scope.deadline = trio.current_time() + identity.expires_at - time.time()
             try:
-                self.hub.remove(session)
-            finally:
-                if held:
-                    self.metrics.unsubscribed(held)
-                self.metrics.connection_closed()
-                if self._stopping and not self.hub.sessions:
-                    self._drained.set()
-                with trio.CancelScope(shield=True):
-                    await self.clients.close(session)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_client, session)
+                    for channel in channels:
+                        await self.clients.subscribe(session, channel, since.get(channel.name))
+                    period = heartbeat_period(self.limits.idle_timeout)
+                    while True:  # until a cut cancels the scope
+                        await trio.sleep(period)
+                        session.offer(sse.HEARTBEAT)
+            except Exception:
+                log.exception("stream %s of user %r failed", session.id, identity.user_id)
+                self.metrics.connection_failed()
+                session.cut(CloseCode.INTERNAL_ERROR, close_reason(CloseCode.INTERNAL_ERROR))
+        if scope.cancelled_caught and not session.closing:  # the token expired
+            session.cut(CloseCode.TOKEN_EXPIRED, close_reason(CloseCode.TOKEN_EXPIRED))
 
     def _session_cut(self, code: int) -> None:
         if code == CloseCode.SLOW_CONSUMER:
             self.metrics.queue_overflow()
+
+
+def _json(payload: dict[str, object]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def _watch_client(session: Session) -> None:
+    """Wait for the client of a stream to go (it sends nothing), then cut its session."""
+    try:
+        await session.connection.receive()
+    except ConnectionClosed:
+        pass
+    session.cut(1006, "client left")
 
 
 def _connected_frame(session: Session, node: str) -> str:

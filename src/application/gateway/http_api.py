@@ -36,6 +36,7 @@ _ROUTES = {
     "/index.html": ("GET",),
     "/client.js": ("GET",),
     "/broadcast": ("POST",),
+    "/sse": ("GET",),
     "/healthz": ("GET",),
     "/metrics": ("GET",),
     "/demo/token": ("GET",),

@@ -23,7 +23,10 @@
  *   strings, only ever handed back to the gateway;
  * - keeps presence member lists up to date;
  * - queues subscriptions and client events made while disconnected and sends them once the
- *   connection (and the channel's subscription) is back.
+ *   connection (and the channel's subscription) is back;
+ * - falls back to Server-Sent Events (`/sse`, receive-only) when WebSocket cannot connect
+ *   (`sseAfter` failures in a row, or `transport: "sse"`), keeping every position, and says so
+ *   (`"transport"` event, `rt.transport`).
  *
  * See docs/client.md for the protocol, close codes and error codes.
  *
@@ -224,6 +227,22 @@ class Emitter {
  * @property {boolean} [autoConnect=true] Connect in the constructor; else call `connect()`.
  * @property {new (url: string) => WebSocketLike} [WebSocket] The WebSocket constructor (default:
  *   the global one).
+ * @property {"auto" | "websocket" | "sse"} [transport="auto"] `"auto"`: WebSocket, and Server-Sent
+ *   Events (receive-only) after `sseAfter` WebSocket attempts in a row failed to connect;
+ *   `"websocket"`: never SSE; `"sse"`: SSE only.
+ * @property {number} [sseAfter=3] WebSocket attempts that fail to connect, in a row, before
+ *   `"auto"` falls back to SSE (it stays there until `reconnect()`).
+ * @property {new (url: string) => EventSourceLike} [EventSource] The EventSource constructor
+ *   (default: the global one; without any, no fallback).
+ * @property {string | URL} [sseUrl] The gateway's SSE URL (default: `/sse` beside the WebSocket
+ *   URL, with `http(s)://`).
+ */
+
+/**
+ * What the client needs of an EventSource (the browser's has it).
+ * @typedef {object} EventSourceLike
+ * @property {(type: string, listener: (event: any) => void) => void} addEventListener
+ * @property {() => void} close
  */
 
 /**
@@ -254,13 +273,22 @@ class Emitter {
 export class Tidings extends Emitter {
   /** @type {string} */
   url;
-  /** @type {Required<Omit<TidingsOptions, "token" | "WebSocket">>} */
+  /** @type {Required<Omit<TidingsOptions, "token" | "WebSocket" | "EventSource" | "sseUrl">>} */
   options;
+  /** @type {string} */
+  sseUrl;
 
   /** @type {string | TokenProvider | null} */
   #token;
   /** @type {(new (url: string) => WebSocketLike) | null} */
   #WebSocket;
+  /** @type {(new (url: string) => EventSourceLike) | null} */
+  #EventSource;
+  /** @type {"websocket" | "sse"} */
+  #transport = "websocket";
+  /** WebSocket attempts in a row that did not connect. */
+  #wsFailures = 0;
+  #sseReopening = false;
   /** @type {"connecting" | "connected" | "disconnected" | "closed"} */
   #state = "disconnected";
   /** @type {WebSocketLike | null} */
@@ -314,7 +342,7 @@ export class Tidings extends Emitter {
   constructor(url, options = {}) {
     super();
     this.url = resolveUrl(url);
-    const { token, WebSocket: WS, ...rest } = options;
+    const { token, WebSocket: WS, EventSource: ES, sseUrl, ...rest } = options;
     this.options = {
       pingInterval: 25000,
       pongTimeout: 10000,
@@ -322,11 +350,23 @@ export class Tidings extends Emitter {
       maxDelay: 10000,
       floodDelay: 30000,
       autoConnect: true,
+      transport: "auto",
+      sseAfter: 3,
       ...rest,
     };
+    if (!["auto", "websocket", "sse"].includes(this.options.transport)) {
+      throw new TypeError(`transport must be "auto", "websocket" or "sse", ` +
+        `not ${JSON.stringify(this.options.transport)}`);
+    }
+    this.sseUrl = sseUrl !== undefined ? resolveHttpUrl(sseUrl) : sseUrlBeside(this.url);
     this.#token = token ?? null;
     this.#WebSocket = WS ?? null; // else the global one, looked up at each connection
-    if (typeof (WS ?? globalThis.WebSocket) !== "function") {
+    this.#EventSource = ES ?? null;
+    if (this.options.transport === "sse") {
+      if (typeof (ES ?? globalThis.EventSource) !== "function") {
+        throw new TypeError("no EventSource available: pass options.EventSource");
+      }
+    } else if (typeof (WS ?? globalThis.WebSocket) !== "function") {
       throw new TypeError("no WebSocket available: pass options.WebSocket");
     }
     globalThis.addEventListener?.("online", this.#onOnline);
@@ -342,6 +382,14 @@ export class Tidings extends Emitter {
   /** `"connecting"`, `"connected"`, `"disconnected"` or `"closed"` (after `close()`). */
   get state() {
     return this.#state;
+  }
+
+  /**
+   * `"websocket"`, or `"sse"` while on Server-Sent Events (receive-only: `trigger()` throws).
+   * A `"transport"` event says when it changes.
+   */
+  get transport() {
+    return this.#transport;
   }
 
   /** This connection's id while connected, else null. */
@@ -416,6 +464,7 @@ export class Tidings extends Emitter {
     this.#generation++;
     this.#drop(CloseCode.NORMAL, "client reconnecting");
     this.#attempts = 0;
+    this.#wsFailures = 0; // WebSocket first again
     this.#open();
   }
 
@@ -443,7 +492,8 @@ export class Tidings extends Emitter {
     if (subscription) return subscription;
     subscription = new Subscription(this, channel, (frame) => this.#send(frame));
     this.#subscriptions.set(channel, subscription);
-    if (this.#state === "connected") this.#send(subscription._subscribeFrame());
+    if (this.#transport === "sse") this.#sseChanged();
+    else if (this.#state === "connected") this.#send(subscription._subscribeFrame());
     return subscription;
   }
 
@@ -457,7 +507,10 @@ export class Tidings extends Emitter {
     if (!subscription) return;
     this.#subscriptions.delete(name);
     const held = subscription.state === "subscribed" || subscription.state === "pending";
-    if (held && this.#state === "connected") this.#send({ type: "unsubscribe", channel: name });
+    if (this.#transport === "sse") this.#sseChanged();
+    else if (held && this.#state === "connected") {
+      this.#send({ type: "unsubscribe", channel: name });
+    }
     subscription._ended();
   }
 
@@ -499,14 +552,31 @@ export class Tidings extends Emitter {
         "provider returned it again; not retrying (call setToken() and connect())"));
       return;
     }
-    const url = new URL(this.url);
+    const sse = this.#useSse();
+    this.#setTransport(sse ? "sse" : "websocket");
+    const url = new URL(sse ? this.sseUrl : this.url);
     if (token) url.searchParams.set("token", token);
     /** @type {WebSocketLike} */
     let socket;
     try {
-      socket = new (this.#WebSocket ?? globalThis.WebSocket)(url.toString());
+      if (sse) {
+        const channels = this.#sseChannels();
+        if (!channels.length) {
+          this.#setState("disconnected"); // an event stream needs a channel: wait for one
+          return;
+        }
+        url.searchParams.set("channels", channels.map((s) => s.channel).join(","));
+        const resume = channels.filter((s) => s.position !== null)
+          .map((s) => `${s.channel}=${s.position}`).join("~");
+        if (resume) url.searchParams.set("lastEventId", resume);
+        socket = eventStreamSocket(this.#EventSource ?? globalThis.EventSource, url.toString());
+      } else {
+        socket = new (this.#WebSocket ?? globalThis.WebSocket)(url.toString());
+      }
     } catch (error) {
-      this.emit("error", new TidingsError(0, `cannot open ${this.url}: ${describe(error)}`));
+      if (!sse) this.#wsFailures++;
+      const target = sse ? this.sseUrl : this.url;
+      this.emit("error", new TidingsError(0, `cannot open ${target}: ${describe(error)}`));
       this.#retry(this.#backoff());
       return;
     }
@@ -518,9 +588,43 @@ export class Tidings extends Emitter {
       if (socket === this.#socket) this.#onFrame(event.data);
     };
     socket.onclose = (event) => {
-      if (socket === this.#socket) this.#onClose(event.code, event.reason);
+      if (socket === this.#socket) this.#onClose(event.code, event.reason, event.refusal);
     };
     socket.onerror = () => {}; // a close event follows and says what happened
+  }
+
+  /** Whether this connection attempt goes over Server-Sent Events. */
+  #useSse() {
+    const { transport, sseAfter } = this.options;
+    if (transport !== "auto") return transport === "sse";
+    const available = typeof (this.#EventSource ?? globalThis.EventSource) === "function";
+    return available && this.#wsFailures >= sseAfter;
+  }
+
+  /** @param {"websocket" | "sse"} transport */
+  #setTransport(transport) {
+    if (transport === this.#transport) return;
+    this.#transport = transport;
+    this.emit("transport", transport);
+  }
+
+  /** The subscriptions an event stream carries. */
+  #sseChannels() {
+    return [...this.#subscriptions.values()].filter((s) => s.state !== "failed");
+  }
+
+  /** The channels changed while on SSE: a stream's channels are fixed, so open a new one. */
+  #sseChanged() {
+    if (this.#sseReopening || this.#stopped) return;
+    this.#sseReopening = true;
+    queueMicrotask(() => {
+      this.#sseReopening = false;
+      if (this.#stopped || this.#transport !== "sse" || this.#state === "connecting") return;
+      this.#clearReconnect();
+      this.#generation++;
+      this.#drop(CloseCode.NORMAL, "channels changed");
+      this.#open();
+    });
   }
 
   /** @param {string} text */
@@ -597,8 +701,12 @@ export class Tidings extends Emitter {
   /**
    * @param {number} code
    * @param {string} reason
+   * @param {{status: number, channel?: string}} [refusal] an event stream's HTTP refusal
    */
-  #onClose(code, reason) {
+  #onClose(code, reason, refusal) {
+    if (!this.#wasConnected && this.#transport === "websocket" && !(code in Disconnects)) {
+      this.#wsFailures++; // the upgrade itself failed (blocked, or no gateway): count it
+    }
     this.#socket = null;
     this.#stopTimers();
     this.#info = null;
@@ -607,6 +715,26 @@ export class Tidings extends Emitter {
     if (this.#stopped) {
       this.#setState(this.#closed ? "closed" : "disconnected");
       return;
+    }
+    if (refusal) {
+      // An event stream is refused whole, with the HTTP status the WebSocket path would have
+      // put in an error frame: a channel's refusal fails that subscription, and the stream is
+      // asked again without it; a token's is a refused token (4401).
+      const error = new TidingsError(refusal.status, reason, refusal.channel);
+      const subscription = refusal.channel ? this.#subscriptions.get(refusal.channel) : undefined;
+      if (subscription) {
+        const { channel } = subscription;
+        if (subscription._error(error) === "failed") this.#subscriptions.delete(channel);
+        this.#retry(0);
+        return;
+      }
+      if (refusal.status === ErrorCode.UNAUTHORIZED) {
+        this.#authError = error;
+        code = CloseCode.UNAUTHORIZED;
+      } else if (refusal.status === ErrorCode.BAD_FRAME) {
+        this.#fail(error);
+        return;
+      }
     }
     const dynamic = typeof this.#token === "function";
     const advice = /** @type {Record<number, string | undefined>} */ (Disconnects)[code] ?? "resume";
@@ -806,12 +934,17 @@ export class Subscription extends Emitter {
     if (typeof event !== "string" || !event.startsWith("client-")) {
       throw new TypeError(`client event names start with "client-", got ${JSON.stringify(event)}`);
     }
+    if (this.#client.transport === "sse") {
+      throw new Error(`cannot trigger on ${this.channel}: the client is on Server-Sent Events, ` +
+        "which only receive (WebSocket could not connect; rt.reconnect() tries it again)");
+    }
     if (this.kind === "public") {
       throw new TypeError(`client events go on private or presence channels, not ${this.channel}`);
     }
     if (this.state === "failed" || this.state === "unsubscribed") {
       throw new Error(`cannot trigger on ${this.channel}: the subscription is ${this.state}`);
     }
+
     const frame = { type: "event", channel: this.channel, event, data };
     if (this.state === "subscribed" && this.#send(frame)) return true;
     this.#queue.push(frame);
@@ -934,6 +1067,96 @@ export class Subscription extends Emitter {
  */
 function jitter(delay) {
   return delay / 2 + Math.random() * (delay / 2);
+}
+
+/**
+ * An EventSource dressed as a WebSocket (`WebSocketLike`): each event's data is a WebSocket
+ * frame of the gateway's protocol; the stream's `disconnect` event, or a failure, is its close.
+ * It reconnects only through the client (which resumes from its positions), never on its own.
+ * Pings are answered here: the gateway's heartbeats keep the stream alive, and the browser
+ * notices a stream that ends.
+ * @param {new (url: string) => EventSourceLike} EventSourceClass
+ * @param {string} url
+ * @returns {WebSocketLike}
+ */
+function eventStreamSocket(EventSourceClass, url) {
+  const source = new EventSourceClass(url);
+  /** @type {WebSocketLike} */
+  const socket = {
+    readyState: 0,
+    onmessage: null,
+    onclose: null,
+    onerror: null,
+    send(text) {
+      if (JSON.parse(text).type === "ping") {
+        queueMicrotask(() => socket.onmessage?.({ data: '{"type":"pong"}' }));
+      } // subscribe and unsubscribe are the stream's URL; client events cannot go this way
+    },
+    close() {
+      socket.readyState = 3;
+      source.close();
+    },
+  };
+  /**
+   * @param {number} code
+   * @param {string} reason
+   * @param {{status: number, channel?: string}} [refusal]
+   */
+  const end = (code, reason, refusal) => {
+    if (socket.readyState === 3) return;
+    socket.close();
+    socket.onclose?.({ code, reason, refusal });
+  };
+  // A stream that fails before its first event was refused, or never reached the gateway. The
+  // browser does not show the page why: ask once more with fetch, which reads the refusal.
+  const probe = () => {
+    source.close();
+    if (typeof globalThis.fetch !== "function") return end(1006, "the event stream failed");
+    globalThis.fetch(url, { headers: { accept: "text/event-stream" } }).then(async (response) => {
+      if (response.ok) {
+        response.body?.cancel();
+        return end(1006, "the event stream failed");
+      }
+      const body = await response.json().catch(() => ({}));
+      end(1006, body.error ?? `refused: HTTP ${response.status}`,
+        { status: response.status, channel: body.channel });
+    }, () => end(1006, "the event stream failed"));
+  };
+  /** @param {{data?: unknown}} event */
+  const deliver = (event) => {
+    if (socket.readyState === 3 || typeof event.data !== "string") return;
+    socket.readyState = 1;
+    socket.onmessage?.({ data: event.data });
+  };
+  source.addEventListener("message", deliver);
+  source.addEventListener("connected", deliver);
+  source.addEventListener("subscribed", deliver);
+  source.addEventListener("error", (event) => {
+    // The gateway's error events carry data; the browser's own (the stream failed) do not.
+    if (typeof event.data === "string") deliver(event);
+    else if (socket.readyState === 0) probe();
+    else end(1006, "the event stream ended");
+  });
+  source.addEventListener("disconnect", (event) => {
+    const { code, reason } = JSON.parse(event.data);
+    end(code, reason);
+  });
+  return socket;
+}
+
+/** @param {string} url the WebSocket URL */
+function sseUrlBeside(url) {
+  const resolved = new URL(url);
+  resolved.protocol = resolved.protocol === "wss:" ? "https:" : "http:";
+  resolved.pathname = resolved.pathname.replace(/\/?(ws\/?)?$/, "/sse");
+  resolved.search = "";
+  return resolved.toString();
+}
+
+/** @param {string | URL} url */
+function resolveHttpUrl(url) {
+  const base = globalThis.location?.href;
+  return (base ? new URL(url, base) : new URL(url)).toString();
 }
 
 /** @param {string | URL | undefined} url */
