@@ -10,7 +10,6 @@ for the fan-out, otherwise one write at a time under a lock, each bounded by ``W
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import h11
@@ -18,15 +17,16 @@ import trio
 
 from ...ports import ConnectionClosed, HttpRequest, HttpResponse, SendOutcome
 from .http1 import RECEIVE_BYTES, HttpConnection, linger
+from .socket_writer import SocketWriter
 from .websocket import CLOSE_TIMEOUT, WRITE_TIMEOUT
 
 MAX_IGNORED_BYTES = 65_536
 """What a client may send on its stream (it should send nothing) before it is dropped."""
 
-_SENT, _PARTIAL, _BLOCKED = SendOutcome.SENT, SendOutcome.PARTIAL, SendOutcome.BLOCKED
+_BLOCKED = SendOutcome.BLOCKED
 
 
-class EventStreamConnection:
+class EventStreamConnection(SocketWriter):
     """A client's SSE stream (implements ``EventStream``); see the module doc.
 
     ``cors`` are the headers every answer carries for the request's origin (the server checked
@@ -43,19 +43,14 @@ class EventStreamConnection:
         remote: str,
         cors: dict[str, str],
     ) -> None:
-        self._stream = stream
-        self._socket = stream.socket
+        super().__init__(stream)
         self._http = http
         self._h11 = http.machine
         self._request = request
         self._token = token
         self._remote = remote
         self._cors = cors
-        self._lock: trio.Lock | None = None
-        self._held = b""
-        """The tail of a partial non-blocking write: whatever is written next goes after it."""
         self._open = False
-        self._ended = False
 
     def take_token(self) -> str | None:
         token, self._token = self._token, None
@@ -127,40 +122,7 @@ class EventStreamConnection:
         """One non-blocking write, when nothing else is being written (as ``websocket``)."""
         if self._held or self._ended or not self._open or not frames:
             return _BLOCKED
-        if self._lock is not None and self._lock.locked():
-            return _BLOCKED
-        fd = self._socket.fileno()
-        if fd < 0:
-            return _BLOCKED
-        data = self._body(frames)
-        try:
-            written = os.write(fd, data)
-        except OSError:  # would block, or the connection broke: the writer sorts it out
-            return _BLOCKED
-        if written == len(data):
-            return _SENT
-        self._held = data[written:]
-        return _PARTIAL
-
-    async def _send(self, data: bytes, timeout: float) -> None:
-        """Write ``data`` after any held tail, under the lock, within ``timeout``; a write that
-        stalls that long drops the socket. Raises ``ConnectionClosed``."""
-        if self._lock is None:
-            self._lock = trio.Lock()
-        with trio.CancelScope(shield=True) as write:
-            write.deadline = trio.current_time() + timeout
-            async with self._lock:
-                if self._ended:
-                    raise ConnectionClosed(1006, "connection lost")
-                data, self._held = self._held + data, b""
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._end()
-                    raise ConnectionClosed(1006, "connection lost") from None
-        if write.cancelled_caught:
-            await self._end()
-            raise ConnectionClosed(1006, f"write stalled for {timeout:g} s; dropped")
+        return self._write_nowait(self._body(frames))
 
     # -- Closing ---------------------------------------------------------------------------------
 
@@ -181,8 +143,3 @@ class EventStreamConnection:
 
     async def close(self, code: int, reason: str = "") -> None:
         await self.finish("")
-
-    async def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            await trio.aclose_forcefully(self._stream)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 from collections.abc import Sequence
 
 import trio
@@ -33,6 +32,7 @@ from ...domain.disconnects import DISCONNECTS, close_reason
 from ...ports import ConnectionClosed, FrameTooLarge, SendOutcome
 from .framing import text_frame
 from .http1 import BadRequest
+from .socket_writer import SocketWriter
 
 RECEIVE_BYTES = 65_536
 WRITE_TIMEOUT = 10.0
@@ -45,7 +45,7 @@ CLOSE_TIMEOUT = 1.0
 # The fan-out path reads these once per recipient: an Enum member looked up on its class costs
 # about 75 ns on CPython 3.11, as much as the rest of a check, so the hot path uses module names.
 _OPEN = ConnectionState.OPEN
-_SENT, _PARTIAL, _BLOCKED = SendOutcome.SENT, SendOutcome.PARTIAL, SendOutcome.BLOCKED
+_BLOCKED = SendOutcome.BLOCKED
 
 
 def accept_headers(
@@ -87,23 +87,10 @@ def accept_headers(
     ]
 
 
-class WebSocketConnection:
+class WebSocketConnection(SocketWriter):
     """A client's WebSocket (implements ``ClientConnection``); see the module doc."""
 
-    __slots__ = (
-        "_ended",
-        "_failed",
-        "_held",
-        "_lock",
-        "_max_message",
-        "_parts",
-        "_remote",
-        "_size",
-        "_socket",
-        "_stream",
-        "_token",
-        "_ws",
-    )
+    __slots__ = ("_failed", "_max_message", "_parts", "_remote", "_size", "_token", "_ws")
 
     def __init__(
         self,
@@ -114,23 +101,17 @@ class WebSocketConnection:
         max_message_bytes: int,
         received: bytes = b"",
     ) -> None:
-        self._stream = stream
-        self._socket = stream.socket
+        super().__init__(stream)
         self._token = token
         self._remote = remote
         self._max_message = max_message_bytes
         self._ws = Connection(ConnectionType.SERVER)
         if received:
             self._ws.receive_data(received)  # frames the client sent right behind its upgrade
-        self._lock: trio.Lock | None = None
-        self._held = b""
-        """The tail of a partial non-blocking write: whatever is written next goes after it."""
         self._parts: list[str | bytes] = []
         self._size = 0
         self._failed = False
         """The client broke the protocol: nothing more it sends is parsed."""
-        self._ended = False
-        """The socket is closed (or being closed): nothing more is written to it."""
 
     def take_token(self) -> str | None:
         token, self._token = self._token, None
@@ -231,51 +212,13 @@ class WebSocketConnection:
         await self._send(b"".join([text_frame(frame) for frame in frames]), WRITE_TIMEOUT)
 
     def send_nowait(self, frames: Sequence[str]) -> SendOutcome:
-        """One non-blocking write of the frames, when nothing else is being written.
-
-        A free lock means no write is half done; what the kernel does not take is held and goes
-        out first with the next write. The descriptor is asked for at each call: once the socket
-        is closed it is -1, never a number the kernel gave to another connection.
-        """
+        """One non-blocking write of the frames, when nothing else is being written (what the
+        kernel does not take is held and goes out first with the next write)."""
         if self._held or self._ended or self._ws.state is not _OPEN:
             return _BLOCKED
-        if self._lock is not None and self._lock.locked():
-            return _BLOCKED
-        fd = self._socket.fileno()
-        if fd < 0:
-            return _BLOCKED
         if len(frames) == 1:
-            data = text_frame(frames[0])
-        else:
-            data = b"".join([text_frame(frame) for frame in frames])
-        try:
-            written = os.write(fd, data)
-        except OSError:  # would block, or the connection broke: the writer sorts it out
-            return _BLOCKED
-        if written == len(data):
-            return _SENT
-        self._held = data[written:]
-        return _PARTIAL
-
-    async def _send(self, data: bytes, timeout: float) -> None:
-        """Write ``data`` after any held tail, under the lock, within ``timeout``; a write that
-        stalls that long drops the socket. Raises ``ConnectionClosed``."""
-        if self._lock is None:
-            self._lock = trio.Lock()
-        with trio.CancelScope(shield=True) as write:
-            write.deadline = trio.current_time() + timeout
-            async with self._lock:
-                if self._ended:
-                    raise ConnectionClosed(1006, "connection lost")
-                data, self._held = self._held + data, b""
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self._end()
-                    raise ConnectionClosed(1006, "connection lost") from None
-        if write.cancelled_caught:
-            await self._end()
-            raise ConnectionClosed(1006, f"write stalled for {timeout:g} s; dropped")
+            return self._write_nowait(text_frame(frames[0]))
+        return self._write_nowait(b"".join([text_frame(frame) for frame in frames]))
 
     async def _send_quietly(self, data: bytes) -> None:
         try:
@@ -313,7 +256,5 @@ class WebSocketConnection:
                     return
 
     async def _end(self) -> None:
-        if not self._ended:
-            self._ended = True
-            self._parts = []
-            await trio.aclose_forcefully(self._stream)
+        self._parts = []
+        await super()._end()
