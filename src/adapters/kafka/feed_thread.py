@@ -135,7 +135,7 @@ class FeedConsumer:
         consumer = KafkaConsumer(**config)
         if options.start_at_end and self._offsets.existing is None:
             self._offsets.existing = set(self._admin.topics())
-        listener = CommitOnRevoke(consumer, self._offsets)
+        listener = CommitOnRevoke(consumer, self._offsets, assignor=self._client.assignor)
         if topics is None:
             # Pattern subscriptions fetch the whole cluster's metadata at every refresh: only
             # for per-channel topics, which appear with channels.

@@ -40,6 +40,9 @@ ASSIGNORS: dict[str, type] = {
 """kafka-python's assignors by the names Kafka gives them (``KAFKA_CONSUMER_ASSIGNOR``); the same
 four ship in every kafka-python 3 tidings admits."""
 
+COOPERATIVE = frozenset({"cooperative-sticky"})
+"""Assignors of the cooperative protocol (KIP-429); the others are eager."""
+
 REVOKE_WAIT = 10.0
 """Seconds a revocation waits for the batch being written (it blocks kafka-python's IO thread,
 heartbeats included, so it stays well under the 45 s session timeout). Writing a batch takes
@@ -62,20 +65,29 @@ class CommitOnRevoke(AsyncConsumerRebalanceListener):  # type: ignore[misc]
     """Commits what a feed wrote of the partitions a rebalance takes away (see the module doc)."""
 
     def __init__(
-        self, consumer: KafkaConsumer, offsets: FeedOffsets, *, wait: float = REVOKE_WAIT
+        self,
+        consumer: KafkaConsumer,
+        offsets: FeedOffsets,
+        *,
+        assignor: str,
+        wait: float = REVOKE_WAIT,
     ) -> None:
         self._consumer = consumer
         self._offsets = offsets
         self._wait = wait
+        self._eager = assignor not in COOPERATIVE
+        """Eager assignors revoke everything and give some back in the same rebalance; a
+        cooperative one revokes only what moves, and never gives it back in the same rebalance
+        (a later one may, after another member read on: no resuming from here then)."""
         self._resume: dict[TopicPartition, int] = {}
         """Where the partitions of the last revocation were written up to, for this rebalance's
-        assignment (which may give some back): forgotten once it is made."""
+        assignment (eager assignors only): forgotten once it is made."""
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
         found = self._offsets.revoke(revoked, self._wait)
-        self._resume = found.written
+        self._resume = found.written if self._eager else {}
         if not found.in_time:
             log.warning(
                 "a batch was still being written %.0fs into a rebalance; its messages of %d "
