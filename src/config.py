@@ -281,11 +281,14 @@ class Settings(BaseSettings):
     def check_kafka_settings(self) -> None:
         """Refuse a ``KAFKA_PRODUCER_SETTINGS`` or ``KAFKA_CONSUMER_SETTINGS`` name kafka-python
         does not take, or one tidings fixes itself, with the check the Kafka clients are built
-        with (``adapters.kafka.settings.translate``), which suggests the closest known name."""
+        with (``adapters.kafka.settings.translate``), which suggests the closest known name; and
+        a ``KAFKA_CONSUMER_ASSIGNOR`` the installed kafka-python cannot serve."""
+        from .adapters.kafka.rebalance import check_assignor
         from .adapters.kafka.settings import CONSUMER_SETTINGS, PRODUCER_SETTINGS, translate
 
         translate(self.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
         translate(self.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+        check_assignor(self.kafka_consumer_assignor)
 
     @property
     def broker_list(self) -> list[str]:

@@ -17,7 +17,9 @@ commit is ``commit_async``'s future, awaited, which kafka-python's own loop reso
 from __future__ import annotations
 
 import logging
+import re
 
+import kafka
 from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -47,6 +49,30 @@ REVOKE_WAIT = 10.0
 """Seconds a revocation waits for the batch being written (it blocks kafka-python's IO thread,
 heartbeats included, so it stays well under the 45 s session timeout). Writing a batch takes
 milliseconds; only a reader that stops reading the output holds it that long."""
+
+
+EAGER_SINCE = (3, 0, 9)
+"""The first kafka-python whose eager rebalances let a consumer read on the partitions it keeps:
+before it, a consumer with a rebalance listener (this module's) stops reading them for good."""
+
+
+def kafka_python_version() -> tuple[int, ...]:
+    """The installed kafka-python's version as numbers (``3.0.12`` -> (3, 0, 12))."""
+    return tuple(int(part) for part in re.findall(r"\d+", kafka.__version__)[:3])
+
+
+def check_assignor(name: str) -> None:
+    """Refuse an assignor tidings cannot use with the installed kafka-python, naming why: an
+    unknown name, or an eager one before ``EAGER_SINCE``. The one place this version is checked."""
+    partition_assignor(name)
+    installed = kafka_python_version()
+    if name not in COOPERATIVE and installed < EAGER_SINCE:
+        raise ConfigurationError(
+            f"KAFKA_CONSUMER_ASSIGNOR: {name} needs kafka-python "
+            f"{'.'.join(map(str, EAGER_SINCE))} or newer (this is {kafka.__version__}, whose "
+            "eager rebalances stop a consumer reading the partitions it keeps); use "
+            f"{next(iter(COOPERATIVE))} or upgrade kafka-python"
+        )
 
 
 def partition_assignor(name: str) -> type:
