@@ -69,6 +69,7 @@ def kafka_client_config(settings: Settings) -> KafkaClientConfig:
         compression=settings.kafka_compression,
         partitions=settings.kafka_topic_partitions,
         replication_factor=settings.kafka_replication_factor,
+        assignor=settings.kafka_consumer_assignor,
     )
 
 

@@ -26,6 +26,11 @@ BROKERS = ("memory", "kafka", "gateway")
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
+ASSIGNORS = ("cooperative-sticky", "roundrobin", "range", "sticky")
+"""How a shared consumer group splits partitions among its members (``KAFKA_CONSUMER_ASSIGNOR``,
+``tidings kafka consume --assignor``); the first is the default (ADR 0025): it spreads channels
+evenly and moves only the partitions that change hands."""
+
 
 def parse_kafka_settings(text: str, variable: str) -> dict[str, str]:
     """``linger.ms=10,batch.size=16384`` -> {"linger.ms": "10", ...}; the adapter checks names."""
@@ -108,6 +113,8 @@ class Settings(BaseSettings):
     kafka_brokers: str = "localhost:9092"
     kafka_topic_prefix: str = "realtime"
     kafka_consumer_group: str = "realtime-servers"
+    kafka_consumer_assignor: str = ASSIGNORS[0]
+    """How the members of a consumer group split its partitions (one of ``ASSIGNORS``)."""
     kafka_topic_strategy: str = "per-channel"
     kafka_shared_topics: int = Field(default=4, ge=1, le=1000)
     kafka_topic_partitions: int = Field(default=1, ge=1, le=10_000)
@@ -183,6 +190,13 @@ class Settings(BaseSettings):
     def _known_broker(cls, value: str) -> str:
         if value not in BROKERS:
             raise ValueError(f"unknown broker {value!r}; known brokers: {', '.join(BROKERS)}")
+        return value
+
+    @field_validator("kafka_consumer_assignor")
+    @classmethod
+    def _known_assignor(cls, value: str) -> str:
+        if value not in ASSIGNORS:
+            raise ValueError(f"unknown assignor {value!r}; known assignors: {', '.join(ASSIGNORS)}")
         return value
 
     @field_validator("realtime_gateway_url")
@@ -267,11 +281,14 @@ class Settings(BaseSettings):
     def check_kafka_settings(self) -> None:
         """Refuse a ``KAFKA_PRODUCER_SETTINGS`` or ``KAFKA_CONSUMER_SETTINGS`` name kafka-python
         does not take, or one tidings fixes itself, with the check the Kafka clients are built
-        with (``adapters.kafka.settings.translate``), which suggests the closest known name."""
+        with (``adapters.kafka.settings.translate``), which suggests the closest known name; and
+        a ``KAFKA_CONSUMER_ASSIGNOR`` the installed kafka-python cannot serve."""
+        from .adapters.kafka.rebalance import check_assignor
         from .adapters.kafka.settings import CONSUMER_SETTINGS, PRODUCER_SETTINGS, translate
 
         translate(self.producer_settings, PRODUCER_SETTINGS, "KAFKA_PRODUCER_SETTINGS")
         translate(self.consumer_settings, CONSUMER_SETTINGS, "KAFKA_CONSUMER_SETTINGS")
+        check_assignor(self.kafka_consumer_assignor)
 
     @property
     def broker_list(self) -> list[str]:

@@ -71,6 +71,13 @@ def value_checks(settings: Settings) -> list[Check]:
             f"{effective['KAFKA_CONSUMER_SETTINGS'] or '(none)'} (names kafka-python takes)",
         ),
     ]
+    checks.append(
+        Check(
+            True,
+            "KAFKA_CONSUMER_ASSIGNOR",
+            f"{settings.kafka_consumer_assignor} (how a shared group splits partitions)",
+        )
+    )
     problems = settings.problems()
     if problems:
         checks += [Check(False, "REALTIME_SECRET", problem) for problem in problems]

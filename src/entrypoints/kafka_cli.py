@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 import trio
 
-from ..config import BROKERS
+from ..config import ASSIGNORS, BROKERS
 from ..domain import Channel
 from ..domain.errors import InvalidChannel, InvalidTopicName
 from ..domain.topics import presence_topic
@@ -85,6 +85,14 @@ def kafka() -> None:
     "fanout: this process (REALTIME_NODE_ID) sees them all.",
 )
 @click.option(
+    "--assignor",
+    type=click.Choice(ASSIGNORS),
+    default=None,
+    help="How the processes of a shared group split the channels' partitions "
+    f"[default: KAFKA_CONSUMER_ASSIGNOR, else {ASSIGNORS[0]}]. All processes of a group "
+    "must use the same one.",
+)
+@click.option(
     "--from-end",
     is_flag=True,
     help="A group that has committed nothing starts at the end, not the beginning.",
@@ -97,15 +105,19 @@ def consume(
     max_messages: int,
     stop_when_empty: bool,
     group_mode: str,
+    assignor: str | None,
     from_end: bool,
 ) -> None:
     """Consume channels: each message as one JSON line on stdout; progress on stderr.
 
-    Offsets are committed only after a batch's lines are written. SIGTERM or Ctrl+C: the batch in
-    hand is finished and committed, then it exits 0. It never publishes what it reads.
+    Offsets are committed only after a batch's lines are written. In a shared group, when a
+    rebalance moves partitions to another process, what this one printed of them is committed
+    first, and what it read but did not print is left to the next owner: each message is printed
+    once across the group (ADR 0025). SIGTERM or Ctrl+C: the batch in hand is finished and
+    committed, then it exits 0. It never publishes what it reads.
     """
     channels = _channels(channel_values)
-    settings = load_settings(realtime_broker=broker)
+    settings = load_settings(realtime_broker=broker, kafka_consumer_assignor=assignor)
     options = FeedOptions(
         channels=channels,
         group_mode=GroupMode(group_mode),

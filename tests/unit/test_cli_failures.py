@@ -210,6 +210,7 @@ def test_serve_on_a_busy_port_fails_in_one_line(tmp_path: Path, busy_port: int) 
         ("KAFKA_PRODUCER_SETTINGS", "lingr.ms=5", "did you mean linger.ms?"),
         ("KAFKA_CONSUMER_SETTINGS", "enable.auto.commit=false", "enable.auto.commit cannot be set"),
         ("REALTIME_WS_PORT", "not-a-port", "REALTIME_WS_PORT"),
+        ("KAFKA_CONSUMER_ASSIGNOR", "fair", "unknown assignor 'fair'; known assignors"),
     ],
 )
 def test_config_refuses_a_bad_value_in_one_line_naming_it(
@@ -241,6 +242,7 @@ def test_serve_with_a_short_secret_fails_in_one_line(tmp_path: Path) -> None:
         (["kafka", "consume", "--channels", "bad channel"], "invalid channel 'bad channel'"),
         (["kafka", "create-topics", "no/slash"], "invalid channel 'no/slash'"),
         (["kafka", "consume"], "Missing option '--channels'"),
+        (["kafka", "consume", "--channels", "a", "--assignor", "fair"], "'fair' is not one of"),
         (["serve", "--port", "70000"], "--port"),
         (["nonsense"], "No such command 'nonsense'"),
         (["--log-level", "loud", "config"], "'loud' is not one of"),
@@ -278,7 +280,13 @@ def test_config_check_passes_on_good_values(runner: CliRunner) -> None:
     lines = result.stdout.splitlines()
     assert lines and all(line.startswith("ok  ") for line in lines), result.stdout
     checked = {line.split()[1].rstrip(":") for line in lines}
-    assert {"KAFKA_BROKERS", "KAFKA_PRODUCER_SETTINGS", "REALTIME_SECRET", "Kafka"} <= checked
+    assert {
+        "KAFKA_BROKERS",
+        "KAFKA_PRODUCER_SETTINGS",
+        "KAFKA_CONSUMER_ASSIGNOR",
+        "REALTIME_SECRET",
+        "Kafka",
+    } <= checked
     assert "not asked: REALTIME_BROKER is memory" in result.stdout
 
 

@@ -62,6 +62,12 @@ def test_environment_wins_over_dotenv(clean_env: Path, monkeypatch: pytest.Monke
         ("KAFKA_BROKERS", " , ", "KAFKA_BROKERS: no broker given"),
         ("KAFKA_PRODUCER_SETTINGS", "lingr.ms=5", "'lingr.ms'; did you mean linger.ms"),
         ("KAFKA_CONSUMER_SETTINGS", "group.id=x", "KAFKA_CONSUMER_SETTINGS: group.id cannot be"),
+        ("KAFKA_CONSUMER_ASSIGNOR", "fair", "unknown assignor 'fair'; known assignors: coop"),
+        (
+            "KAFKA_CONSUMER_SETTINGS",
+            "partition.assignment.strategy=range",
+            "set KAFKA_CONSUMER_ASSIGNOR instead",
+        ),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -181,3 +187,30 @@ def test_nothing_reads_through_the_gateway_broker(provider: str) -> None:
     container = Container.for_settings(settings)
     with pytest.raises(ConfigurationError, match="cannot be fed by another gateway's HTTP API"):
         getattr(container, provider)()
+
+
+def test_the_assignor_defaults_to_cooperative_sticky_and_reaches_the_kafka_config(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidings.bootstrap import kafka_client_config
+
+    assert Settings.load().kafka_consumer_assignor == "cooperative-sticky"
+    assert kafka_client_config(Settings.load()).assignor == "cooperative-sticky"
+    monkeypatch.setenv("KAFKA_CONSUMER_ASSIGNOR", "cooperative-sticky")
+    assert kafka_client_config(Settings.load()).assignor == "cooperative-sticky"
+
+
+@pytest.mark.parametrize("assignor", ["roundrobin", "range", "sticky"])
+def test_an_eager_assignor_is_taken_only_from_kafka_python_3_0_9(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, assignor: str
+) -> None:
+    """Before 3.0.9 an eager rebalance stops a consumer reading the partitions it keeps (ADR
+    0025): refused at load, naming the version needed; from 3.0.9 on, taken."""
+    from tidings.adapters.kafka.rebalance import EAGER_SINCE, kafka_python_version
+
+    monkeypatch.setenv("KAFKA_CONSUMER_ASSIGNOR", assignor)
+    if kafka_python_version() >= EAGER_SINCE:
+        assert Settings.load().kafka_consumer_assignor == assignor
+    else:
+        with pytest.raises(ConfigurationError, match=f"{assignor} needs kafka-python 3.0.9"):
+            Settings.load()

@@ -24,6 +24,7 @@ from ...ports import FeedOptions
 from .admin import KafkaAdmin
 from .bridge import Handover, reconnecting
 from .offsets import FeedOffsets
+from .rebalance import CommitOnRevoke, partition_assignor
 from .records import FeedRecords, KafkaBatch
 from .settings import KafkaClientConfig
 
@@ -78,6 +79,8 @@ class FeedConsumer:
         self.last_error: str | None = None
         self.records = FeedRecords(options, client.strategy, offsets)
         """How records become batches, and how many were dropped."""
+        self._committing = False
+        """Whether a ``commit_async`` awaits its answer."""
 
     def run(self) -> None:
         """Consume until closed; ride out broker outages by reconnecting with backoff."""
@@ -99,13 +102,14 @@ class FeedConsumer:
         consumer: KafkaConsumer | None = None
         try:
             consumer = self._open_consumer()
+            self._committing = False
             self.connected = True
             self.last_error = None
             connected()
             self._poll_loop(consumer)
         finally:
             if consumer is not None:
-                self._commit_handed(consumer)
+                self._commit_written(consumer)
                 try:
                     consumer.close(autocommit=False)
                 except (KafkaError, OSError) as exc:
@@ -125,17 +129,19 @@ class FeedConsumer:
             group_id=self.group_id,
             auto_offset_reset="none",
             max_poll_records=options.batch_size * POLL_BATCHES,
+            partition_assignment_strategy=[partition_assignor(self._client.assignor)],
             **fixed,
         )
         consumer = KafkaConsumer(**config)
         if options.start_at_end and self._offsets.existing is None:
             self._offsets.existing = set(self._admin.topics())
+        listener = CommitOnRevoke(consumer, self._offsets, assignor=self._client.assignor)
         if topics is None:
             # Pattern subscriptions fetch the whole cluster's metadata at every refresh: only
             # for per-channel topics, which appear with channels.
-            consumer.subscribe(pattern=self._strategy.subscription_pattern())
+            consumer.subscribe(pattern=self._strategy.subscription_pattern(), listener=listener)
         else:
-            consumer.subscribe(topics=topics)
+            consumer.subscribe(topics=topics, listener=listener)
         return consumer
 
     def _place(self, consumer: KafkaConsumer, partitions: set[TopicPartition]) -> None:
@@ -184,7 +190,7 @@ class FeedConsumer:
             if time.monotonic() >= next_probe:
                 self._probe()
                 next_probe = time.monotonic() + PROBE_INTERVAL
-            self._commit_handed(consumer, wait=False)
+            self._commit_handed(consumer)
             try:
                 records = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             except NoOffsetForPartitionError as exc:
@@ -197,6 +203,7 @@ class FeedConsumer:
                 consumer.seek_to_beginning(*gone)
                 assigned = None
                 continue
+            epoch = self._offsets.epoch  # after the poll: a rebalance happens inside it
             deliveries = self.records.deliveries(records)
             assignment = consumer.assignment()
             now = time.monotonic()
@@ -209,7 +216,8 @@ class FeedConsumer:
                 snapshot = self._snapshot(consumer, assignment, idle=not records)
                 next_offsets, caught_up, lag = snapshot
                 assigned, next_snapshot = assignment, now + SNAPSHOT_INTERVAL
-            for batch in self.records.split(deliveries, next_offsets, caught_up, lag):
+            for batch in self.records.split(deliveries, next_offsets, caught_up, lag, epoch):
+                self._offsets.handing(batch.deliveries, batch.next_offsets)
                 if not self._handover.put(batch):
                     return
 
@@ -233,9 +241,12 @@ class FeedConsumer:
             ends = consumer.end_offsets(list(positions))
         return all(positions[tp] >= ends[tp] for tp in positions)
 
-    def _commit_handed(self, consumer: KafkaConsumer, *, wait: bool = True) -> None:
-        """Commit what trio has handed on. In the poll loop without waiting for the answer
-        (the next commit supersedes a lost one); when the consumer closes, waiting for it."""
+    def _commit_handed(self, consumer: KafkaConsumer) -> None:
+        """In the poll loop, commit what trio has handed on without waiting for the answer, one
+        commit in flight at a time (marks made meanwhile wait for the next, in one request); a
+        commit that fails is queued again (``FeedOffsets.retry``)."""
+        if self._committing:
+            return
         offsets = self._offsets.take_marked()
         if not offsets:
             return
@@ -245,21 +256,30 @@ class FeedConsumer:
             for tp, offset in offsets.items()
             if tp in assigned
         }
-        if not to_commit:
+        if to_commit:
+            self._committing = True
+            consumer.commit_async(to_commit, callback=self._committed)
+
+    def _committed(self, offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
+        """kafka-python's answer to ``commit_async``, on this thread (inside a later poll)."""
+        self._committing = False
+        if isinstance(result, BaseException):
+            # The messages were handed on; the commit is tried again with the next.
+            log.debug("commit failed, to be tried again: %s", result)
+            self._offsets.retry({tp: meta.offset for tp, meta in offsets.items()})
+
+    def _commit_written(self, consumer: KafkaConsumer) -> None:
+        """When the consumer closes: commit, and wait for, where every assigned partition is
+        written up to, so a commit lost on the way is made good."""
+        written = self._offsets.written(consumer.assignment())
+        if not written:
             return
-        if not wait:
-            consumer.commit_async(to_commit, callback=_log_failed_commit)
-            return
+        to_commit = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in written.items()}
         try:
             consumer.commit(to_commit)
         except KafkaError as exc:
-            _log_failed_commit(to_commit, exc)
-
-
-def _log_failed_commit(offsets: dict[TopicPartition, OffsetAndMetadata], result: object) -> None:
-    if isinstance(result, BaseException):
-        # The messages were handed on; a failed commit only means they may come again.
-        log.warning("commit failed (messages may be redelivered): %s", result)
+            # The messages were handed on; a failed commit only means they may come again.
+            log.warning("commit failed (messages may be redelivered): %s", exc)
 
 
 def _lag(consumer: KafkaConsumer, positions: dict[TopicPartition, int]) -> int | None:

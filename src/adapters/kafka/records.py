@@ -31,6 +31,9 @@ class KafkaBatch:
     (assignment changed, idle, 1 s)."""
     caught_up: bool
     lag: int | None = None
+    epoch: int = 0
+    """The feed's revocations when the batch was made (``FeedOffsets.take`` drops the records of
+    partitions revoked since)."""
 
 
 class FeedRecords:
@@ -51,6 +54,7 @@ class FeedRecords:
         next_offsets: dict[TopicPartition, int],
         caught_up: bool,
         lag: int | None,
+        epoch: int = 0,
     ) -> Iterator[KafkaBatch]:
         """A poll's deliveries in batches of at most ``batch_size`` (one, maybe empty, at
         least). Each batch commits up to its own last delivery in each partition; the last
@@ -64,8 +68,8 @@ class FeedRecords:
             for delivered in batch:
                 assert delivered.position is not None
                 offsets[streams[delivered.position.stream]] = delivered.position.offset + 1
-            yield KafkaBatch(batch, offsets, False, lag)
-        yield KafkaBatch(deliveries[last:], next_offsets, caught_up, lag)
+            yield KafkaBatch(batch, offsets, False, lag, epoch)
+        yield KafkaBatch(deliveries[last:], next_offsets, caught_up, lag, epoch)
 
     def deliveries(self, records: dict[TopicPartition, list[Any]]) -> list[Delivered]:
         """A poll's records as deliveries. A feed of every channel (a gateway's) leaves the

@@ -106,6 +106,7 @@ REFUSED: dict[str, str] = {
     "key.deserializer": "tidings decodes records itself",
     "value.deserializer": "tidings decodes records itself",
     "allow.auto.create.topics": "only the server creates topics, deliberately (ADR 0016)",
+    "partition.assignment.strategy": "set KAFKA_CONSUMER_ASSIGNOR instead (ADR 0025)",
 }
 
 
@@ -169,6 +170,9 @@ class KafkaClientConfig:
     partitions: int = 1
     """Partitions of a topic tidings creates."""
     replication_factor: int = 1
+    assignor: str = "cooperative-sticky"
+    """How the members of a consumer group split its partitions (``KAFKA_CONSUMER_ASSIGNOR``);
+    ``assignors.partition_assignor`` names the choices."""
 
     @classmethod
     def translated(

@@ -24,6 +24,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import attrs
 import trio
 from kafka import TopicPartition
 
@@ -113,14 +114,36 @@ class KafkaFeed:
             self._admin.ensure_topic(topic)
 
     async def batches(self) -> AsyncIterator[Sequence[Delivered]]:
-        async for item in self._handover.items():
-            if isinstance(item, BaseException):
-                raise item
-            self._offsets.advance(item.next_offsets)
-            self._caught_up = item.caught_up
-            self._lag = item.lag
-            self._pending = item
-            yield item.deliveries
+        """Each batch is in hand from when it is yielded until it is committed or the next one
+        is asked for: a rebalance waits for it (ADR 0025), and drops the records of the
+        partitions it takes away from batches not yet yielded."""
+        offsets = self._offsets
+        try:
+            async for item in self._handover.items():
+                if isinstance(item, BaseException):
+                    raise item
+                revoked = offsets.take(item.epoch)
+                if revoked:
+                    item = self._without(item, revoked)
+                offsets.advance(item.next_offsets)
+                self._caught_up = item.caught_up
+                self._lag = item.lag
+                self._pending = item
+                yield item.deliveries
+                offsets.release()
+        finally:
+            offsets.release()
+
+    def _without(self, batch: KafkaBatch, revoked: frozenset[TopicPartition]) -> KafkaBatch:
+        """``batch`` without what it holds of partitions revoked since it was made."""
+        streams = self._offsets.streams
+        kept = []
+        for delivered in batch.deliveries:
+            assert delivered.position is not None
+            if streams[delivered.position.stream] not in revoked:
+                kept.append(delivered)
+        next_offsets = {tp: o for tp, o in batch.next_offsets.items() if tp not in revoked}
+        return attrs.evolve(batch, deliveries=kept, next_offsets=next_offsets, caught_up=False)
 
     async def commit(self, handed: Sequence[Delivered] | None = None) -> None:
         """Mark handed-on messages; the thread commits them before its next poll."""
@@ -149,6 +172,7 @@ class KafkaFeed:
         return self._offsets.frontier(channel)
 
     async def close(self) -> None:
+        self._offsets.release()  # the last batch will not be committed: no rebalance waits for it
         await self._handover.aclose()
         if self._thread.ident is not None:
             await trio.to_thread.run_sync(self._thread.join)
