@@ -13,6 +13,10 @@ from tests.conftest import API_KEY, SECRET
 from tests.support.processes import Gateway
 from tidings.adapters.jwt_tokens import JwtTokens
 
+FAST = {"min_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
+"""Reconnect at once: the tests cut connections on purpose. A proxy that resets a connection
+during the handshake can leave it waiting for the whole connect_timeout."""
+
 WAIT = 20.0
 """Seconds to wait for an event: the first message of a new Kafka channel takes a few seconds."""
 

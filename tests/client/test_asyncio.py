@@ -18,11 +18,9 @@ from tests.support.proxy import TcpProxy
 from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.client import Event, State, Subscription, connect
 
-from .support import WAIT, port_of, publish, token, unique
+from .support import FAST, WAIT, port_of, publish, token, unique
 
 T = TypeVar("T")
-
-FAST = {"min_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
 
 
 def run(scenario: Callable[[], Awaitable[T]]) -> T:

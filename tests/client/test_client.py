@@ -13,11 +13,7 @@ from tidings.adapters.jwt_tokens import JwtTokens
 from tidings.client import Event, State, Subscription, connect
 from tidings.domain.errors import InvalidChannel, InvalidPosition
 
-from .support import WAIT, port_of, publish, token, unique
-
-FAST = {"min_delay": 0.05, "max_delay": 0.2, "connect_timeout": 2.0}
-"""Reconnect at once: the tests cut connections on purpose. A proxy that resets a connection
-during the handshake can leave it waiting for the whole connect_timeout."""
+from .support import FAST, WAIT, port_of, publish, token, unique
 
 
 async def published(gateway: Gateway, channel: str, *data: object) -> list[dict[str, object]]:

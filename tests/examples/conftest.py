@@ -15,10 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from ..support.kafka import free_port
 
@@ -88,6 +91,11 @@ class AppProcess:
             except ProcessLookupError:
                 pass
         self._log_file.close()
+
+
+async def off_loop(call: Callable[..., Any], *args: Any) -> Any:
+    """A blocking HTTP call, in a thread: the WebSocket clients keep running meanwhile."""
+    return await trio.to_thread.run_sync(partial(call, *args))
 
 
 @pytest.fixture

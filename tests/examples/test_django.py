@@ -12,18 +12,16 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trio
 
 from ..conftest import SECRET
 from ..support.processes import Gateway, process_env
 from ..support.wsclient import connect
-from .conftest import BIN, EXAMPLES, AppProcess
+from .conftest import BIN, EXAMPLES, AppProcess, off_loop
 
 SHOP = EXAMPLES / "django"
 
@@ -65,11 +63,6 @@ class Browser:
         assert answer.status_code == 200, answer.text
         body: dict[str, Any] = answer.json()
         return body
-
-
-async def off_loop(call: Callable[..., Any], *args: Any) -> Any:
-    """A blocking HTTP call, in a thread: the WebSocket clients keep running meanwhile."""
-    return await trio.to_thread.run_sync(partial(call, *args))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from tidings.testing import FakeRealtime
 
 from ..support.processes import Gateway
 from ..support.wsclient import Client, connect
-from .conftest import BIN, EXAMPLES, AppProcess
+from .conftest import BIN, EXAMPLES, AppProcess, off_loop
 
 STOREFRONT = EXAMPLES / "flask"
 
@@ -52,11 +52,6 @@ def set_status(url: str, cookies: httpx.Cookies, order_id: int, status: str) -> 
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
-
-
-async def off_loop(call: Callable[..., Any], *args: Any) -> Any:
-    """A blocking HTTP call, in a thread: the WebSocket clients keep running meanwhile."""
-    return await trio.to_thread.run_sync(partial(call, *args))
 
 
 @pytest.fixture
