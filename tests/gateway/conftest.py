@@ -149,3 +149,14 @@ def strict_gateway(gateways: Gateways) -> Gateway:
 def small_queue_gateway(gateways: Gateways) -> Gateway:
     """Per-connection queues of 50 frames, for the slow-consumer test."""
     return gateways.start(REALTIME_QUEUE_SIZE="50")
+
+
+@pytest.fixture
+def doomed_gateway(gateways: Gateways) -> Iterator[Gateway]:
+    """A gateway of its own, for the test that shuts it down."""
+    gateway = gateways.start()
+    gateways.forget(gateway)
+    try:
+        yield gateway
+    finally:
+        gateway.kill()

@@ -4,28 +4,14 @@ from __future__ import annotations
 
 import secrets
 import signal
-from collections.abc import Iterator
 
-import pytest
 import trio
 import trio_websocket
 
 from tests.support.processes import Gateway
 from tests.support.wsclient import connect
 
-from .conftest import Gateways
 from .support import WAIT, broadcast, broadcast_many, close_code, ping_pong, token, unique
-
-
-@pytest.fixture
-def doomed_gateway(gateways: Gateways) -> Iterator[Gateway]:
-    """A gateway of its own, for the test that shuts it down."""
-    gateway = gateways.start()
-    gateways.forget(gateway)
-    try:
-        yield gateway
-    finally:
-        gateway.kill()
 
 
 async def _connect_during_shutdown(gateway: Gateway) -> str:

@@ -13,7 +13,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -265,16 +264,6 @@ async def test_a_stream_that_stops_reading_is_cut_and_others_get_everything(
         while (event := await slow.next(WAIT)) is not None:
             got += event.event == "message"
         assert got < MESSAGES
-
-
-@pytest.fixture
-def doomed_gateway(gateways: Gateways) -> Iterator[Gateway]:
-    gateway = gateways.start()
-    gateways.forget(gateway)
-    try:
-        yield gateway
-    finally:
-        gateway.kill()
 
 
 async def test_sigterm_ends_streams_with_going_away(doomed_gateway: Gateway) -> None:
