@@ -194,6 +194,7 @@ ROUTES = [
     b"/healthz",
     b"/metrics",
     b"/ws",
+    b"/sse",
     b"/demo/token",
     b"/demo/broadcast",
 ]
@@ -220,6 +221,16 @@ ODD_PATHS = [
     b"/\xc3\xa9",
     b"/\xff\xfe",
     b"/ws?token=" + b"A" * 3_000,
+    # Server-Sent Events: every one of these is refused before a stream opens (a stream that
+    # opened would never end, and the exchange would wait for it).
+    b"/sse?channels=",
+    b"/sse?channels=private-x",
+    b"/sse?channels=a,,b",
+    b"/sse?channels=%ff%fe",
+    b"/sse?channels=user.1&token=garbage",
+    b"/sse?channels=public.x&lastEventId=%ff~~zz",
+    b"/sse?channels=public.x&token=a&token=b",
+    b"/sse?channels=" + b",".join(b"public.c%d" % i for i in range(500)),
 ]
 methods = st.one_of(
     st.sampled_from(
