@@ -17,6 +17,7 @@ and under asyncio (in trio's guest mode; ADR 0030). See ``docs/python-client.md`
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -84,10 +85,12 @@ async def connect(
     buffer: int = 1000,
     max_message_size: int = 16 * 2**20,
     on_state: Callable[[StateChange], object] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Client]:
     """A client of the gateway at ``url`` for the ``async with`` block, under trio or asyncio.
 
-    ``url``: ``ws://HOST:PORT/ws`` (``http://HOST:PORT`` works too). ``token``: a connection
+    ``url``: ``ws://HOST:PORT/ws`` (``http://HOST:PORT`` works too; ``wss://`` behind TLS,
+    checked against the system's CAs or ``ssl_context``). ``token``: a connection
     token, or a function (plain or async) returning one, asked before every attempt; None
     connects anonymously (public channels only). The block starts at once; the connection is
     opened, and reopened, in the background (``await client.wait_connected()`` to wait for it).
@@ -107,6 +110,7 @@ async def connect(
         buffer=buffer,
         max_message_size=max_message_size,
         on_state=on_state,
+        ssl_context=ssl_context,
     )
     if current_library() == "trio":
         async with _trio_client(url, token, options) as client:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -62,6 +63,11 @@ def _count(minimum: int) -> Callable[[object, attrs.Attribute[Any], Any], None]:
     return check
 
 
+def _ssl_context(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise ValueError(f"ssl_context must be an ssl.SSLContext or None, not {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Options:
     """How a client behaves; ``connect``'s keyword arguments, checked when it is called."""
@@ -84,6 +90,9 @@ class Options:
     max_message_size: int = attrs.field(default=16 * 2**20, validator=_count(1))
     on_state: Callable[[StateChange], object] | None = None
     """Called (synchronously) on every state change."""
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None, validator=_ssl_context)
+    """How ``wss://`` connections check the gateway's certificate (a private CA, a client
+    certificate); None: the system's trusted CAs, as ``ssl.create_default_context()``."""
 
     backoff: Backoff = attrs.field(init=False)
 
@@ -147,6 +156,10 @@ class Client:
         if token is not None and not isinstance(token, str) and not callable(token):
             raise TypeError(f"token must be a string or a function returning one, not {token!r}")
         self.url = websocket_url(url)
+        if options.ssl_context is not None and not self.url.startswith("wss://"):
+            raise ValueError(
+                f"ssl_context is for wss:// (or https://) URLs; {self.url!r} is not encrypted"
+            )
         self.options = options
         self._token = token
         self._runner = runner
@@ -481,6 +494,7 @@ class Client:
                 connect_timeout=options.connect_timeout,
                 disconnect_timeout=options.close_timeout,
                 max_message_size=options.max_message_size,
+                ssl_context=options.ssl_context,
             ) as ws:
                 self._ws = ws
                 try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+
 import pytest
 import trio
 
@@ -275,6 +277,12 @@ async def test_bad_arguments_are_refused_with_what_was_wrong(closed_port: int) -
             pass
     with pytest.raises(ValueError, match="max_retries"):
         async with connect("ws://127.0.0.1:1/ws", max_retries=-1):
+            pass
+    with pytest.raises(ValueError, match="ssl_context must be an ssl\\.SSLContext"):
+        async with connect("wss://127.0.0.1:1/ws", ssl_context="/etc/ssl/ca.pem"):  # type: ignore[arg-type]
+            pass
+    with pytest.raises(ValueError, match="ssl_context is for wss://"):
+        async with connect("ws://127.0.0.1:1/ws", ssl_context=ssl.create_default_context()):
             pass
     async with connect(f"ws://127.0.0.1:{closed_port}/ws", max_retries=0) as client:
         with pytest.raises(InvalidChannel, match="not allowed"):
