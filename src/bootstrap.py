@@ -289,6 +289,7 @@ def _web_server(
         handshake_timeout=settings.realtime_handshake_timeout,
         max_connections=settings.realtime_max_connections,
         max_connections_per_address=settings.realtime_max_connections_per_ip,
+        trusted_proxies=settings.trusted_proxies(),
     )
 
 

@@ -17,8 +17,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .domain.access import AccessPolicy
-from .domain.errors import ConfigurationError, InvalidAccessRule, InvalidOrigin
+from .domain.errors import ConfigurationError, InvalidAccessRule, InvalidOrigin, InvalidProxy
 from .domain.origins import OriginPolicy
+from .domain.proxies import TrustedProxies
 from .domain.topics import TopicStrategy, topic_strategy
 
 BROKERS = ("memory", "kafka", "gateway")
@@ -177,8 +178,12 @@ class Settings(BaseSettings):
     realtime_max_connections: int = Field(default=20_000, ge=0)
     """Open connections (HTTP and WebSocket) the gateway serves at once; 0: no limit."""
     realtime_max_connections_per_ip: int = Field(default=500, ge=0)
-    """Open connections from one client address; 0: no limit (behind a proxy, every client
-    has the proxy's address: limit there instead)."""
+    """Open connections from one client address; 0: no limit. Behind a proxy, every client
+    has the proxy's address unless the proxy is listed in ``REALTIME_TRUSTED_PROXIES``."""
+    realtime_trusted_proxies: str = ""
+    """Addresses and networks of reverse proxies (``127.0.0.1,10.0.0.0/8``) whose
+    ``X-Forwarded-For`` names the client, for the per-address limit and the logs; empty: the
+    header is never read (docs/deploy.md)."""
     realtime_handshake_timeout: float = Field(default=10.0, gt=0)
     realtime_idle_timeout: float = Field(default=120.0, gt=0)
     """Seconds without any frame from a client before it is disconnected (clients ping)."""
@@ -242,6 +247,15 @@ class Settings(BaseSettings):
         try:
             AccessPolicy.parse(value)
         except InvalidAccessRule as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("realtime_trusted_proxies")
+    @classmethod
+    def _proxies_syntax(cls, value: str) -> str:
+        try:
+            TrustedProxies.parse(value)
+        except InvalidProxy as exc:
             raise ValueError(str(exc)) from None
         return value
 
@@ -310,6 +324,10 @@ class Settings(BaseSettings):
 
     def access_policy(self) -> AccessPolicy:
         return AccessPolicy.parse(self.realtime_channel_rules)
+
+    def trusted_proxies(self) -> TrustedProxies:
+        """``REALTIME_TRUSTED_PROXIES`` parsed (validated at load, so this does not raise)."""
+        return TrustedProxies.parse(self.realtime_trusted_proxies)
 
     def origin_policy(self) -> OriginPolicy:
         """``REALTIME_ALLOWED_ORIGINS`` parsed (validated at load, so this does not raise)."""

@@ -174,3 +174,12 @@ class InvalidOrigin(TidingsError, ValueError):
         self.origin = origin
         self.reason = reason
         super().__init__(f"invalid origin {origin!r}: {reason}")
+
+
+class InvalidProxy(TidingsError, ValueError):
+    """An entry of ``REALTIME_TRUSTED_PROXIES`` that is not an address or a network."""
+
+    def __init__(self, entry: object, reason: str) -> None:
+        self.entry = entry
+        self.reason = reason
+        super().__init__(f"invalid trusted proxy {entry!r}: {reason}")

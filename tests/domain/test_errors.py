@@ -34,6 +34,7 @@ SAMPLES: list[errors.TidingsError] = [
     errors.TokenSecretMissing(),
     errors.SecretTooShort("REALTIME_SECRET", 8, 32),
     errors.InvalidOrigin("ftp://x", "scheme must be http or https"),
+    errors.InvalidProxy("10.0.0.1/8", "host bits set"),
 ]
 
 

@@ -63,6 +63,9 @@ def test_environment_wins_over_dotenv(clean_env: Path, monkeypatch: pytest.Monke
         ("KAFKA_PRODUCER_SETTINGS", "lingr.ms=5", "'lingr.ms'; did you mean linger.ms"),
         ("KAFKA_CONSUMER_SETTINGS", "group.id=x", "KAFKA_CONSUMER_SETTINGS: group.id cannot be"),
         ("KAFKA_CONSUMER_ASSIGNOR", "fair", "unknown assignor 'fair'; known assignors: coop"),
+        ("REALTIME_TRUSTED_PROXIES", "127.0.0.1,*", "REALTIME_TRUSTED_PROXIES: .*'\\*'"),
+        ("REALTIME_TRUSTED_PROXIES", "10.0.0.1/8", "host bits set: the network is 10.0.0.0/8"),
+        ("REALTIME_TRUSTED_PROXIES", "nginx", "TRUSTED_PROXIES: invalid trusted proxy 'nginx'"),
         (
             "KAFKA_CONSUMER_SETTINGS",
             "partition.assignment.strategy=range",
@@ -214,3 +217,14 @@ def test_an_eager_assignor_is_taken_only_from_kafka_python_3_0_9(
     else:
         with pytest.raises(ConfigurationError, match=f"{assignor} needs kafka-python 3.0.9"):
             Settings.load()
+
+
+def test_trusted_proxies_reach_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's listener believes X-Forwarded-For from the configured proxies only."""
+    from tidings.bootstrap import Container
+
+    monkeypatch.setenv("REALTIME_TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8")
+    server = Container.for_settings(Settings.load(env_file=None)).web_server()
+    settings = Settings.load(env_file=None)
+    assert str(settings.trusted_proxies()) == "127.0.0.1/32,10.0.0.0/8"
+    assert server.trusted_proxies == settings.trusted_proxies()

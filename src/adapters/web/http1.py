@@ -46,6 +46,8 @@ class RequestHead:
     query: dict[str, str]
     headers: dict[str, str]
     http_version: bytes
+    forwarded_for: tuple[str, ...] = ()
+    """The ``X-Forwarded-For`` entries of every such header line, in order (split at commas)."""
 
     @property
     def wants_websocket(self) -> bool:
@@ -139,8 +141,20 @@ class HttpConnection:
             name.decode("latin-1").lower(): value.decode("latin-1")
             for name, value in request.headers
         }
+        forwarded_for = tuple(
+            entry.strip()
+            for name, value in request.headers
+            if name.lower() == b"x-forwarded-for"
+            for entry in value.decode("latin-1").split(",")
+        )
         return RequestHead(
-            request.method.decode("latin-1"), target, path, query, headers, request.http_version
+            request.method.decode("latin-1"),
+            target,
+            path,
+            query,
+            headers,
+            request.http_version,
+            forwarded_for,
         )
 
     async def read_body(self, head: RequestHead) -> bytes:

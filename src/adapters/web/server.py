@@ -6,7 +6,9 @@ gateway until it ends. What happens on one connection stays there: every stage (
 head, the body, the upgrade, the open connection, the close) is bounded in time, every error is
 caught at the connection's edge (logged once, counted, the connection closed with 1011), and the
 listener never sees it. Limits on open connections, in total and per client address, are checked
-before a byte is read. See ADR 0007 and ADR 0017.
+before a byte is read; for a connection from a trusted reverse proxy (``REALTIME_TRUSTED_PROXIES``)
+the client's address is the one the proxy names in ``X-Forwarded-For``, so that one is counted
+once each request head is read (``domain.proxies``; ADR 0033). See ADR 0007 and ADR 0017.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import trio
 
 from ...domain.disconnects import close_reason
 from ...domain.protocol import CloseCode
+from ...domain.proxies import TrustedProxies
 from ...ports import (
     ConnectionHandler,
     GatewayMetrics,
@@ -51,6 +54,21 @@ class _Refused(Exception):
         super().__init__(reason)
 
 
+class _Peer:
+    """Who one connection is from: the address the per-address limit counts it under (for a
+    trusted proxy's connection, the client it names, once a request head said so) and the
+    words logs use for it."""
+
+    __slots__ = ("address", "counted", "proxied", "remote")
+
+    def __init__(self, address: str, remote: str, *, proxied: bool) -> None:
+        self.address = address
+        """The socket's peer address (the proxy's, for a proxied connection)."""
+        self.remote = remote
+        self.proxied = proxied
+        self.counted: str | None = None
+
+
 class WebServer:
     """The gateway's listener (implements ``Transport``); see the module doc."""
 
@@ -68,6 +86,7 @@ class WebServer:
         keep_alive_timeout: float = 30.0,
         max_connections: int = 0,
         max_connections_per_address: int = 0,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -82,12 +101,18 @@ class WebServer:
         self._max_per_address = max_connections_per_address
         self._open = 0
         self._per_address: Counter[str] = Counter()
+        self._trusted = trusted_proxies or TrustedProxies()
         self._accepting = trio.CancelScope()
         self._streams: StreamHandler | None = None
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def trusted_proxies(self) -> TrustedProxies:
+        """The proxies whose ``X-Forwarded-For`` names the client (none: never read)."""
+        return self._trusted
 
     @property
     def open_connections(self) -> int:
@@ -128,14 +153,16 @@ class WebServer:
         except OSError:
             await trio.aclose_forcefully(stream)
             return
+        peer = _Peer(address, remote, proxied=self._trusted.trusts(address))
         self._open += 1
-        self._per_address[address] += 1
+        if not peer.proxied:  # a proxy's client is counted once its request names it
+            self._count(peer, address)
         try:
-            refusal = self._over_limit(address)
+            refusal = self._over_limit(peer)
             if refusal is not None:
                 await self._turn_away(stream, refusal)
                 return
-            client = await self._accept(stream, remote)
+            client = await self._accept(stream, peer)
             if isinstance(client, EventStreamConnection):
                 await self._serve_stream(client)
             elif client is not None:
@@ -143,27 +170,61 @@ class WebServer:
         except Exception:
             # A bug on one connection must never take the listener (and every other client)
             # down with it: say so once, count it, and let this connection go.
-            log.exception("connection from %s failed", remote)
+            log.exception("connection from %s failed", peer.remote)
             if self._metrics is not None:
                 self._metrics.connection_failed()
         finally:
             self._open -= 1
-            self._per_address[address] -= 1
-            if not self._per_address[address]:
-                del self._per_address[address]
+            self._uncount(peer)
             await trio.aclose_forcefully(stream)
 
-    def _over_limit(self, address: str) -> _Refused | None:
-        """Whether this new connection is one too many; counted in ``_open`` already."""
+    def _count(self, peer: _Peer, address: str) -> None:
+        """Count ``peer``'s connection under ``address`` (and no longer under another)."""
+        if peer.counted == address:
+            return
+        self._uncount(peer)
+        self._per_address[address] += 1
+        peer.counted = address
+
+    def _uncount(self, peer: _Peer) -> None:
+        if peer.counted is None:
+            return
+        self._per_address[peer.counted] -= 1
+        if not self._per_address[peer.counted]:
+            del self._per_address[peer.counted]
+        peer.counted = None
+
+    def _over_limit(self, peer: _Peer) -> _Refused | None:
+        """Whether this connection is one too many; counted in ``_open`` (and under its
+        address, when it is known) already."""
         if self._max_connections and self._open > self._max_connections:
             message = f"the gateway is at its limit of {self._max_connections} connections"
             refusal = error_response(503, message, {"retry-after": "5"})
             return _Refused(refusal, "max_connections")
-        if self._max_per_address and self._per_address[address] > self._max_per_address:
+        return self._over_address_limit(peer)
+
+    def _over_address_limit(self, peer: _Peer) -> _Refused | None:
+        address = peer.counted
+        if (
+            address is not None
+            and self._max_per_address
+            and self._per_address[address] > self._max_per_address
+        ):
             message = f"{address} has {self._max_per_address} connections open, the limit"
             refusal = error_response(429, message, {"retry-after": "5"})
             return _Refused(refusal, "max_connections_per_address")
         return None
+
+    def _identify(self, peer: _Peer, head: RequestHead) -> None:
+        """A trusted proxy's request names its client: count the connection under the
+        client's address (each request may name another: keep-alive to the proxy); raises
+        ``_Refused`` when that address is over its limit."""
+        client = self._trusted.client_address(peer.address, head.forwarded_for)
+        self._count(peer, client)
+        peer.remote = f"{client} via {_proxy_of(peer.remote)}"
+        refusal = self._over_address_limit(peer)
+        if refusal is not None:
+            raise refusal
 
     async def _turn_away(self, stream: trio.SocketStream, refused: _Refused) -> None:
         """Answer a connection over a limit without reading its request, and close it."""
@@ -178,13 +239,13 @@ class WebServer:
                 pass
 
     async def _accept(
-        self, stream: trio.SocketStream, remote: str
+        self, stream: trio.SocketStream, peer: _Peer
     ) -> WebSocketConnection | EventStreamConnection | None:
         """Serve the connection's HTTP requests until one upgrades to WebSocket or asks for an
         event stream: the client, its handshake done; None when the connection ended first."""
         http = HttpConnection(stream, max_body_bytes=self._max_body)
         try:
-            return await self._serve_http(http, stream, remote)
+            return await self._serve_http(http, stream, peer)
         except BadRequest as exc:
             with trio.move_on_after(self._handshake_timeout):
                 await http.refuse(exc.status, exc.message, exc.headers)
@@ -196,11 +257,11 @@ class WebServer:
                 await http.respond(exc.response)
                 await linger(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as exc:
-            log.debug("connection from %s ended: %s", remote, exc)
+            log.debug("connection from %s ended: %s", peer.remote, exc)
         return None
 
     async def _serve_http(
-        self, http: HttpConnection, stream: trio.SocketStream, remote: str
+        self, http: HttpConnection, stream: trio.SocketStream, peer: _Peer
     ) -> WebSocketConnection | EventStreamConnection | None:
         """Requests one after another (keep-alive) until one upgrades (its WebSocket is returned)
         or asks for an event stream (returned unanswered) or the connection closes (None).
@@ -215,6 +276,9 @@ class WebServer:
                     body = await http.read_body(head)
             if reading.cancelled_caught or head is None:
                 return None  # closed, or too slow to send a request
+            if peer.proxied:
+                self._identify(peer, head)
+            remote = peer.remote
             if head.wants_websocket:
                 with trio.move_on_after(self._handshake_timeout):
                     return await self._upgrade(http, stream, head, remote)
@@ -316,6 +380,11 @@ class WebServer:
         finally:
             with trio.CancelScope(shield=True):
                 await client.close(1001)
+
+
+def _proxy_of(remote: str) -> str:
+    """The proxy's part of a log name (``203.0.113.9 via 127.0.0.1:4711`` -> the latter)."""
+    return remote.rpartition(" via ")[2]
 
 
 def _peer(stream: trio.SocketStream) -> tuple[str, str]:
