@@ -109,6 +109,8 @@ class Nginx:
         self, directory: Path, gateways: Sequence[int], *, site_text: str | None = None
     ) -> None:
         """``site_text``: the site to render instead of the shipped one (a broken one)."""
+        if not Path(NGINX).exists():
+            raise RuntimeError(f"{NGINX} is missing: scripts/setup --test installs Debian's nginx")
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.certificate, self.key = self_signed(directory)
