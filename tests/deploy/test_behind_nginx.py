@@ -2,8 +2,9 @@
 self-signed certificate, in front of two ``tidings serve`` gateways on Kafka.
 
 A ``tidings.client`` connects over ``wss://`` through nginx, subscribes and receives; the gateway
-it landed on is killed (SIGKILL: no goodbye); messages published meanwhile through nginx arrive
-once and in order after the client reconnected, through nginx, to the other gateway. Event
+it landed on is killed (SIGKILL: no goodbye) or stopped (SIGTERM, a rolling restart); messages
+published meanwhile through nginx arrive once and in order after the client reconnected, through
+nginx, to the other gateway. Event
 streams come through unbuffered, and ``/metrics`` is refused to addresses outside the site's
 allowed networks.
 """
@@ -110,7 +111,12 @@ async def _take(subscription: tidings.client.Subscription, count: int) -> list[i
     raise AssertionError(f"the subscription ended after {seqs}")
 
 
-async def test_a_wss_client_survives_its_gateway_dying_behind_nginx(front: Front) -> None:
+@pytest.mark.parametrize("end", ["killed", "stopped"])
+async def test_a_wss_client_survives_its_gateway_going_away_behind_nginx(
+    front: Front, end: str
+) -> None:
+    """Killed: SIGKILL, no goodbye. Stopped: SIGTERM, as in a rolling restart (close 1001,
+    exit 0). Either way the client comes back through nginx on the other gateway."""
     channel = f"chat.n{secrets.token_hex(3)}"
     url = front.nginx.url.replace("https://", "wss://") + "/ws"
     async with tidings.client.connect(
@@ -123,7 +129,11 @@ async def test_a_wss_client_survives_its_gateway_dying_behind_nginx(front: Front
         await front.publish(channel, range(5))
         assert await _take(orders, 5) == [0, 1, 2, 3, 4]
 
-        first.process.kill()
+        if end == "killed":
+            first.process.kill()
+        else:
+            code = await trio.to_thread.run_sync(first.process.stop)
+            assert code == 0, first.process.output()
         await front.publish(channel, range(5, 10))  # nginx passes it to the other gateway
         after = await _take(orders, 5)
         # A sentinel: anything sent twice would arrive before it.
