@@ -28,7 +28,7 @@ from ..domain.errors import (
     TidingsError,
     TokenSecretMissing,
 )
-from .logs import debugging, name_brokers
+from .logs import debugging, name_brokers, use_log_format
 
 if TYPE_CHECKING:
     from ..bootstrap import Container
@@ -107,6 +107,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings.load(**given)
     except ConfigurationError as exc:
         fail_with(exc)
+    use_log_format(settings.realtime_log_format)
     name_brokers(settings.broker_list)
     return settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -20,6 +21,22 @@ class GatewayMetrics(Protocol):
 
     def messages_out(self, count: int) -> None:
         """Frames queued to clients."""
+        ...
+
+    def sent(self, published_at: Sequence[float], now: float) -> None:
+        """Messages of one broker batch handed to their clients' sockets at ``now`` (written, or
+        queued behind a full socket), given by their envelopes' ``timestamp`` (Unix seconds):
+        the publish-to-send latency, observed once per message, not per recipient."""
+        ...
+
+    def broker_status(self, connected: bool, lag: int | None) -> None:
+        """The broker feed's state as last seen (``lag``: messages not yet handed over; None
+        when the feed does not know it, and then the last known figure stays)."""
+        ...
+
+    def disconnected(self, code: int) -> None:
+        """A client connection ended, with the WebSocket close code it was (or would have
+        been, for an event stream) closed with: 1000, 1001, 1006, 1008, 1011, 4001, 4008..."""
         ...
 
     def refused(self, code: int) -> None:
