@@ -146,6 +146,8 @@ class GatewayHttp:
             # or the gateway draining (a restart would not help then; /healthz says "not ready").
             return json_response(200, {"status": "alive", "node": self._gateway.node})
         if request.path == "/metrics":
+            status = self._gateway.feed_status()  # as of now, whether batches flow or not
+            self._gateway.metrics.broker_status(status.connected, status.lag)
             body, content_type = self._gateway.metrics.render()
             return HttpResponse(200, body, content_type)
         if request.path == "/demo/token":
