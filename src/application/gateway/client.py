@@ -76,7 +76,10 @@ class ClientProtocol:
         history: History | None,
         publish: Callable[[Message], Pending],
         frontier: Callable[[Channel], Position],
+        node: str = "",
     ) -> None:
+        self.node = node
+        """The gateway node, named in log lines."""
         self.hub = hub
         self.limits = limits
         self.metrics = metrics
@@ -132,7 +135,7 @@ class ClientProtocol:
                 "connection from %s refused: %s",
                 connection.remote,
                 exc,
-                extra={"code": int(code)},
+                extra={"node": self.node, "code": int(code)},
             )
             with trio.move_on_after(2):
                 try:

@@ -105,6 +105,7 @@ class Gateway:
             history=history,
             publish=publish,
             frontier=self._frontier,
+            node=node,
         )
         """Each connection's protocol (shared by all: it holds no per-connection state)."""
 
@@ -303,6 +304,13 @@ class Gateway:
         """An HTTP error for the whole stream; ``channel`` when one channel is the reason (so a
         client can drop that one and ask again)."""
         self.metrics.refused(code)
+        log.debug(
+            "stream from %s refused: %d %s",
+            stream.remote,
+            code,
+            message,
+            extra={"node": self.node, "channel": channel, "code": int(code)},
+        )
         headers = {"www-authenticate": "Bearer"} if code == ErrorCode.UNAUTHORIZED else {}
         payload: dict[str, object] = {"error": message, "code": int(code)}
         if channel is not None:
