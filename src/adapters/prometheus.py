@@ -68,7 +68,7 @@ class PrometheusMetrics:
         )
         self._refusals = Counter(
             "tidings_refusals",
-            "Error frames sent to clients, by protocol code",
+            "Error frames sent to clients and event-stream requests refused, by protocol code",
             ["code"],
             registry=self.registry,
         )

@@ -40,7 +40,7 @@ class GatewayMetrics(Protocol):
         ...
 
     def refused(self, code: int) -> None:
-        """An error frame sent to a client, by protocol code."""
+        """An error frame sent to a client (or an event-stream request refused), by code."""
         ...
 
     def queue_overflow(self) -> None:
@@ -49,7 +49,7 @@ class GatewayMetrics(Protocol):
 
     def connection_refused(self, reason: str) -> None:
         """A connection turned away before it was served (``reason``: a short label such as
-        ``max_connections``, ``max_connections_per_address`` or ``origin``)."""
+        ``max_connections``, ``max_connections_per_address``, ``origin`` or ``bad_request``)."""
         ...
 
     def connection_failed(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -202,3 +203,15 @@ async def test_every_metric_of_the_dashboard_exists(gateway: Gateway) -> None:
     assert "tidings_publish_to_send_seconds_bucket" in used
     missing = used - (await scrape(gateway)).names()
     assert not missing, f"the dashboard uses metrics /metrics does not have: {sorted(missing)}"
+
+
+async def test_a_malformed_upgrade_is_a_refused_connection(gateway: Gateway) -> None:
+    name, labels = "tidings_connections_refused_total", {"reason": "bad_request"}
+    before = (await scrape(gateway)).value(name, **labels)
+    headers = {"connection": "Upgrade", "upgrade": "websocket"}  # no key, no version
+
+    def upgrade() -> int:
+        return httpx.get(gateway.ws_url.replace("ws://", "http://"), headers=headers).status_code
+
+    assert await trio.to_thread.run_sync(upgrade) == 400
+    await wait_for(gateway, name, before, **labels)

@@ -287,6 +287,7 @@ class Gateway:
             await self._refuse_stream(stream, exc.code, exc.message, exc.channel)
             return None
         if self._stopping:
+            self.metrics.refused(503)
             await stream.refuse(
                 HttpResponse(
                     503,
