@@ -268,11 +268,16 @@ def setup_logging(level: str) -> None:
     logging.getLogger("kafka.coordinator.assignors").setLevel(logging.ERROR)
 
 
+_format = ["text"]
+"""The log format in use (set by ``use_log_format``)."""
+
+
 def use_log_format(log_format: str) -> None:
     """Write stderr's log lines as ``log_format`` says (``text`` or ``json``) from now on: the
     handlers ``setup_logging`` installed, and the one behind ``KafkaLog``, which keeps
     filtering kafka-python's records whatever the format."""
     formatter = formatter_for(log_format)
+    _format[0] = log_format
     for handler in logging.getLogger().handlers:
         if isinstance(handler, StderrHandler) or (
             type(handler) is logging.StreamHandler
@@ -282,6 +287,19 @@ def use_log_format(log_format: str) -> None:
     for handler in logging.getLogger("kafka").handlers:
         if isinstance(handler, KafkaLog):
             handler.target.setFormatter(formatter)
+
+
+def as_json_line(message: str, error: BaseException | None = None) -> str | None:
+    """``message`` (a command's last word, ``tidings: ...``) as a JSON log line when the logs
+    are JSON, so a collector reads every line of stderr alike; None when they are text."""
+    if _format[0] != "json":
+        return None
+    exc_info = (type(error), error, error.__traceback__) if error is not None else None
+    record = logging.makeLogRecord(
+        {"name": "tidings", "levelno": logging.ERROR, "levelname": "ERROR", "msg": message}
+    )
+    record.exc_info = exc_info
+    return JsonFormatter().format(record)
 
 
 def name_brokers(brokers: Sequence[str]) -> None:

@@ -108,3 +108,17 @@ def test_a_bad_log_format_exits_2_naming_the_variable(
     assert result.exit_code == 2, result.output
     assert "REALTIME_LOG_FORMAT" in result.output
     assert "xml" in result.output
+
+
+def test_a_command_failure_is_a_json_line_too(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REALTIME_LOG_FORMAT", "json")
+    try:
+        result = runner.invoke(cli, ["publish", "public.x", "e", "--url", "http://127.0.0.1:9"])
+    finally:
+        use_log_format("text")
+    assert result.exit_code == 1
+    entry = json.loads(result.output.strip().splitlines()[-1])
+    assert entry["level"] == "ERROR"
+    assert entry["message"].startswith("tidings: no broker reachable at http://127.0.0.1:9")
