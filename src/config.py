@@ -26,6 +26,7 @@ BROKERS = ("memory", "kafka", "gateway")
 """``gateway`` only publishes: into a running gateway's ``POST /broadcast`` (ADR 0024)."""
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+LogFormat = Literal["text", "json"]
 
 ASSIGNORS = ("cooperative-sticky", "roundrobin", "range", "sticky")
 """How a shared consumer group splits partitions among its members (``KAFKA_CONSUMER_ASSIGNOR``,
@@ -151,6 +152,11 @@ class Settings(BaseSettings):
     the Origin check of WebSocket upgrades and the CORS answer of HTTP endpoints. ``*``: all."""
     realtime_max_token_ttl: float | None = Field(default=None, gt=0)
     """Longest lifetime in seconds of a connection token, checked at issue and verification."""
+
+    realtime_log_format: LogFormat = "text"
+    """How log lines on stderr look: ``text`` for people, ``json`` (one object per line: time,
+    level, logger, message, and connection, node, channel, code where they apply) for a log
+    collector."""
 
     # Limits, with safe defaults.
     realtime_max_message_bytes: int = Field(default=65_536, ge=256)

@@ -28,7 +28,7 @@ from ..domain.errors import (
     TidingsError,
     TokenSecretMissing,
 )
-from .logs import debugging, name_brokers
+from .logs import as_json_line, debugging, name_brokers, use_log_format
 
 if TYPE_CHECKING:
     from ..bootstrap import Container
@@ -87,7 +87,12 @@ def fail(message: str, status: int = 2, *, error: BaseException | None = None) -
 
     At ``--log-level debug`` the traceback of ``error`` comes first.
     """
-    if error is not None and debugging():
+    debug = error is not None and debugging()
+    line = as_json_line(f"tidings: {message}", error if debug else None)
+    if line is not None:  # REALTIME_LOG_FORMAT=json: this line too, traceback inside
+        click.echo(line, err=True)
+        sys.exit(status)
+    if debug:
         traceback.print_exception(error, file=sys.stderr)
     click.echo(f"tidings: {message}", err=True)
     sys.exit(status)
@@ -107,6 +112,7 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings.load(**given)
     except ConfigurationError as exc:
         fail_with(exc)
+    use_log_format(settings.realtime_log_format)
     name_brokers(settings.broker_list)
     return settings
 

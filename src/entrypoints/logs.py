@@ -22,12 +22,14 @@ were read in kafka-python ``WRITTEN_FOR``; a test holds the pinned version to it
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 WRITTEN_FOR = "3.0.12"
 """The kafka-python version whose log records ``KafkaLog`` was written against."""
@@ -37,6 +39,10 @@ REPEAT_EVERY = 60.0
 message format)."""
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+CONTEXT_FIELDS = ("connection", "node", "channel", "code")
+"""What a log site may add with ``extra=`` (the gateway's connection lines do), and a JSON line
+then carries as fields of its own."""
 
 CONNECTION_ERROR_TYPES = (
     "KafkaConnectionError",
@@ -82,6 +88,41 @@ class StderrHandler(logging.Handler):
             sys.stderr.flush()
         except Exception:
             self.handleError(record)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line (``REALTIME_LOG_FORMAT=json``): ``time`` (UTC,
+    ISO 8601, milliseconds), ``level``, ``logger``, ``message``, the ``CONTEXT_FIELDS`` the
+    record carries, and ``exception`` (the traceback) when there is one. Non-ASCII is escaped,
+    so no character of a message can split the line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        entry: dict[str, object] = {
+            "time": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = record.__dict__
+        for name in CONTEXT_FIELDS:
+            value = fields.get(name)
+            if value is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, default=str)
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    """The formatter of a ``REALTIME_LOG_FORMAT`` value (``text`` or ``json``)."""
+    if log_format == "json":
+        return JsonFormatter()
+    if log_format == "text":
+        return logging.Formatter(FORMAT)
+    raise ValueError(f"unknown log format {log_format!r}: text or json")
 
 
 class KafkaLog(logging.Handler):
@@ -225,6 +266,40 @@ def setup_logging(level: str) -> None:
     kafka.propagate = False
     # kafka-python's assignors warn at every rebalance of a pattern subscription.
     logging.getLogger("kafka.coordinator.assignors").setLevel(logging.ERROR)
+
+
+_format = ["text"]
+"""The log format in use (set by ``use_log_format``)."""
+
+
+def use_log_format(log_format: str) -> None:
+    """Write stderr's log lines as ``log_format`` says (``text`` or ``json``) from now on: the
+    handlers ``setup_logging`` installed, and the one behind ``KafkaLog``, which keeps
+    filtering kafka-python's records whatever the format."""
+    formatter = formatter_for(log_format)
+    _format[0] = log_format
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, StderrHandler) or (
+            type(handler) is logging.StreamHandler
+            and handler.stream in (sys.stderr, sys.__stderr__)
+        ):
+            handler.setFormatter(formatter)
+    for handler in logging.getLogger("kafka").handlers:
+        if isinstance(handler, KafkaLog):
+            handler.target.setFormatter(formatter)
+
+
+def as_json_line(message: str, error: BaseException | None = None) -> str | None:
+    """``message`` (a command's last word, ``tidings: ...``) as a JSON log line when the logs
+    are JSON, so a collector reads every line of stderr alike; None when they are text."""
+    if _format[0] != "json":
+        return None
+    exc_info = (type(error), error, error.__traceback__) if error is not None else None
+    record = logging.makeLogRecord(
+        {"name": "tidings", "levelno": logging.ERROR, "levelname": "ERROR", "msg": message}
+    )
+    record.exc_info = exc_info
+    return JsonFormatter().format(record)
 
 
 def name_brokers(brokers: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 
@@ -22,8 +23,24 @@ class GatewayMetrics(Protocol):
         """Frames queued to clients."""
         ...
 
+    def sent(self, published_at: Sequence[float], now: float) -> None:
+        """Messages of one broker batch handed to their clients' sockets at ``now`` (written, or
+        queued behind a full socket), given by their envelopes' ``timestamp`` (Unix seconds):
+        the publish-to-send latency, observed once per message, not per recipient."""
+        ...
+
+    def broker_status(self, connected: bool, lag: int | None) -> None:
+        """The broker feed's state as last seen (``lag``: messages not yet handed over; None
+        when the feed does not know it, and then the last known figure stays)."""
+        ...
+
+    def disconnected(self, code: int) -> None:
+        """A client connection ended, with the WebSocket close code it was (or would have
+        been, for an event stream) closed with: 1000, 1001, 1006, 1008, 1011, 4001, 4008..."""
+        ...
+
     def refused(self, code: int) -> None:
-        """An error frame sent to a client, by protocol code."""
+        """An error frame sent to a client (or an event-stream request refused), by code."""
         ...
 
     def queue_overflow(self) -> None:
@@ -32,7 +49,7 @@ class GatewayMetrics(Protocol):
 
     def connection_refused(self, reason: str) -> None:
         """A connection turned away before it was served (``reason``: a short label such as
-        ``max_connections``, ``max_connections_per_address`` or ``origin``)."""
+        ``max_connections``, ``max_connections_per_address``, ``origin`` or ``bad_request``)."""
         ...
 
     def connection_failed(self) -> None:

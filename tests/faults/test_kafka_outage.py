@@ -129,6 +129,14 @@ async def _health(url: str) -> int:
     return await trio.to_thread.run_sync(get)
 
 
+async def _status(url: str) -> int:
+    return await trio.to_thread.run_sync(lambda: httpx.get(url, timeout=5).status_code)
+
+
+async def _text(url: str) -> str:
+    return await trio.to_thread.run_sync(lambda: httpx.get(url, timeout=5).text)
+
+
 async def _broadcast(url: str, seqs: range) -> int:
     def post() -> int:
         body = [{"channel": CHANNEL, "event": "e", "data": {"seq": i}} for i in seqs]
@@ -174,9 +182,14 @@ async def test_a_gateway_rides_out_a_kafka_restart(
             await staying.events(10, timeout=30)
             await trio.to_thread.run_sync(kafka_node.stop)
             await _wait_health(gateway.url, 503, timeout=40)
+            # Not ready, but alive: /livez answers while the event loop does (a restart by an
+            # orchestrator would not bring Kafka back), and /metrics says the feed is down.
+            assert await _status(gateway.url + "/livez") == 200
+            assert "\ntidings_broker_connected 0.0\n" in await _text(gateway.url + "/metrics")
             assert await _broadcast(gateway.url, range(99, 100)) == 503
             await trio.to_thread.run_sync(kafka_node.start)
             await _wait_health(gateway.url, 200, timeout=60)
+            assert "\ntidings_broker_connected 1.0\n" in await _text(gateway.url + "/metrics")
             assert await _broadcast(gateway.url, range(20, 30)) == 200
             after = await staying.events(10, timeout=60)
             assert [frame["data"]["seq"] for frame in after] == list(range(20, 30))

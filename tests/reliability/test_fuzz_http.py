@@ -192,6 +192,7 @@ ROUTES = [
     b"/client.js",
     b"/broadcast",
     b"/healthz",
+    b"/livez",
     b"/metrics",
     b"/ws",
     b"/sse",

@@ -114,8 +114,15 @@ class TidingsProcess:
 class Gateway(TidingsProcess):
     """``tidings serve`` on an ephemeral port; ``url`` once it listens."""
 
-    def __init__(self, env: dict[str, str], *args: str, ready_timeout: float = 60) -> None:
-        super().__init__(["serve", "--port", "0", *args], env)
+    def __init__(
+        self,
+        env: dict[str, str],
+        *args: str,
+        ready_timeout: float = 60,
+        options: Sequence[str] = (),
+    ) -> None:
+        """``args`` go to ``serve``, ``options`` before it (``--log-level debug``)."""
+        super().__init__([*options, "serve", "--port", "0", *args], env)
         try:
             match = self.stdout.wait_for(_URL, ready_timeout)
         except (TimeoutError, EOFError) as exc:

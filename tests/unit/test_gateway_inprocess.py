@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import pytest
@@ -333,3 +334,31 @@ async def test_broadcasts_in_a_serving_process_raise_no_memory_broker_warning(
             [frame] = await _events(client, 1)
             assert frame["data"] == 1
     assert [record for record in caplog.records if record.name == "tidings.memory"] == []
+
+
+def _not_published(message: Message) -> Any:
+    raise AssertionError(f"nothing publishes here, not {message}")
+
+
+async def test_livez_stays_200_while_healthz_turns_503_during_the_drain() -> None:
+    from tidings.application.gateway.http_api import GatewayHttp
+    from tidings.ports import HttpRequest
+
+    async with rig() as r:
+        http = GatewayHttp(
+            gateway=r.gateway,
+            publish=_not_published,
+            api_key=None,
+            static=lambda path: None,
+            broker="memory",
+        )
+        client = await r.client()
+        assert (await http.handle(HttpRequest("GET", "/healthz"))).status == 200
+        r.gateway.stop()  # the drain: sessions are told 1001, the feed finishes its batch
+        healthz = await http.handle(HttpRequest("GET", "/healthz"))
+        livez = await http.handle(HttpRequest("GET", "/livez"))
+        assert healthz.status == 503 and b'"stopping"' in healthz.body
+        assert livez.status == 200 and livez.body == b'{"status":"alive","node":"n1"}'
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await client.receive()

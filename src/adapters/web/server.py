@@ -247,6 +247,8 @@ class WebServer:
         try:
             return await self._serve_http(http, stream, peer)
         except BadRequest as exc:
+            if self._metrics is not None and exc.status < 500:
+                self._metrics.connection_refused("bad_request")
             with trio.move_on_after(self._handshake_timeout):
                 await http.refuse(exc.status, exc.message, exc.headers)
                 await linger(stream)

@@ -76,7 +76,10 @@ class ClientProtocol:
         history: History | None,
         publish: Callable[[Message], Pending],
         frontier: Callable[[Channel], Position],
+        node: str = "",
     ) -> None:
+        self.node = node
+        """The gateway node, named in log lines."""
         self.hub = hub
         self.limits = limits
         self.metrics = metrics
@@ -100,7 +103,12 @@ class ClientProtocol:
             except Exception:
                 # One connection's failure is that connection's alone: say so once, with its
                 # id, count it, and close it as an internal error.
-                log.exception("connection %s of user %r failed", session.id, identity.user_id)
+                log.exception(
+                    "connection %s of user %r failed",
+                    session.id,
+                    identity.user_id,
+                    extra={"connection": session.id, "node": session.node, "code": 1011},
+                )
                 self.metrics.connection_failed()
                 session.cut(CloseCode.INTERNAL_ERROR, close_reason(CloseCode.INTERNAL_ERROR))
         if scope.cancelled_caught and not session.closing:  # a deadline passed
@@ -121,6 +129,14 @@ class ClientProtocol:
             self.metrics.refused(ErrorCode.UNAUTHORIZED)
             expired = isinstance(exc, TokenExpired)
             code = CloseCode.TOKEN_EXPIRED if expired else CloseCode.UNAUTHORIZED
+            self.metrics.disconnected(code)
+            # The reason names what is wrong with the token, never the token itself.
+            log.debug(
+                "connection from %s refused: %s",
+                connection.remote,
+                exc,
+                extra={"node": self.node, "code": int(code)},
+            )
             with trio.move_on_after(2):
                 try:
                     await connection.send_many([encode_error(ErrorCode.UNAUTHORIZED, str(exc))])
@@ -204,6 +220,18 @@ class ClientProtocol:
 
     def _refuse(self, session: Session, error: ProtocolError) -> None:
         self.metrics.refused(error.code)
+        log.debug(
+            "connection %s refused: %d %s",
+            session.id,
+            error.code,
+            error.message,
+            extra={
+                "connection": session.id,
+                "node": session.node,
+                "channel": error.channel,
+                "code": int(error.code),
+            },
+        )
         session.offer(error_from(error))
 
     async def _on_frame(self, session: Session, raw: str | bytes) -> None:

@@ -105,6 +105,7 @@ class Gateway:
             history=history,
             publish=publish,
             frontier=self._frontier,
+            node=node,
         )
         """Each connection's protocol (shared by all: it holds no per-connection state)."""
 
@@ -134,12 +135,17 @@ class Gateway:
             misplaced = undecodable = 0  # records the feed dropped, as counted so far
             async for batch in feed.batches():
                 if batch:
-                    self.metrics.messages_in(len(batch))
-                    self.metrics.messages_out(self.hub.dispatch(batch))
+                    metrics = self.metrics
+                    metrics.messages_in(len(batch))
+                    sent: list[float] = []
+                    metrics.messages_out(self.hub.dispatch(batch, sent))
+                    if sent:  # the frames went out at the end of dispatch: one clock reading
+                        metrics.sent(sent, time.time())
                     self.health.batches += 1
                     self.health.messages += len(batch)
                     await feed.commit()
                 status = feed.status()
+                self.metrics.broker_status(status.connected, status.lag)
                 if status.misplaced != misplaced:
                     self.metrics.records_dropped("wrong_topic", status.misplaced - misplaced)
                     misplaced = status.misplaced
@@ -183,6 +189,7 @@ class Gateway:
         if identity is None:
             return
         if self._stopping:
+            self.metrics.disconnected(CloseCode.GOING_AWAY)
             await connection.close(CloseCode.GOING_AWAY, close_reason(CloseCode.GOING_AWAY))
             return
         await self._feed_open.wait()
@@ -199,17 +206,33 @@ class Gateway:
         )
         self.hub.add(session)
         self.metrics.connection_opened()
+        log.debug(
+            "connection %s of user %r opened from %s",
+            session.id,
+            identity.user_id,
+            connection.remote,
+            extra={"connection": session.id, "node": self.node},
+        )
         session.offer(_connected_frame(session, self.node))
         return session
 
     async def _end_session(self, session: Session) -> None:
         held = len(session.subscriptions)
+        code, reason = session.closing or (CloseCode.NORMAL, "")
         try:
             self.hub.remove(session)
         finally:
             if held:
                 self.metrics.unsubscribed(held)
             self.metrics.connection_closed()
+            self.metrics.disconnected(code)
+            log.debug(
+                "connection %s closed: %d %s",
+                session.id,
+                code,
+                reason,
+                extra={"connection": session.id, "node": self.node, "code": int(code)},
+            )
             if self._stopping and not self.hub.sessions:
                 self._drained.set()
             with trio.CancelScope(shield=True):
@@ -264,6 +287,7 @@ class Gateway:
             await self._refuse_stream(stream, exc.code, exc.message, exc.channel)
             return None
         if self._stopping:
+            self.metrics.refused(503)
             await stream.refuse(
                 HttpResponse(
                     503,
@@ -281,6 +305,13 @@ class Gateway:
         """An HTTP error for the whole stream; ``channel`` when one channel is the reason (so a
         client can drop that one and ask again)."""
         self.metrics.refused(code)
+        log.debug(
+            "stream from %s refused: %d %s",
+            stream.remote,
+            code,
+            message,
+            extra={"node": self.node, "channel": channel, "code": int(code)},
+        )
         headers = {"www-authenticate": "Bearer"} if code == ErrorCode.UNAUTHORIZED else {}
         payload: dict[str, object] = {"error": message, "code": int(code)}
         if channel is not None:
@@ -310,7 +341,12 @@ class Gateway:
                         await trio.sleep(period)
                         session.offer(sse.HEARTBEAT)
             except Exception:
-                log.exception("stream %s of user %r failed", session.id, identity.user_id)
+                log.exception(
+                    "stream %s of user %r failed",
+                    session.id,
+                    identity.user_id,
+                    extra={"connection": session.id, "node": self.node, "code": 1011},
+                )
                 self.metrics.connection_failed()
                 session.cut(CloseCode.INTERNAL_ERROR, close_reason(CloseCode.INTERNAL_ERROR))
         if scope.cancelled_caught and not session.closing:  # the token expired

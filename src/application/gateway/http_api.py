@@ -2,10 +2,11 @@
 
 ``GET /`` demo page, ``GET /client.js`` browser client, ``POST /broadcast`` (bearer API key; one
 message or a list of 1 to 100, each given as channel, event, data or as a whole envelope),
-``GET /healthz``, ``GET /metrics``; in demo mode (``tidings serve --demo``, for local development
-only) also ``GET /demo/token`` so the demo page can act as any user, and ``POST /demo/broadcast``
-which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that
-says what went wrong.
+``GET /healthz`` (ready: the broker feed is connected and the gateway accepts clients),
+``GET /livez`` (alive: the process' event loop answers, whatever the broker), ``GET /metrics``;
+in demo mode (``tidings serve --demo``, for local development only) also ``GET /demo/token`` so
+the demo page can act as any user, and ``POST /demo/broadcast`` which publishes without the API
+key. Every refusal is JSON ``{"error": ...}`` with a status that says what went wrong.
 
 CORS follows the origin policy (``REALTIME_ALLOWED_ORIGINS``, the list that also guards WebSocket
 upgrades): a request from an allowed origin is answered with ``Access-Control-Allow-Origin`` set
@@ -38,6 +39,7 @@ _ROUTES = {
     "/broadcast": ("POST",),
     "/sse": ("GET",),
     "/healthz": ("GET",),
+    "/livez": ("GET",),
     "/metrics": ("GET",),
     "/demo/token": ("GET",),
     "/demo/broadcast": ("POST",),
@@ -139,7 +141,13 @@ class GatewayHttp:
             return await self._broadcast(request)
         if request.path == "/healthz":
             return self._healthz()
+        if request.path == "/livez":
+            # Answered by the event loop itself: 200 while it runs, even with the broker down
+            # or the gateway draining (a restart would not help then; /healthz says "not ready").
+            return json_response(200, {"status": "alive", "node": self._gateway.node})
         if request.path == "/metrics":
+            status = self._gateway.feed_status()  # as of now, whether batches flow or not
+            self._gateway.metrics.broker_status(status.connected, status.lag)
             body, content_type = self._gateway.metrics.render()
             return HttpResponse(200, body, content_type)
         if request.path == "/demo/token":

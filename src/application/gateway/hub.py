@@ -83,8 +83,12 @@ class Hub:
 
     # -- Fan-out -----------------------------------------------------------------------------
 
-    def dispatch(self, batch: Sequence[Delivered]) -> int:
-        """Hand every message of a batch to its local subscribers; returns frames handed on."""
+    def dispatch(self, batch: Sequence[Delivered], sent: list[float] | None = None) -> int:
+        """Hand every message of a batch to its local subscribers; returns frames handed on.
+
+        ``sent`` collects the envelope timestamp of each message handed to at least one
+        session (publish-to-send latency, once per message: the frames go out at the end).
+        """
         handed = 0
         table = self.table
         touched: dict[Outbox, None] = {}
@@ -101,10 +105,13 @@ class Hub:
             position = delivered.position
             frame = encode_event(message, position)
             exclude = message.exclude
+            before = handed
             for session in recipients:
                 if session.id != exclude and session.deliver(name, position, frame):
                     touched[session.outbox] = None
                     handed += 1
+            if sent is not None and handed != before:
+                sent.append(message.timestamp)
         for outbox in touched:  # each recipient's share of the batch in one write
             outbox.kick()
         return handed
