@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import sys
 
@@ -23,9 +24,16 @@ DRAIN_TIMEOUT = 10.0
 
 
 async def run_gateway(
-    container: Container, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    container: Container,
+    *,
+    ready_fd: int | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve until a signal, then stop in order (see the module doc)."""
+    """Serve until a signal, then stop in order (see the module doc).
+
+    ``ready_fd``: this gateway is a worker of ``tidings serve --workers`` (``workers.py``), which
+    announced the URLs itself: say one line, and write ``ready`` to this pipe once listening.
+    """
     settings = container.settings()
     gateway = container.gateway()
     server = container.web_server()
@@ -47,13 +55,19 @@ async def run_gateway(
             )
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
-            _announce(
-                server.url,
-                gateway.node,
-                settings.realtime_broker,
-                settings.realtime_demo,
-                http_publishing=settings.api_key() is not None,
-            )
+            if ready_fd is None:
+                announce(
+                    server.url,
+                    gateway.node,
+                    settings.realtime_broker,
+                    settings.realtime_demo,
+                    http_publishing=settings.api_key() is not None,
+                )
+            else:
+                pid = os.getpid()
+                log.info("worker %s listening on %s (pid %d)", gateway.node, server.url, pid)
+                with os.fdopen(ready_fd, "wb") as supervisor:
+                    supervisor.write(b"ready\n")
             tune_interpreter(nursery)
             task_status.started(server.url)
             async for signum in signals:
@@ -75,11 +89,14 @@ async def run_gateway(
     log.info("gateway stopped")
 
 
-def _announce(url: str, node: str, broker: str, demo: bool, *, http_publishing: bool) -> None:
+def announce(
+    url: str, node: str, broker: str, demo: bool, *, http_publishing: bool, workers: int = 1
+) -> None:
     ws = url.replace("http://", "ws://", 1)
     off = "" if http_publishing else " (off: start with REALTIME_API_KEY to publish over HTTP)"
+    where = f"on node {node}" if workers == 1 else f"of {workers} workers, nodes {node}"
     lines = [
-        f"tidings gateway on node {node}, broker {broker}{' (demo mode)' if demo else ''}",
+        f"tidings gateway {where}, broker {broker}{' (demo mode)' if demo else ''}",
         f"  demo page   {url}/",
         f"  client      {url}/client.js",
         f"  websocket   {ws}/ws",
