@@ -1,0 +1,165 @@
+"""``tidings serve --workers``: its argument, refusals, node ids and restart back-off (ADR 0032).
+
+What needs Kafka (workers serving, restarted, drained) is in ``tests/cluster/test_workers.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.support.processes import TIDINGS, process_env
+from tidings.config import worker_count
+from tidings.entrypoints.cli import WorkersParam
+from tidings.entrypoints.workers import (
+    RESTART_BACKOFF,
+    STABLE_AFTER,
+    available_cores,
+    failures_after,
+    reserve_port,
+    worker_node,
+)
+
+
+def tidings(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TIDINGS, *args],
+        env=process_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+# -- The argument ---------------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=10**6), st.integers(min_value=1, max_value=4096))
+def test_a_number_of_workers_is_itself(count: int, cores: int) -> None:
+    assert worker_count(str(count), cores) == count
+    assert worker_count(f" {count} ", cores) == count
+
+
+@given(st.sampled_from(["auto", "AUTO", " Auto "]), st.integers(min_value=1, max_value=4096))
+def test_auto_is_the_cores(text: str, cores: int) -> None:
+    assert worker_count(text, cores) == cores
+
+
+@given(
+    st.one_of(
+        st.integers(max_value=0).map(str),
+        st.text().filter(lambda t: t.strip().lower() != "auto" and not t.strip().isdigit()),
+        st.just("٣"),  # a digit, but not one a person types for a count
+    )
+)
+def test_anything_else_is_refused_naming_it(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a whole number of workers") as refused:
+        worker_count(text, 2)
+    assert repr(text) in str(refused.value)
+
+
+def test_auto_resolves_to_the_cores_this_process_may_use() -> None:
+    assert available_cores() == len(os.sched_getaffinity(0))
+    assert WorkersParam().convert("auto", None, None) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("given_value", ["0", "-1", "abc", "1.5", ""])
+def test_a_bad_workers_argument_is_a_usage_error_naming_the_option(given_value: str) -> None:
+    result = tidings("serve", "--workers", given_value, REALTIME_BROKER="kafka")
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "'--workers'" in lines[0] and repr(given_value) in lines[0], lines
+
+
+def test_a_bad_realtime_workers_is_refused_naming_the_variable() -> None:
+    result = tidings("config", REALTIME_WORKERS="many")
+    assert result.returncode == 2, result
+    assert "REALTIME_WORKERS" in result.stderr and "'many'" in result.stderr, result.stderr
+
+
+def test_config_shows_the_workers_setting() -> None:
+    result = tidings("config", REALTIME_WORKERS="auto")
+    assert result.returncode == 0, result
+    assert any(line.split() == ["REALTIME_WORKERS", "auto"] for line in result.stdout.splitlines())
+
+
+# -- Refusals at start ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--workers", "2"], {"REALTIME_BROKER": "memory"}),
+        (["--workers", "2", "--broker", "memory"], {}),
+        ([], {"REALTIME_BROKER": "memory", "REALTIME_WORKERS": "2"}),
+    ],
+)
+def test_several_workers_on_the_memory_broker_are_refused(
+    args: list[str], env: dict[str, str]
+) -> None:
+    result = tidings("serve", "--port", "0", *args, **env)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "memory broker" in lines[0]
+    assert "reach one worker's clients only" in lines[0]  # why
+    assert "use Kafka" in lines[0] and "one worker" in lines[0]  # what to do
+    assert result.stdout == ""  # nothing started, nothing announced
+
+
+def test_a_busy_port_is_told_before_any_worker_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = tidings("serve", "--workers", "2", "--port", str(port), REALTIME_BROKER="kafka")
+    assert result.returncode == 1, result
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_the_reserved_port_is_shared_by_listeners_with_reuse_port() -> None:
+    """The supervisor's socket learns port 0 and keeps it without taking connections; workers
+    listen beside it (``SO_REUSEPORT``), and a listener without the option is refused."""
+    with reserve_port("127.0.0.1", 0) as reserved:
+        port = reserved.getsockname()[1]
+        assert port != 0
+        with reserve_port("127.0.0.1", port) as worker:
+            worker.listen()
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                accepted, _ = worker.accept()
+                accepted.close()
+        with socket.socket() as intruder, pytest.raises(OSError):
+            intruder.bind(("127.0.0.1", port))
+
+
+# -- Node ids and restarts ------------------------------------------------------------------------
+
+
+@given(st.text(min_size=1, max_size=40), st.integers(1, 512), st.integers(1, 512))
+def test_each_worker_is_its_own_stable_node(base: str, one: int, other: int) -> None:
+    assert worker_node(base, one) == f"{base}-w{one}"
+    assert worker_node(base, one) == worker_node(base, one)  # the same after a restart
+    assert (worker_node(base, one) == worker_node(base, other)) == (one == other)
+
+
+@given(st.integers(0, 1000), st.floats(0, 10 * STABLE_AFTER, allow_nan=False))
+def test_a_stable_run_starts_the_count_again(failures: int, ran: float) -> None:
+    after = failures_after(failures, ran)
+    assert after == (0 if ran >= STABLE_AFTER else failures + 1)
+
+
+@given(st.integers(0, 200), st.floats(0, 1, exclude_max=True))
+def test_restart_delays_double_with_jitter_up_to_the_cap(failures: int, rand: float) -> None:
+    base = min(RESTART_BACKOFF.max_delay, RESTART_BACKOFF.min_delay * 2**failures)
+    delay = RESTART_BACKOFF.delay(failures, lambda: rand)
+    assert base / 2 <= delay <= base
+    assert delay <= RESTART_BACKOFF.max_delay
+    assert RESTART_BACKOFF.delay(failures + 1, lambda: rand) >= delay
