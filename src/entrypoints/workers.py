@@ -43,8 +43,8 @@ from .serve import DRAIN_TIMEOUT
 log = logging.getLogger("tidings.workers")
 
 RESTART_BACKOFF = Backoff(min_delay=0.5, max_delay=30.0)
-"""Seconds before a worker that exited starts again: 0.25-0.5 s after its first exit in a row,
-doubling to 15-30 s."""
+"""Seconds before a worker that exited starts again: 0.5-1 s after an exit, doubling with each
+exit in a row up to 15-30 s (0.25-0.5 s when it had run ``STABLE_AFTER``)."""
 
 STABLE_AFTER = 60.0
 """A worker that ran this many seconds before it exited had a failure of its own, not a crash
