@@ -6,6 +6,7 @@ elsewhere and resume), let the broker feed finish and commit the batch in hand, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -66,8 +67,8 @@ async def run_gateway(
             else:
                 pid = os.getpid()
                 log.info("worker %s listening on %s (pid %d)", gateway.node, server.url, pid)
-                with os.fdopen(ready_fd, "wb") as supervisor:
-                    supervisor.write(b"ready\n")
+                with contextlib.suppress(BrokenPipeError), os.fdopen(ready_fd, "wb") as pipe:
+                    pipe.write(b"ready\n")  # the supervisor may be gone: serve all the same
             tune_interpreter(nursery)
             task_status.started(server.url)
             async for signum in signals:

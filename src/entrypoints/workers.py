@@ -140,7 +140,7 @@ class Supervisor:
                 for worker in self.workers:
                     _signal(worker, signal.SIGTERM)
             if workers.cancel_scope.cancelled_caught:
-                return self._kill_the_rest()
+                return await self._kill_the_rest()
         if self._refused is not None:
             log.error(
                 "worker %s exited %d (its configuration was refused): stopped every worker",
@@ -213,10 +213,14 @@ class Supervisor:
             if process.returncode is not None:
                 forget_process(self._plan.metrics_dir, process.pid)
 
-    def _kill_the_rest(self) -> int:
+    async def _kill_the_rest(self) -> int:
         late = [w for w in self.workers if w.process is not None and w.process.returncode is None]
         for worker in late:
             _signal(worker, signal.SIGKILL)
+        for worker in late:
+            assert worker.process is not None
+            await worker.process.wait()  # SIGKILL cannot be refused: at once
+            forget_process(self._plan.metrics_dir, worker.process.pid)
         names = ", ".join(worker.node for worker in late) or "none"
         log.error("workers still running %gs after SIGTERM, killed: %s", STOP_TIMEOUT, names)
         return 1

@@ -5,20 +5,30 @@ What needs Kafka (workers serving, restarted, drained) is in ``tests/cluster/tes
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.processes import TIDINGS, process_env
 from tidings.config import worker_count
+from tidings.entrypoints import workers
 from tidings.entrypoints.cli import WorkersParam
 from tidings.entrypoints.workers import (
     RESTART_BACKOFF,
     STABLE_AFTER,
+    Plan,
+    Supervisor,
     available_cores,
     failures_after,
     reserve_port,
@@ -163,3 +173,90 @@ def test_restart_delays_double_with_jitter_up_to_the_cap(failures: int, rand: fl
     assert base / 2 <= delay <= base
     assert delay <= RESTART_BACKOFF.max_delay
     assert RESTART_BACKOFF.delay(failures + 1, lambda: rand) >= delay
+
+
+# -- The supervisor, with stand-in workers ---------------------------------------------------------
+
+STAND_IN = """
+import os, signal, sys, time
+args = sys.argv[1:]
+node, fd = args[args.index("--node-id") + 1], int(args[args.index("--ready-fd") + 1])
+with open(os.environ["STARTS"], "a") as starts:
+    starts.write(f"{node} {os.getpid()}\\n")
+mode = os.environ["MODE"]
+if mode == "refused":
+    sys.exit(2)
+marker = os.path.join(os.path.dirname(os.environ["STARTS"]), node)
+if mode == "crash-once" and not os.path.exists(marker):
+    open(marker, "w").close()
+    sys.exit(3)
+stop = signal.SIG_IGN if mode == "stubborn" else lambda *_: sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+os.write(fd, b"ready\\n")
+os.close(fd)
+time.sleep(3600)
+"""
+
+
+def supervisor_of(tmp_path: Path, mode: str, on_ready: Callable[[], None]) -> Supervisor:
+    env = {**os.environ, "MODE": mode, "STARTS": str(tmp_path / "starts")}
+    plan = Plan((sys.executable, "-c", STAND_IN), env, str(tmp_path))
+    return Supervisor(plan, ["n-w1", "n-w2"], on_ready)
+
+
+def starts(tmp_path: Path) -> list[tuple[str, int]]:
+    path = tmp_path / "starts"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(node, int(pid)) for node, pid in (line.split() for line in lines)]
+
+
+async def test_sigterm_stops_every_worker_and_the_supervisor_exits_0(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "tidings.workers")
+    supervisor = supervisor_of(tmp_path, "serve", lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with trio.fail_after(30):
+        assert await supervisor.run() == 0
+    assert sorted(node for node, _ in starts(tmp_path)) == ["n-w1", "n-w2"]
+    assert [w.process and w.process.returncode for w in supervisor.workers] == [0, 0]
+    assert "every worker stopped" in caplog.text
+
+
+async def test_a_worker_that_will_not_stop_is_killed_and_the_exit_is_1(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workers, "STOP_TIMEOUT", 0.5)
+    supervisor = supervisor_of(tmp_path, "stubborn", lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with trio.fail_after(30):
+        assert await supervisor.run() == 1
+    assert all(w.process is not None and w.process.returncode == -9 for w in supervisor.workers)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert lines == ["workers still running 0.5s after SIGTERM, killed: n-w1, n-w2"], lines
+
+
+async def test_a_worker_refused_its_configuration_stops_them_all_with_2(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = supervisor_of(tmp_path, "refused", lambda: None)
+    with trio.fail_after(30):
+        assert await supervisor.run() == 2
+    assert "its configuration was refused" in caplog.text
+    assert len(starts(tmp_path)) <= 2  # never started again
+
+
+async def test_a_worker_that_exits_is_started_again_as_the_same_node(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    supervisor = supervisor_of(tmp_path, "crash-once", lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with trio.fail_after(30):
+        assert await supervisor.run() == 0
+    started = starts(tmp_path)
+    for node in ("n-w1", "n-w2"):
+        pids = [pid for each, pid in started if each == node]
+        assert len(pids) == 2 and pids[0] != pids[1], started  # the same node id, a new process
+    restarts = [r.getMessage() for r in caplog.records if "starting it again" in r.getMessage()]
+    assert len(restarts) == 2, restarts
+    for line in restarts:
+        assert re.fullmatch(
+            r"worker n-w[12] exited with status 3 after [\d.]+s; starting it again in [\d.]+s", line
+        ), line
