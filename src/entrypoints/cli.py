@@ -188,13 +188,10 @@ def serve(
             "or add --demo-public if everyone who can reach it may do that."
         )
     count = workers or _worker_count(settings)
-    if count > 1 and settings.realtime_broker == "memory":
-        fail(
-            f"refusing --workers {count} with the memory broker: each worker would have its own "
-            "broker, so a broadcast and its history would reach one worker's clients only; "
-            "use Kafka (--broker kafka, REALTIME_BROKER=kafka), or one worker",
-            2,
-        )
+    given = f"--workers {count}" if workers else f"REALTIME_WORKERS={settings.realtime_workers}"
+    refusal = _broker_refusal(given, count, settings.realtime_broker)
+    if refusal is not None:
+        fail(refusal, 2)
     container = Container.for_settings(settings)
     container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
     container.subscriber()  # so does REALTIME_BROKER=gateway, which feeds no gateway
@@ -214,6 +211,12 @@ def _worker_count(settings: Settings) -> int:
     from .workers import available_cores
 
     return worker_count(settings.realtime_workers, available_cores())
+
+
+def _broker_refusal(given: str, count: int, broker: str) -> str | None:
+    from .workers import broker_refusal
+
+    return broker_refusal(given, count, broker)
 
 
 def _serve_workers(settings: Settings, count: int, demo_public: bool) -> int:

@@ -65,6 +65,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def broker_refusal(given: str, count: int, broker: str) -> str | None:
+    """Why ``count`` workers (asked by ``given``: ``--workers 2``) cannot run on ``broker``,
+    and what to do; None when they can."""
+    if count > 1 and broker == "memory":
+        return (
+            f"refusing {given} with the memory broker: each worker would have its own "
+            "broker, so a broadcast and its history would reach one worker's clients only; "
+            "use Kafka (--broker kafka, REALTIME_BROKER=kafka), or one worker"
+        )
+    return None
+
+
 def worker_node(base: str, index: int) -> str:
     """The node id of worker ``index`` (from 1): ``BASE-wI``, where ``BASE`` is the gateway's
     node id (``REALTIME_NODE_ID``, or ``HOST-PORT``)."""

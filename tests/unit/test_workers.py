@@ -100,6 +100,22 @@ def test_config_shows_the_workers_setting() -> None:
     assert any(line.split() == ["REALTIME_WORKERS", "auto"] for line in result.stdout.splitlines())
 
 
+def test_config_check_resolves_the_workers_and_refuses_them_on_the_memory_broker() -> None:
+    kafka = tidings(
+        "config",
+        "--check",
+        REALTIME_WORKERS="2",
+        REALTIME_BROKER="kafka",
+        KAFKA_BROKERS="127.0.0.1:1",
+        KAFKA_TIMEOUT="1",
+    )
+    assert "ok    REALTIME_WORKERS: 2 gateway process(es)" in kafka.stdout, kafka
+    memory = tidings("config", "--check", REALTIME_WORKERS="2", REALTIME_BROKER="memory")
+    assert memory.returncode == 1, memory
+    line = next(line for line in memory.stdout.splitlines() if "REALTIME_WORKERS" in line)
+    assert line.startswith("FAIL  REALTIME_WORKERS: refusing REALTIME_WORKERS=2 with the memory")
+
+
 # -- Refusals at start ----------------------------------------------------------------------------
 
 
