@@ -276,3 +276,57 @@ async def test_a_worker_that_exits_is_started_again_as_the_same_node(
         assert re.fullmatch(
             r"worker n-w[12] exited with status 3 after [\d.]+s; starting it again in [\d.]+s", line
         ), line
+
+
+# -- One /metrics over every worker ---------------------------------------------------------------
+
+METRICS_OF_A_WORKER = """
+import sys
+from tidings.adapters.prometheus import PrometheusMetrics
+node, opened, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+metrics = PrometheusMetrics(node, directory)
+for _ in range(opened):
+    metrics.connection_opened()
+metrics.messages_out(10 * opened)
+if node == "n-w2":
+    sys.stdout.buffer.write(metrics.render()[0])
+"""
+
+
+def test_any_worker_renders_the_sum_of_every_worker(tmp_path: Path) -> None:
+    """Each worker writes its figures to the shared directory; whichever renders shows the sum
+    of the counters, the connections of the live workers, and one node_info per live worker."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tidings.adapters.prometheus import forget_process
+
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    first = subprocess.run(
+        [sys.executable, "-c", METRICS_OF_A_WORKER, "n-w1", "3", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    assert first.stdout == b""
+    second = subprocess.run(
+        [sys.executable, "-c", METRICS_OF_A_WORKER, "n-w2", "4", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(second.stdout.decode())
+        for sample in family.samples
+    }
+    assert samples[("tidings_messages_out_total", ())] == 70
+    assert samples[("tidings_connections_opened_total", ())] == 7
+    assert samples[("tidings_connections", ())] == 7  # livesum: both processes' files are there
+    nodes = sorted(dict(labels)["node"] for name, labels in samples if name == "tidings_node_info")
+    assert nodes == ["n-w1", "n-w2"]
+
+    # The supervisor forgets a worker that exited: its live gauges go, its counters stay.
+    for pid_file in tmp_path.glob("gauge_livesum_*.db"):
+        forget_process(str(tmp_path), int(pid_file.stem.rsplit("_", 1)[1]))
+    assert not list(tmp_path.glob("gauge_live*_*.db"))
+    assert list(tmp_path.glob("counter_*.db"))
