@@ -153,7 +153,7 @@ class WorkersParam(click.ParamType):  # type: ignore[type-arg]  # generic in cli
     "REALTIME_NODE_ID-wI), restarted when one dies: a number, or auto for one per core "
     "this process may use. Needs the Kafka broker [REALTIME_WORKERS, 1].",
 )
-@click.option("--ready-fd", type=int, hidden=True)  # a worker of --workers: its readiness pipe
+@click.option("--supervisor-fd", type=int, hidden=True)  # a worker of --workers (serve.py)
 def serve(
     host: str | None,
     port: int | None,
@@ -162,7 +162,7 @@ def serve(
     demo: bool | None,
     demo_public: bool,
     workers: int | None,
-    ready_fd: int | None,
+    supervisor_fd: int | None,
 ) -> None:
     """Run the gateway: WebSocket, HTTP and the broker consumer in one process (or --workers)."""
     import trio
@@ -177,7 +177,7 @@ def serve(
         realtime_broker=broker,
         realtime_node_id=node_id,
         realtime_demo=demo,
-        realtime_reuse_port=True if ready_fd is not None else None,
+        realtime_reuse_port=True if supervisor_fd is not None else None,
     )
     address = settings.realtime_ws_host
     if settings.realtime_demo and not demo_public and not is_loopback_host(address):
@@ -199,7 +199,7 @@ def serve(
         if count > 1:
             container.shutdown_resources()
             sys.exit(_serve_workers(settings, count, demo_public))
-        trio.run(functools.partial(run_gateway, container, ready_fd=ready_fd))
+        trio.run(functools.partial(run_gateway, container, supervisor_fd=supervisor_fd))
     except Exception as exc:  # trio raises a task's error inside an exception group
         _fail_to_listen(exc, settings)
         raise  # told by TidingsGroup in one line

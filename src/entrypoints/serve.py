@@ -6,11 +6,11 @@ elsewhere and resume), let the broker feed finish and commit the batch in hand, 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
 import signal
+import socket
 import sys
 
 import trio
@@ -27,13 +27,16 @@ DRAIN_TIMEOUT = 10.0
 async def run_gateway(
     container: Container,
     *,
-    ready_fd: int | None = None,
+    supervisor_fd: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until a signal, then stop in order (see the module doc).
 
-    ``ready_fd``: this gateway is a worker of ``tidings serve --workers`` (``workers.py``), which
-    announced the URLs itself: say one line, and write ``ready`` to this pipe once listening.
+    ``supervisor_fd``: this gateway is a worker of ``tidings serve --workers`` (``workers.py``),
+    which announced the URLs itself. The descriptor is this worker's end of a socket pair with
+    the supervisor: ``ready`` is sent on it once listening, and its end of file (the supervisor
+    gone, even killed with SIGKILL) stops the worker as a signal would, so that no worker
+    outlives its supervisor and keeps the port.
     """
     settings = container.settings()
     gateway = container.gateway()
@@ -41,6 +44,7 @@ async def run_gateway(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             feed_done = trio.Event()
+            stop = trio.Event()
 
             async def pump(
                 *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -50,13 +54,19 @@ async def run_gateway(
                 finally:
                     feed_done.set()
 
+            async def until_signal() -> None:
+                async for signum in signals:
+                    log.info("received %s: shutting down", signal.Signals(signum).name)
+                    break
+                stop.set()
+
             await nursery.start(pump)
             await nursery.start(
                 functools.partial(server.serve, gateway.handle, streams=gateway.handle_stream)
             )
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
-            if ready_fd is None:
+            if supervisor_fd is None:
                 announce(
                     server.url,
                     gateway.node,
@@ -67,13 +77,11 @@ async def run_gateway(
             else:
                 pid = os.getpid()
                 log.info("worker %s listening on %s (pid %d)", gateway.node, server.url, pid)
-                with contextlib.suppress(BrokenPipeError), os.fdopen(ready_fd, "wb") as pipe:
-                    pipe.write(b"ready\n")  # the supervisor may be gone: serve all the same
+                nursery.start_soon(_while_supervised, supervisor_fd, stop)
             tune_interpreter(nursery)
             task_status.started(server.url)
-            async for signum in signals:
-                log.info("received %s: shutting down", signal.Signals(signum).name)
-                break
+            nursery.start_soon(until_signal)
+            await stop.wait()
             server.stop_accepting()
             gateway.stop()
             with trio.move_on_after(DRAIN_TIMEOUT):
@@ -88,6 +96,20 @@ async def run_gateway(
                 )
             nursery.cancel_scope.cancel()
     log.info("gateway stopped")
+
+
+async def _while_supervised(fd: int, stop: trio.Event) -> None:
+    """Tell the supervisor this worker listens, then ``stop`` when it is gone."""
+    sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+    async with trio.SocketStream(sock) as supervisor:
+        try:
+            await supervisor.send_all(b"ready\n")
+            while await supervisor.receive_some(64):
+                pass
+        except trio.BrokenResourceError:
+            pass
+    log.warning("the supervisor is gone: shutting down")
+    stop.set()
 
 
 def announce(

@@ -9,7 +9,8 @@ its consumer group and its presence survive one (``worker_node``).
 - Start: the supervisor binds the port first (without listening: it never takes a connection),
   which learns the port when 0 was asked, tells a busy port before any worker starts, and keeps
   the port for the workers while one restarts. It announces the URLs once every worker listens
-  (each tells it through a pipe, ``--ready-fd``).
+  (each tells it through a socket pair, ``--supervisor-fd``, whose closing stops it if the
+  supervisor dies).
 - A worker that exits is started again after a back-off (the client's rule, ``Backoff``:
   exponential with jitter, capped; the count starts again after a worker ran ``STABLE_AFTER``
   seconds), one line each time. A worker that exits 2 was refused its configuration: starting
@@ -23,6 +24,7 @@ its consumer group and its presence survive one (``worker_node``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -199,28 +201,39 @@ class Supervisor:
                 await self._stopping.wait()
 
     async def _run_once(self, worker: Worker) -> int:
-        """Start the worker's process, wait for it to exit; its exit status."""
-        read_end, write_end = os.pipe()
+        """Start the worker's process, wait for it to exit; its exit status.
+
+        The worker gets one end of a socket pair (``--supervisor-fd``): it sends ``ready`` once
+        listening, and stops when the supervisor's end closes, which the kernel does when the
+        supervisor exits however it exits (``serve.run_gateway``)."""
+        ours, theirs = socket.socketpair()
         try:
             process = await trio.lowlevel.open_process(
-                [*self._plan.command, "--node-id", worker.node, "--ready-fd", str(write_end)],
+                [
+                    *self._plan.command,
+                    "--node-id",
+                    worker.node,
+                    "--supervisor-fd",
+                    str(theirs.fileno()),
+                ],
                 env=dict(self._plan.env),
-                pass_fds=(write_end,),
+                pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
         except BaseException:
-            os.close(read_end)
+            ours.close()
             raise
         finally:
-            os.close(write_end)
+            theirs.close()
         worker.process = process
         if self._stopping.is_set():  # the signal went out while this one was starting
             _signal(worker, signal.SIGTERM)
         try:
-            async with trio.lowlevel.FdStream(read_end) as pipe:
-                if (await pipe.receive_some(64)).startswith(b"ready"):
-                    worker.ready.set()
-            return await process.wait()
+            async with trio.SocketStream(trio.socket.from_stdlib_socket(ours)) as link:
+                with contextlib.suppress(trio.BrokenResourceError):
+                    if (await link.receive_some(64)).startswith(b"ready"):
+                        worker.ready.set()
+                return await process.wait()
         finally:
             if process.returncode is not None:
                 forget_process(self._plan.metrics_dir, process.pid)

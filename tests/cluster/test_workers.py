@@ -189,3 +189,25 @@ async def test_a_killed_worker_restarts_as_the_same_node_and_its_clients_resume(
         assert got == list(range(20)), f"client {index} got {got}"
     restarted = rf"worker {doomed} exited on SIGKILL after [\d.]+s; starting it again in"
     assert re.search(restarted, workers.output()), workers.output()
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie waiting for its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(workers: Gateway, base: str) -> None:
+    running = pids(workers)
+    assert set(running) == {f"{base}-w1", f"{base}-w2"}, workers.output()
+    async with connect(workers.ws_url) as client:
+        workers.kill()  # SIGKILL: the supervisor can tell nobody
+        with pytest.raises(trio_websocket.ConnectionClosed) as closed:
+            await client.expect(WAIT, type="never")
+        reason = closed.value.reason
+        assert reason is not None and reason.code == 1001, closed.value  # drained, not dropped
+    await until(lambda: all(gone(pid) for pid in running.values()), "both workers ended")
+    assert "the supervisor is gone: shutting down" in workers.output()

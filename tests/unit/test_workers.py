@@ -196,7 +196,7 @@ def test_restart_delays_double_with_jitter_up_to_the_cap(failures: int, rand: fl
 STAND_IN = """
 import os, signal, sys, time
 args = sys.argv[1:]
-node, fd = args[args.index("--node-id") + 1], int(args[args.index("--ready-fd") + 1])
+node, fd = args[args.index("--node-id") + 1], int(args[args.index("--supervisor-fd") + 1])
 with open(os.environ["STARTS"], "a") as starts:
     starts.write(f"{node} {os.getpid()}\\n")
 mode = os.environ["MODE"]
@@ -276,6 +276,44 @@ async def test_a_worker_that_exits_is_started_again_as_the_same_node(
         assert re.fullmatch(
             r"worker n-w[12] exited with status 3 after [\d.]+s; starting it again in [\d.]+s", line
         ), line
+
+
+def test_a_worker_stops_when_its_supervisor_is_gone() -> None:
+    """A worker says ``ready`` on its end of the socket pair once it listens, and drains and
+    exits 0 when the other end closes: what the kernel does when a supervisor dies, even by
+    SIGKILL, so that no worker outlives it holding the port."""
+    ours, theirs = socket.socketpair()
+    worker = subprocess.Popen(
+        [
+            TIDINGS,
+            "serve",
+            "--port",
+            "0",
+            "--node-id",
+            "n-w1",
+            "--supervisor-fd",
+            str(theirs.fileno()),
+        ],
+        env=process_env(REALTIME_BROKER="memory"),
+        pass_fds=(theirs.fileno(),),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    theirs.close()
+    try:
+        ours.settimeout(60)
+        assert ours.recv(64) == b"ready\n"
+        ours.close()
+        out, err = worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, err
+    assert "the supervisor is gone: shutting down" in err, err
+    assert "worker n-w1 listening on http://127.0.0.1:" in err, err
+    assert "demo page" not in out  # the supervisor announces, not its workers
 
 
 # -- One /metrics over every worker ---------------------------------------------------------------
