@@ -8,6 +8,8 @@ lost, and SIGTERM drains both (every client gets 1001) before the command exits 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import secrets
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.kafka
 
 WAIT = 30.0
 """Seconds to wait for a condition (a new channel's first message takes a few seconds)."""
+
+WARM_UP = 120.0
+"""Seconds the first messages of a channel may take on a broker that just started."""
 
 MAX_CLIENTS = 40
 """Connections opened at most until both workers hold one: the kernel picks a worker by a hash of
@@ -84,13 +89,31 @@ def connections_gauge(url: str) -> tuple[float, set[str]]:
     return total, nodes
 
 
-async def until(condition: Any, what: str, timeout: float = WAIT) -> None:
-    """Wait until ``condition()`` (run in a thread) is true, polling; fail naming ``what``."""
+async def until(condition: Any, what: str, timeout: float = WAIT, *, fail: bool = True) -> None:
+    """Wait until ``condition()`` (run in a thread) is true, polling; fail naming ``what``
+    (or, without ``fail``, just return)."""
     with trio.move_on_after(timeout):
         while not await trio.to_thread.run_sync(condition):  # noqa: ASYNC110 - polls processes
             await trio.sleep(0.1)
         return
-    pytest.fail(f"not within {timeout}s: {what}")
+    if fail:
+        pytest.fail(f"not within {timeout}s: {what}")
+
+
+async def warm_up(workers: Gateway, channel: str, clients: list[Client]) -> None:
+    """Publish ``warm-up`` events to ``channel`` until each client has one: the first record of
+    a new topic reaches a worker once its consumer found the topic, which on a fresh broker
+    (its first consumer groups) takes longer than any one wait should."""
+    waiting = list(clients)
+    with trio.fail_after(WARM_UP):
+        while waiting:
+            await trio.to_thread.run_sync(
+                functools.partial(publish, workers, channel, {}, event="warm-up")
+            )
+            for client in list(waiting):
+                with contextlib.suppress(trio.TooSlowError):
+                    await client.expect(2, type="event", channel=channel, event="warm-up")
+                    waiting.remove(client)
 
 
 async def test_connections_land_on_both_workers_and_a_broadcast_reaches_both(
@@ -110,10 +133,11 @@ async def test_connections_land_on_both_workers_and_a_broadcast_reaches_both(
         for client in seen.values():
             await client.subscribe(channel)
 
+        await warm_up(workers, channel, list(seen.values()))
         answers = await trio.to_thread.run_sync(publish, workers, channel, {"n": 1})
         assert len(answers) == 1
         for node, client in seen.items():
-            frame = await client.expect(WAIT, type="event", channel=channel)
+            frame = await client.expect(WAIT, type="event", channel=channel, event="note")
             assert frame["data"] == {"n": 1}, (node, frame)
 
         # Whichever worker answers /metrics, it counts the connections of both.
@@ -156,10 +180,15 @@ async def test_a_killed_worker_restarts_as_the_same_node_and_its_clients_resume(
             clients.append(client)
         subscriptions = [await client.subscribe(channel) for client in clients]
 
+        warmed: set[int] = set()
+
         async def read(index: int, subscription: tidings.client.Subscription) -> None:
             got = received.setdefault(index, [])
             async for event in subscription:
-                got.append(event.data["seq"])
+                if event.event == "warm-up":
+                    warmed.add(index)
+                else:
+                    got.append(event.data["seq"])
 
         for index, subscription in enumerate(subscriptions):
             nursery.start_soon(read, index, subscription)
@@ -169,6 +198,12 @@ async def test_a_killed_worker_restarts_as_the_same_node_and_its_clients_resume(
                 len(got) >= count for got in received.values()
             )
 
+        with trio.fail_after(WARM_UP):  # as warm_up(): until the new topic reaches everyone
+            while len(warmed) < len(clients):
+                await trio.to_thread.run_sync(
+                    functools.partial(publish, workers, channel, {}, event="warm-up")
+                )
+                await until(lambda: len(warmed) == len(clients), "warm-up", timeout=2, fail=False)
         await trio.to_thread.run_sync(publish, workers, channel, *({"seq": i} for i in range(10)))
         await until(lambda: everyone_has(10), "every client has the first 10 messages")
 
