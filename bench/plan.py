@@ -27,8 +27,9 @@ class Plan:
     messages, so a single stall of the machine weighs less in a longer phase."""
     channels_saturation_messages: int
     scaling_fanout_connections: int
-    """Connections of the scaling scenario's fan-out (1 and 2 gateway workers); its
-    many-channels case has ``channels_connections``."""
+    """Connections of the scaling scenario's fan-out (1 and 2 gateway workers): where one
+    gateway is bound by its core (10,000 in the full run); its many-channels case has
+    ``channels_connections``."""
     publish_messages: int
     """Messages of the fire-and-forget publish runs (broadcast_nowait, producer.send)."""
     publish_sync_messages: int
@@ -90,7 +91,7 @@ PLANS = {
         channels_latency_clients=1_000,
         channels_latency_seconds=30,
         channels_saturation_messages=100_000,
-        scaling_fanout_connections=1_000,
+        scaling_fanout_connections=10_000,
         publish_messages=200_000,
         publish_sync_messages=5_000,
         consume_messages=200_000,
