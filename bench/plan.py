@@ -26,6 +26,10 @@ class Plan:
     """How long the latency phase publishes: its p99 is the 1 % slowest of rate x seconds
     messages, so a single stall of the machine weighs less in a longer phase."""
     channels_saturation_messages: int
+    scaling_fanout_connections: int
+    """Connections of the scaling scenario's fan-out (1 and 2 gateway workers): where one
+    gateway is bound by its core (10,000 in the full run); its many-channels case has
+    ``channels_connections``."""
     publish_messages: int
     """Messages of the fire-and-forget publish runs (broadcast_nowait, producer.send)."""
     publish_sync_messages: int
@@ -49,6 +53,7 @@ PLANS = {
         channels_latency_clients=100,
         channels_latency_seconds=2,
         channels_saturation_messages=2_000,
+        scaling_fanout_connections=50,
         publish_messages=2_000,
         publish_sync_messages=200,
         consume_messages=5_000,
@@ -67,6 +72,7 @@ PLANS = {
         channels_latency_clients=1_000,
         channels_latency_seconds=5,
         channels_saturation_messages=30_000,
+        scaling_fanout_connections=1_000,
         publish_messages=30_000,
         publish_sync_messages=1_000,
         consume_messages=50_000,
@@ -85,6 +91,7 @@ PLANS = {
         channels_latency_clients=1_000,
         channels_latency_seconds=30,
         channels_saturation_messages=100_000,
+        scaling_fanout_connections=10_000,
         publish_messages=200_000,
         publish_sync_messages=5_000,
         consume_messages=200_000,

@@ -113,10 +113,18 @@ class Child:
         raise RuntimeError(f"{self.name}: no VmRSS")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time used so far by the process (all its threads)."""
-        text = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = text[text.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """User + system CPU time used so far by the process (all its threads) and the live
+        processes of its group (the workers of ``tidings serve --workers``)."""
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+            except OSError:  # ended meanwhile
+                continue
+            fields = text[text.rindex(")") + 2 :].split()
+            if stat.parent.name == str(self.pid) or int(fields[2]) == self.pid:
+                total += int(fields[11]) + int(fields[12])
+        return total / CLOCK_TICKS
 
     def stop(self, grace: float = 5.0) -> None:
         if self.popen.poll() is None:

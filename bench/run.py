@@ -5,9 +5,10 @@
     .venv/bin/python bench/run.py --smoke    CI: tiny sizes; exit 0 when every scenario ran
 
 Scenarios (``--only`` takes their names): 1 ``fanout-kafka``, 2 ``channels``, 3 ``publish``,
-4 ``consume``, 5 ``memory``, 6 ``fanout-memory``. The harness installs the pinned peers of
-bench/requirements.txt into this interpreter's environment, builds the Go load generator, and
-starts Kafka with scripts/kafka if nothing answers on the brokers. Nothing here asserts a speed.
+4 ``consume``, 5 ``memory``, 6 ``fanout-memory``, 7 and 8 ``scaling`` (the Kafka gateway with
+1 and 2 workers). The harness installs the pinned peers of bench/requirements.txt into this
+interpreter's environment, builds the Go load generator, and starts Kafka with scripts/kafka if
+nothing answers on the brokers. Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if __package__ in (None, ""):  # run as a script: import the harness as the pack
 
 from bench import environment  # stdlib only: this runs before the peers are installed
 
-SCENARIOS = ("fanout-kafka", "channels", "publish", "consume", "memory", "fanout-memory")
-NEEDS_KAFKA = {"fanout-kafka", "channels", "publish", "consume"}
+SCENARIOS = ("fanout-kafka", "channels", "publish", "consume", "memory", "fanout-memory", "scaling")
+NEEDS_KAFKA = {"fanout-kafka", "channels", "publish", "consume", "scaling"}
 QUIET = 0.15
 """Share of the CPU other processes may use when a scenario starts (an idle Kafka uses ~2 %)."""
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.plan import PLANS
     from bench.procs import Processes, can_pin, terminate_on_signals, wait_until_quiet
     from bench.report import terminal_table, write
-    from bench.scenarios import channels, fanout, kafka_clients, memory
+    from bench.scenarios import channels, fanout, kafka_clients, memory, scaling
     from bench.systems import delete_topics
 
     runners: dict[str, Callable[[Context], None]] = {
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "consume": kafka_clients.run_consume,
         "memory": memory.run,
         "fanout-memory": lambda ctx: fanout.run(ctx, "memory"),
+        "scaling": scaling.run,
     }
     plan = PLANS[args.mode]
     pin = can_pin()

@@ -2,6 +2,8 @@
 
 * ``tidings-memory``: ``tidings serve`` on the embedded broker; publisher ``POST /broadcast``.
 * ``tidings-kafka``: ``tidings serve --broker kafka``; publisher ``tidings.broadcast_nowait``.
+* ``tidings-1w-kafka``, ``tidings-2w-kafka``: the same with ``--workers 1`` or ``2``, not pinned
+  (the scaling scenario): the workers may use every core.
 * ``socketio``: python-socketio's ``AsyncServer`` on aiohttp; publisher ``POST /emit``.
 * ``socketio-kafka``: ``socketio.Server`` (gevent) with ``KafkaManager``; publisher
   ``KafkaManager(write_only=True)``.
@@ -16,6 +18,9 @@ from pathlib import Path
 from .core import SUT_CORE, Context
 from .environment import BENCH
 from .procs import Child, free_port, wait_http
+
+WORKERS = {"tidings-1w-kafka": 1, "tidings-2w-kafka": 2}
+"""Gateway processes of the scaling scenario's systems (``tidings serve --workers``)."""
 
 QUEUE_SIZE = 1_000_000
 """REALTIME_QUEUE_SIZE: saturation runs queue far more per client than a real gateway should."""
@@ -55,7 +60,7 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
     port = free_port()
     name = f"{system}-{tag}"
     if system.startswith("tidings"):
-        broker = "kafka" if system == "tidings-kafka" else "memory"
+        broker = "kafka" if system.endswith("kafka") else "memory"
         kafka_env = {} if broker == "memory" else {
             "KAFKA_BROKERS": ctx.brokers,
             "KAFKA_TOPIC_PREFIX": ctx.prefix(tag.replace("-", "")),
@@ -76,7 +81,11 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
         )
         argv = [*_tidings_command(ctx.python), "--log-level", "WARNING", "serve",
                 "--port", str(port), "--node-id", f"bench-{ctx.run_id}-{tag}"]
-        child = ctx.procs.start(name, argv, core=SUT_CORE, env=env, cwd=ctx.work)
+        core: int | None = SUT_CORE
+        if system in WORKERS:
+            argv += ["--workers", str(WORKERS[system])]
+            core = None
+        child = ctx.procs.start(name, argv, core=core, env=env, cwd=ctx.work)
         wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout=90)
         if broker == "kafka":
             return Server(system, child, port, "tidings-kafka",

@@ -8,6 +8,7 @@ memory broker needs neither.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn
@@ -259,6 +260,16 @@ DEMO_TOKEN_TTL = 3600.0
 """Seconds a token from ``GET /demo/token`` lives (less if ``REALTIME_MAX_TOKEN_TTL`` says so)."""
 
 
+def _metrics(node: str) -> PrometheusMetrics:
+    """This gateway's metrics; one view over every worker of ``tidings serve --workers``.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` is prometheus-client's own variable, read from the process
+    environment when the library is imported (never from ``.env``): the supervisor sets it for
+    its workers (ADR 0032), and the root asks the same place the library did.
+    """
+    return PrometheusMetrics(node, os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None)
+
+
 def _web_server(
     settings: Settings,
     gateway: Gateway,
@@ -290,6 +301,7 @@ def _web_server(
         max_connections=settings.realtime_max_connections,
         max_connections_per_address=settings.realtime_max_connections_per_ip,
         trusted_proxies=settings.trusted_proxies(),
+        reuse_port=settings.realtime_reuse_port,
     )
 
 
@@ -377,7 +389,7 @@ class Container(containers.DeclarativeContainer):
     presence_bus = providers.Selector(
         broker_name, memory=local_presence, kafka=kafka_presence, gateway=gateway_feeds_nothing
     )
-    metrics = providers.Singleton(PrometheusMetrics, node)
+    metrics = providers.Singleton(_metrics, node)
     limits = providers.Singleton(_limits, settings)
     policy = providers.Singleton(Settings.access_policy, settings)
     client_events = providers.Singleton(_client_events, settings, realtime, kafka_producer.provider)

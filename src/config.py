@@ -78,6 +78,18 @@ def parse_broker_addresses(text: str) -> list[str]:
     return addresses
 
 
+def worker_count(text: str, cores: int) -> int:
+    """How many gateway processes ``tidings serve --workers`` runs: ``auto`` is ``cores`` (those
+    this process may use), a whole number from 1 is itself; anything else is a ``ValueError``
+    that names the value."""
+    value = text.strip().lower()
+    if value == "auto":
+        return max(1, cores)
+    if value.isascii() and value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"{text!r} is not a whole number of workers from 1, nor 'auto'")
+
+
 class InvalidSettings(ConfigurationError):
     """Values that cannot be loaded; ``problems`` holds one line per variable, naming it."""
 
@@ -196,12 +208,26 @@ class Settings(BaseSettings):
     realtime_presence_timeout: float = Field(default=15.0, gt=0)
     """Seconds after which a silent gateway node's presence members are considered gone."""
 
+    # Processes (ADR 0032).
+    realtime_workers: str = "1"
+    """Gateway processes ``tidings serve`` runs on its port: a whole number, or ``auto`` (one
+    per core this process may use); ``--workers`` overrides it."""
+    realtime_reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT``, so that several gateway processes share the port (set by
+    ``tidings serve --workers`` for its workers)."""
+
     @field_validator("realtime_broker")
     @classmethod
     def _known_broker(cls, value: str) -> str:
         if value not in BROKERS:
             raise ValueError(f"unknown broker {value!r}; known brokers: {', '.join(BROKERS)}")
         return value
+
+    @field_validator("realtime_workers")
+    @classmethod
+    def _workers_syntax(cls, value: str) -> str:
+        worker_count(value, 1)
+        return value.strip().lower()
 
     @field_validator("kafka_consumer_assignor")
     @classmethod

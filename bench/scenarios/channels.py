@@ -49,10 +49,10 @@ def run(ctx: Context) -> None:
         twice(ctx, f"{SCENARIO}/{system}", partial(_one, ctx, system, n))
 
 
-def _one(ctx: Context, system: str, n: int) -> None:
+def _one(ctx: Context, system: str, n: int, scenario: str = SCENARIO) -> None:
     plan = ctx.plan
     case = f"{n:,} connections"
-    ctx.log(f"{SCENARIO}: {system}, {case}")
+    ctx.log(f"{scenario}: {system}, {case}")
     tokens = tokens_file(ctx, n) if system.startswith("tidings") else None
     server = start_server(ctx, system, f"c{n}", strategy="shared")
     clients = min(n, plan.channels_latency_clients)
@@ -60,17 +60,17 @@ def _one(ctx: Context, system: str, n: int) -> None:
     rate = plan.channels_latency_rate
     try:
         loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, tokens=tokens,
-                                  name=f"{SCENARIO}-{system}")
+                                  name=f"{scenario}-{system}")
         try:
             warm_up(ctx, server, loadgen, channel=CHANNEL, users=clients, expected=40)
             latency = phase(
-                ctx, server, loadgen, scenario=SCENARIO, case=f"{case}, latency", rate=rate,
+                ctx, server, loadgen, scenario=scenario, case=f"{case}, latency", rate=rate,
                 count=round(rate * plan.channels_latency_seconds),
                 max_seconds=plan.channels_latency_seconds * 2,
                 channel=CHANNEL, users=clients, per_message=1, seed=7,
             )
             saturated = phase(
-                ctx, server, loadgen, scenario=SCENARIO, case=f"{case}, saturation", rate=0,
+                ctx, server, loadgen, scenario=scenario, case=f"{case}, saturation", rate=0,
                 count=plan.channels_saturation_messages,
                 max_seconds=min(plan.saturation_seconds, BACKLOG_SECONDS), channel=CHANNEL,
                 users=n, per_message=1, seed=8, backlog=kafka,
@@ -82,28 +82,28 @@ def _one(ctx: Context, system: str, n: int) -> None:
         ctx.procs.stop(server.child)
 
     results = ctx.results
-    results.figure(SCENARIO, case, system, "connect_s", float(loadgen.ready["seconds"]), "s")
-    results.figure(SCENARIO, case, system, "lat_rate", float(latency["rate"]), "/s")
-    results.figure(SCENARIO, case, system, "sat_rate", float(saturated["throughput"]), "/s")
-    results.figure(SCENARIO, case, system, "sat_per_cpu_s",
+    results.figure(scenario, case, system, "connect_s", float(loadgen.ready["seconds"]), "s")
+    results.figure(scenario, case, system, "lat_rate", float(latency["rate"]), "/s")
+    results.figure(scenario, case, system, "sat_rate", float(saturated["throughput"]), "/s")
+    results.figure(scenario, case, system, "sat_per_cpu_s",
                    float(saturated["deliveries_per_cpu_s"]), "/CPU-s")
     for metric in ("p50_ms", "p99_ms", "max_ms"):
-        results.figure(SCENARIO, case, system, f"lat_{metric}", float(latency[metric]), "ms")
+        results.figure(scenario, case, system, f"lat_{metric}", float(latency[metric]), "ms")
         if not saturated["backlog"]:  # a backlog's latency counts the time the server was stopped
-            results.figure(SCENARIO, case, system, f"sat_{metric}", float(saturated[metric]),
+            results.figure(scenario, case, system, f"sat_{metric}", float(saturated[metric]),
                            "ms")
-    note_client_bound(ctx, SCENARIO, case, system, saturated)
+    note_client_bound(ctx, scenario, case, system, saturated)
     if latency["rate"] < 0.9 * rate:
-        results.note(SCENARIO, case, system,
+        results.note(scenario, case, system,
                      f"delivered only {latency['rate']:,.0f} of the {rate:,} messages/s offered")
-    results.row(SCENARIO, case,
+    results.row(scenario, case,
                 f"latency at {rate:,} msg/s to {clients:,} clients, p50 / p99 / max",
                 ("lat_p50_ms", "lat_p99_ms", "lat_max_ms"), ratio="lat_p99_ms", better="lower",
                 unit="ms")
-    results.row(SCENARIO, case, "deliveries/s at saturation (random users)", ("sat_rate",),
+    results.row(scenario, case, "deliveries/s at saturation (random users)", ("sat_rate",),
                 unit="/s")
-    results.row(SCENARIO, case, "deliveries per CPU-second (saturation)", ("sat_per_cpu_s",),
+    results.row(scenario, case, "deliveries per CPU-second (saturation)", ("sat_per_cpu_s",),
                 unit="/CPU-s")
-    results.row(SCENARIO, case, "latency at saturation, p50 / p99 / max",
+    results.row(scenario, case, "latency at saturation, p50 / p99 / max",
                 ("sat_p50_ms", "sat_p99_ms", "sat_max_ms"), ratio="sat_p99_ms", better="lower",
                 unit="ms")

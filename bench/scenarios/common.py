@@ -122,7 +122,7 @@ def phase(
     spy = None
     try:
         if backlog:
-            os.kill(server.child.pid, signal.SIGSTOP)
+            os.killpg(server.child.pid, signal.SIGSTOP)  # the workers too
             try:
                 publisher = _publisher(ctx, server, name, count=count, rate=rate,
                                        max_seconds=max_seconds, channel=channel, users=users,
@@ -135,7 +135,7 @@ def phase(
                 load_cpu_before = loadgen.child.cpu_seconds()
                 started = time.monotonic()
             finally:
-                os.kill(server.child.pid, signal.SIGCONT)
+                os.killpg(server.child.pid, signal.SIGCONT)
             if profile:
                 spy = _start_profile(ctx, server, _slug(scenario, case))
             result = loadgen.result(timeout)

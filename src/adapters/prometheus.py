@@ -5,11 +5,19 @@ end in ``_total``); ``docs/observability.md`` lists every family and the dashboa
 Every gauge names how prometheus-client's multiprocess mode adds up several worker processes
 (``multiprocess_mode``): connections are summed over the live workers, the broker's lag is the
 worst worker's, the broker counts as connected only when every worker's feed is.
+
+Under ``tidings serve --workers`` (ADR 0032) the workers share one view: prometheus-client's
+multiprocess mode, where every process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+and ``/metrics`` of whichever worker answers reads them all (counters and the connection gauges
+summed over the workers, ``tidings_node_info`` one series per live worker). The process figures
+(CPU, memory, descriptors) are each worker's own, read from ``/proc`` for every live worker and
+told apart by a ``node`` label.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,6 +30,8 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -40,10 +50,15 @@ def new_registry() -> CollectorRegistry:
 
 
 class PrometheusMetrics:
-    """Implements ``GatewayMetrics``; its own registry, so several gateways can share a process."""
+    """Implements ``GatewayMetrics``; its own registry, so several gateways can share a process.
 
-    def __init__(self, node: str, registry: CollectorRegistry | None = None) -> None:
-        self.registry = new_registry() if registry is None else registry
+    ``multiprocess_dir``: the ``PROMETHEUS_MULTIPROC_DIR`` this process was started with, whose
+    files ``render`` sums over every worker (see the module doc); None: this gateway alone.
+    """
+
+    def __init__(self, node: str, multiprocess_dir: str | None = None) -> None:
+        self._multiprocess_dir = multiprocess_dir
+        self.registry = new_registry()
         labels = {"node": node}
         self._connections = Gauge(
             "tidings_connections",
@@ -177,4 +192,42 @@ class PrometheusMetrics:
         self._dropped.labels(reason=reason).inc(count)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+        workers = [
+            (sample.labels["node"], int(sample.labels["pid"]))
+            for family in every_worker.collect()
+            if family.name == "tidings_node_info"
+            for sample in family.samples
+        ]
+        every_worker.register(_WorkerProcesses(workers))
+        PlatformCollector(registry=every_worker)
+        return generate_latest(every_worker), CONTENT_TYPE_LATEST
+
+
+class _WorkerProcesses:
+    """The process figures of every live worker (``node``, ``pid``), one series per worker under
+    prometheus-client's own ``process_*`` names with a ``node`` label (a collector)."""
+
+    def __init__(self, workers: Iterable[tuple[str, int]]) -> None:
+        self._workers = tuple(workers)
+
+    def collect(self) -> Iterable[Metric]:
+        families: dict[str, Metric] = {}
+        for node, pid in self._workers:
+            # A worker gone since the files were read yields nothing (its /proc entry is gone).
+            reader = ProcessCollector(pid=functools.partial(int, pid), registry=None)
+            for family in reader.collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "node": node}, sample.value)
+        return families.values()
+
+
+def forget_process(multiprocess_dir: str, pid: int) -> None:
+    """Drop the live gauges of a worker that exited (its counters stay in the sums)."""
+    mark_process_dead(pid, multiprocess_dir)  # type: ignore[no-untyped-call]

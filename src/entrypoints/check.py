@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 
-from ..config import InvalidSettings, Settings
+from ..config import InvalidSettings, Settings, worker_count
 from ..domain.errors import BrokerUnavailable, ConfigurationError, TidingsError
 
 
@@ -78,6 +78,7 @@ def value_checks(settings: Settings) -> list[Check]:
             f"{settings.kafka_consumer_assignor} (how a shared group splits partitions)",
         )
     )
+    checks.append(_workers_check(settings))
     problems = settings.problems()
     if problems:
         checks += [Check(False, "REALTIME_SECRET", problem) for problem in problems]
@@ -119,3 +120,15 @@ def kafka_checks(settings: Settings, ask: Callable[[Settings], str]) -> list[Che
 def report(checks: Sequence[Check]) -> tuple[list[str], int]:
     """The lines to print and the exit status: 0 when every check passed, 1 otherwise."""
     return [check.line() for check in checks], 0 if all(check.ok for check in checks) else 1
+
+
+def _workers_check(settings: Settings) -> Check:
+    """``REALTIME_WORKERS`` resolved, and refused on the memory broker as ``serve`` refuses it."""
+    from .workers import available_cores, broker_refusal
+
+    count = worker_count(settings.realtime_workers, available_cores())
+    given = f"REALTIME_WORKERS={settings.realtime_workers}"
+    refusal = broker_refusal(given, count, settings.realtime_broker)
+    if refusal is not None:
+        return Check(False, "REALTIME_WORKERS", refusal)
+    return Check(True, "REALTIME_WORKERS", f"{count} gateway process(es) for tidings serve")

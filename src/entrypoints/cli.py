@@ -10,6 +10,7 @@ port (``tidings config --check`` also exits 1 when a check fails).
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 
 import click
 
-from ..config import BROKERS, Settings
+from ..config import BROKERS, Settings, worker_count
 from ..domain.errors import TidingsError
 from .common import (
     BROKER_HINT,
@@ -111,6 +112,22 @@ def cli(log_level: str) -> None:
     setup_logging(log_level)
 
 
+class WorkersParam(click.ParamType):  # type: ignore[type-arg]  # generic in click >= 8.2
+    """``--workers``: a whole number from 1, or ``auto`` (``config.worker_count``)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from .workers import available_cores
+
+        if isinstance(value, int):
+            return value
+        try:
+            return worker_count(str(value), available_cores())
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @cli.command()
 @click.option("--host", help="Interface to listen on [REALTIME_WS_HOST, 127.0.0.1].")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port [REALTIME_WS_PORT, 6001].")
@@ -129,6 +146,14 @@ def cli(log_level: str) -> None:
     help="Allow --demo on an address other than loopback: anyone who can reach it can then "
     "mint tokens for any user and publish to any channel.",
 )
+@click.option(
+    "--workers",
+    type=WorkersParam(),
+    help="Gateway processes on the port, each its own node HOST-PORT-wI (or "
+    "REALTIME_NODE_ID-wI), restarted when one dies: a number, or auto for one per core "
+    "this process may use. Needs the Kafka broker [REALTIME_WORKERS, 1].",
+)
+@click.option("--supervisor-fd", type=int, hidden=True)  # a worker of --workers (serve.py)
 def serve(
     host: str | None,
     port: int | None,
@@ -136,8 +161,10 @@ def serve(
     node_id: str | None,
     demo: bool | None,
     demo_public: bool,
+    workers: int | None,
+    supervisor_fd: int | None,
 ) -> None:
-    """Run the gateway: WebSocket, HTTP and the broker consumer in one process."""
+    """Run the gateway: WebSocket, HTTP and the broker consumer in one process (or --workers)."""
     import trio
 
     from ..bootstrap import Container
@@ -150,6 +177,7 @@ def serve(
         realtime_broker=broker,
         realtime_node_id=node_id,
         realtime_demo=demo,
+        realtime_reuse_port=True if supervisor_fd is not None else None,
     )
     address = settings.realtime_ws_host
     if settings.realtime_demo and not demo_public and not is_loopback_host(address):
@@ -159,24 +187,82 @@ def serve(
             "this address is reachable from other machines. Listen on 127.0.0.1 (the default), "
             "or add --demo-public if everyone who can reach it may do that."
         )
+    count = workers or _worker_count(settings)
+    given = f"--workers {count}" if workers else f"REALTIME_WORKERS={settings.realtime_workers}"
+    refusal = _broker_refusal(given, count, settings.realtime_broker)
+    if refusal is not None:
+        fail(refusal, 2)
     container = Container.for_settings(settings)
     container.tokens()  # a short REALTIME_SECRET stops the start before anything listens
     container.subscriber()  # so does REALTIME_BROKER=gateway, which feeds no gateway
     try:
-        trio.run(run_gateway, container)
+        if count > 1:
+            container.shutdown_resources()
+            sys.exit(_serve_workers(settings, count, demo_public))
+        trio.run(functools.partial(run_gateway, container, supervisor_fd=supervisor_fd))
     except Exception as exc:  # trio raises a task's error inside an exception group
-        failure = first_leaf(exc)
-        if isinstance(failure, OSError) and failure.errno in LISTEN_ERRORS:
-            where = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
-            fail(
-                f"cannot listen on {where}: {failure.strerror}; stop what listens there, or "
-                "choose another --port (REALTIME_WS_PORT) or --host (REALTIME_WS_HOST)",
-                1,
-                error=exc,
-            )
+        _fail_to_listen(exc, settings)
         raise  # told by TidingsGroup in one line
     finally:
         container.shutdown_resources()
+
+
+def _worker_count(settings: Settings) -> int:
+    from .workers import available_cores
+
+    return worker_count(settings.realtime_workers, available_cores())
+
+
+def _broker_refusal(given: str, count: int, broker: str) -> str | None:
+    from .workers import broker_refusal
+
+    return broker_refusal(given, count, broker)
+
+
+def _serve_workers(settings: Settings, count: int, demo_public: bool) -> int:
+    """``tidings serve --workers COUNT`` (``workers.py``): the exit status."""
+    from .serve import announce
+    from .workers import reserve_port, supervise, worker_command, worker_node
+
+    reserved = reserve_port(settings.realtime_ws_host, settings.realtime_ws_port)
+    with reserved:
+        port = reserved.getsockname()[1]
+        nodes = [worker_node(settings.node_id(port), index) for index in range(1, count + 1)]
+        command = worker_command(
+            log_level=logging.getLevelName(logging.getLogger("tidings").getEffectiveLevel()),
+            host=settings.realtime_ws_host,
+            port=port,
+            broker=settings.realtime_broker,
+            demo=settings.realtime_demo,
+            demo_public=demo_public,
+        )
+        url = f"http://{settings.realtime_ws_host}:{port}"
+        return supervise(
+            command,
+            nodes,
+            functools.partial(
+                announce,
+                url,
+                ", ".join(nodes),
+                settings.realtime_broker,
+                settings.realtime_demo,
+                http_publishing=settings.api_key() is not None,
+                workers=count,
+            ),
+        )
+
+
+def _fail_to_listen(exc: BaseException, settings: Settings) -> None:
+    """Exit 1 with one line if ``exc`` says the gateway cannot listen where it was told to."""
+    failure = first_leaf(exc)
+    if isinstance(failure, OSError) and failure.errno in LISTEN_ERRORS:
+        where = f"{settings.realtime_ws_host}:{settings.realtime_ws_port}"
+        fail(
+            f"cannot listen on {where}: {failure.strerror}; stop what listens there, or "
+            "choose another --port (REALTIME_WS_PORT) or --host (REALTIME_WS_HOST)",
+            1,
+            error=exc,
+        )
 
 
 @cli.command()

@@ -40,9 +40,7 @@ def test_a_peer_that_is_no_trusted_proxy_is_its_own_address(peer: str, header: l
 
 
 @given(addresses, entries)
-def test_the_answer_is_the_peer_or_an_address_of_the_header(
-    peer: str, header: list[str]
-) -> None:
+def test_the_answer_is_the_peer_or_an_address_of_the_header(peer: str, header: list[str]) -> None:
     answer = PROXIES.client_address(peer, header)
     written = {str(parse_address(entry)) for entry in header if parse_address(entry)}
     assert answer == peer or answer in written or answer == str(parse_address(peer))

@@ -171,8 +171,8 @@ def test_console_script_is_installed() -> None:
 def test_the_start_banner_says_when_http_publishing_is_off(
     capsys: pytest.CaptureFixture[str], key: bool, said: bool
 ) -> None:
-    from tidings.entrypoints.serve import _announce
+    from tidings.entrypoints.serve import announce
 
-    _announce("http://127.0.0.1:6001", "n1", "memory", True, http_publishing=key)
+    announce("http://127.0.0.1:6001", "n1", "memory", True, http_publishing=key)
     line = next(line for line in capsys.readouterr().out.splitlines() if "/broadcast" in line)
     assert ("off: start with REALTIME_API_KEY" in line) is said, line

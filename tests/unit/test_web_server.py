@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import trio
@@ -123,4 +124,52 @@ async def test_a_pong_waits_for_the_tail_of_a_partial_write() -> None:
                 await ws.ping(b"after-the-frame")  # answered only once the frame is whole
                 assert await ws.get_message() == big
         assert outcomes == [SendOutcome.PARTIAL]
+        nursery.cancel_scope.cancel()
+
+
+async def _body_of(port: int) -> bytes:
+    """The body of the answer to ``GET /`` on a connection the server closes after it."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        data = b""
+        while chunk := await stream.receive_some(4096):
+            data += chunk
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
+class PathApi:
+    """Answers every request with the name it was given: which listener took the connection."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, self.name.encode())
+
+
+async def test_listeners_with_reuse_port_share_one_port_and_both_take_connections() -> None:
+    """``reuse_port`` (``serve --workers``, ADR 0032): a second listener on a port in use binds
+    beside the first, and the kernel gives new connections to both; without the option the
+    second cannot bind."""
+    async with trio.open_nursery() as nursery:
+        first = await nursery.start(
+            WebServer("127.0.0.1", 0, PathApi("a"), reuse_port=True).serve, _handler
+        )
+        port = first.port
+        await nursery.start(
+            WebServer("127.0.0.1", port, PathApi("b"), reuse_port=True).serve, _handler
+        )
+        answered: set[bytes] = set()
+        for _ in range(64):  # the kernel picks by a hash of the client's port: both within 64
+            answered.add(await _body_of(port))
+            if len(answered) == 2:
+                break
+        assert answered == {b"a", b"b"}, answered
+        try:
+            await WebServer("127.0.0.1", port, PathApi("c")).serve(_handler)
+        except OSError as exc:
+            assert exc.errno == errno.EADDRINUSE
+        else:
+            raise AssertionError("a listener without reuse_port bound a port in use")
         nursery.cancel_scope.cancel()

@@ -87,6 +87,7 @@ class WebServer:
         max_connections: int = 0,
         max_connections_per_address: int = 0,
         trusted_proxies: TrustedProxies | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.host = host
         self.port = port
@@ -99,6 +100,7 @@ class WebServer:
         self._keep_alive_timeout = keep_alive_timeout
         self._max_connections = max_connections
         self._max_per_address = max_connections_per_address
+        self._reuse_port = reuse_port
         self._open = 0
         self._per_address: Counter[str] = Counter()
         self._trusted = trusted_proxies or TrustedProxies()
@@ -129,7 +131,10 @@ class WebServer:
         """Serve until cancelled: WebSockets go to ``handler``, Server-Sent Events streams
         (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404)."""
         self._streams = streams
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
+        if self._reuse_port:
+            listeners = [await _shared_listener(self.host, self.port)]
+        else:
+            listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             task_status.started(self)
@@ -387,6 +392,29 @@ class WebServer:
 def _proxy_of(remote: str) -> str:
     """The proxy's part of a log name (``203.0.113.9 via 127.0.0.1:4711`` -> the latter)."""
     return remote.rpartition(" via ")[2]
+
+
+async def _shared_listener(host: str, port: int) -> trio.SocketListener:
+    """A listener with ``SO_REUSEPORT``: several processes listen on one port and the kernel
+    spreads new connections among them (``tidings serve --workers``, ADR 0032).
+
+    ``trio.open_tcp_listeners`` does not set the option, so the socket is built here; one
+    address only (the first ``host`` resolves to), as a worker is told one address.
+    """
+    infos = await trio.socket.getaddrinfo(
+        host or None, port, type=trio.socket.SOCK_STREAM, flags=trio.socket.AI_PASSIVE
+    )
+    family, kind, proto, _, address = infos[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEADDR, 1)
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(0xFFFF)  # as trio's own listeners: the kernel caps it at its maximum
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def _peer(stream: trio.SocketStream) -> tuple[str, str]:
