@@ -27,6 +27,7 @@ from ...ports import (
     HttpApi,
     HttpRequest,
     HttpResponse,
+    RoutedHandler,
     StreamHandler,
 )
 from .http1 import BadRequest, HttpConnection, RequestHead, error_response, linger
@@ -36,6 +37,8 @@ from .websocket import WebSocketConnection, accept_headers
 log = logging.getLogger("tidings.web")
 
 WEBSOCKET_PATH = "/ws"
+PUSHER_PREFIX = "/app/"
+"""Pusher's WebSocket endpoint, ``/app/{key}`` (ADR 0035): served only with a Pusher handler."""
 STREAM_PATH = "/sse"
 
 Admission = Callable[[HttpRequest], HttpResponse | None]
@@ -84,6 +87,7 @@ class WebServer:
         self._per_address: Counter[str] = Counter()
         self._accepting = trio.CancelScope()
         self._streams: StreamHandler | None = None
+        self._pusher: RoutedHandler | None = None
 
     @property
     def url(self) -> str:
@@ -99,11 +103,14 @@ class WebServer:
         handler: ConnectionHandler,
         *,
         streams: StreamHandler | None = None,
+        pusher: RoutedHandler | None = None,
         task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled: WebSockets go to ``handler``, Server-Sent Events streams
-        (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404)."""
+        (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404), and
+        WebSockets at ``/app/{key}`` to ``pusher`` (without it, 404)."""
         self._streams = streams
+        self._pusher = pusher
         listeners = await trio.open_tcp_listeners(self.port, host=self.host)
         self.port = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
@@ -238,7 +245,8 @@ class WebServer:
     async def _upgrade(
         self, http: HttpConnection, stream: trio.SocketStream, head: RequestHead, remote: str
     ) -> WebSocketConnection:
-        if head.path != WEBSOCKET_PATH:
+        pusher = self._pusher is not None and head.path.startswith(PUSHER_PREFIX)
+        if head.path != WEBSOCKET_PATH and not pusher:
             raise BadRequest(404, f"no WebSocket at {head.path}")
         headers = accept_headers(head.method, head.http_version, head.headers)
         if self._admit is not None:
@@ -252,6 +260,8 @@ class WebServer:
             remote=remote,
             max_message_bytes=self._max_message,
             received=received,
+            path=head.path,
+            query=head.query if pusher else None,
         )
 
     def _event_stream(
@@ -306,7 +316,10 @@ class WebServer:
         self, client: WebSocketConnection, handler: ConnectionHandler
     ) -> None:
         try:
-            await handler(client)
+            if self._pusher is not None and client.path.startswith(PUSHER_PREFIX):
+                await self._pusher(client)
+            else:
+                await handler(client)
         except Exception:
             log.exception("connection from %s failed", client.remote)
             if self._metrics is not None:
