@@ -53,6 +53,7 @@ from ...domain.pusher.frames import (
     PusherSignin,
     PusherSubscribe,
     PusherUnsubscribe,
+    PusherUserSubscribe,
     parse_channel_data,
     parse_user_data,
 )
@@ -260,6 +261,8 @@ class PusherProtocol:
         elif isinstance(frame, PusherUnsubscribe):
             if self.hub.unsubscribe(session, frame.channel):  # Pusher answers nothing
                 self.metrics.unsubscribed()
+        elif isinstance(frame, PusherUserSubscribe):
+            self._user_channel(session, frame)
         elif isinstance(frame, PusherSignin):
             self._sign_in(session, frame)
         elif isinstance(frame, PusherClientEvent):
@@ -375,6 +378,19 @@ class PusherProtocol:
         user_id, user_info = parse_user_data(frame.user_data)
         session.identity = Identity(user_id=user_id, user_info=user_info)
         session.offer(frames.signin_success(frame.user_data))
+
+    def _user_channel(self, session: PusherSession, frame: PusherUserSubscribe) -> None:
+        """``#server-to-user-{id}``, which pusher-js subscribes to once signed in: granted to
+        that user alone. Nothing is sent on it yet (sending to one user is the HTTP API's
+        ``/users/{id}/events``, not built): the subscription only succeeds."""
+        if session.identity.user_id != frame.user_id:
+            raise PusherFrameError(
+                f"{frame.name!r} is user {frame.user_id!r}'s: sign in as that user first",
+                PusherCode.UNAUTHORIZED,
+                channel=frame.name[:200],
+                status=403,
+            )
+        session.offer(frames.subscription_succeeded(frame.name))
 
     async def _client_event(self, session: PusherSession, frame: PusherClientEvent) -> None:
         channel = frame.channel

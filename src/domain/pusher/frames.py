@@ -62,6 +62,18 @@ class PusherSubscribe:
 
 
 @attrs.frozen
+class PusherUserSubscribe:
+    """pusher-js subscribes to ``#server-to-user-{id}`` once signed in (Pusher's channel for
+    events sent to one user)."""
+
+    user_id: str
+    name: str
+
+
+USER_CHANNEL_PREFIX = "#server-to-user-"
+
+
+@attrs.frozen
 class PusherUnsubscribe:
     channel: Channel
 
@@ -144,7 +156,10 @@ def decode_pusher_frame(text: str | bytes) -> PusherFrame:
         return PusherPong()
     if event == "pusher:subscribe":
         data = _object_data(frame, event)
-        channel = _channel(data.get("channel"), event)
+        name = data.get("channel")
+        if isinstance(name, str) and name.startswith(USER_CHANNEL_PREFIX):
+            return PusherUserSubscribe(name.removeprefix(USER_CHANNEL_PREFIX), name)
+        channel = _channel(name, event)
         auth = data.get("auth")
         channel_data = data.get("channel_data")
         if auth is not None and not isinstance(auth, str):
@@ -157,7 +172,10 @@ def decode_pusher_frame(text: str | bytes) -> PusherFrame:
             )
         return PusherSubscribe(channel, auth, channel_data)
     if event == "pusher:unsubscribe":
-        return PusherUnsubscribe(_channel(_object_data(frame, event).get("channel"), event))
+        name = _object_data(frame, event).get("channel")
+        if isinstance(name, str) and name.startswith(USER_CHANNEL_PREFIX):
+            return PusherPong()  # nothing is held for it: nothing to do
+        return PusherUnsubscribe(_channel(name, event))
     if event == "pusher:signin":
         data = _object_data(frame, event)
         return PusherSignin(
