@@ -45,6 +45,7 @@ from ...domain.pusher import (
     pusher_close_code,
     pusher_kind,
     socket_id,
+    takes_client_events,
     user_text,
 )
 from ...domain.pusher.frames import (
@@ -395,10 +396,10 @@ class PusherProtocol:
     async def _client_event(self, session: PusherSession, frame: PusherClientEvent) -> None:
         channel = frame.channel
         name = channel.name
-        kind = pusher_kind(name)
-        if kind is PusherChannelKind.PUBLIC or kind is PusherChannelKind.PRIVATE_ENCRYPTED:
+        if not takes_client_events(name):
             raise PusherFrameError(
-                f"client events go on private or presence channels, not {kind.value} {name!r}"
+                "client events go on private or presence channels, "
+                f"not {pusher_kind(name).value} {name!r}"
             )
         subscription = session.subscriptions.get(name)
         if subscription is None:

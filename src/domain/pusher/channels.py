@@ -2,8 +2,8 @@
 
 ``private-encrypted-`` channels carry what the clients encrypted (the gateway passes it through
 untouched); ``cache-`` channels (and ``private-cache-``, ``presence-cache-``,
-``private-encrypted-cache-``) replay their last event to a new subscriber. Private and presence
-channels need the app's ``auth``; only they take client events.
+``private-encrypted-cache-``) replay their last event to a new subscriber. Private, presence and
+encrypted channels need the app's ``auth``; private and presence channels take client events.
 """
 
 from __future__ import annotations
@@ -49,6 +49,6 @@ def needs_auth(name: str) -> bool:
 
 
 def takes_client_events(name: str) -> bool:
-    """Whether clients may send ``client-*`` events on ``name`` (private and presence only;
-    encrypted channels are private too)."""
-    return needs_auth(name)
+    """Whether clients may send ``client-*`` events on ``name``: private and presence channels
+    only, not encrypted ones (as Pusher: the gateway cannot tell what they carry)."""
+    return pusher_kind(name) in (PusherChannelKind.PRIVATE, PusherChannelKind.PRESENCE)

@@ -92,7 +92,13 @@ class PusherClientEvent:
 
 
 PusherFrame = (
-    PusherPing | PusherPong | PusherSubscribe | PusherUnsubscribe | PusherSignin | PusherClientEvent
+    PusherPing
+    | PusherPong
+    | PusherSubscribe
+    | PusherUserSubscribe
+    | PusherUnsubscribe
+    | PusherSignin
+    | PusherClientEvent
 )
 
 KNOWN_EVENTS = ("pusher:ping", "pusher:pong", "pusher:subscribe", "pusher:unsubscribe",
