@@ -67,6 +67,7 @@ def test_presence_members_join_and_leave(gateway: Gateway, auth_url: str) -> Non
 
 def test_client_events_reach_the_others_never_the_sender(gateway: Gateway, auth_url: str) -> None:
     channel = unique("presence-chat")
+    trio.run(broadcast, gateway, channel, "opened")  # on Kafka, only the server makes topics
     with node_clients(gateway.url, auth_url) as client:
         alice, bob = client(), client()
         alice.connect(user="alice")
@@ -128,6 +129,7 @@ def test_tidings_clients_and_pusher_clients_share_a_channel(
     """A Pusher client's client event reaches a tidings client on the same channel, and a
     tidings client's reaches the Pusher client."""
     channel = unique("private-shared")
+    trio.run(broadcast, gateway, channel, "opened")  # on Kafka, only the server makes topics
 
     async def scenario() -> None:
         with node_clients(gateway.url, auth_url) as client:

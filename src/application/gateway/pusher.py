@@ -296,11 +296,14 @@ class PusherProtocol:
         frontier = self._frontier(channel)
         subscription = Subscription(channel, member=member)
         subscription.advance(frontier)
+        cache = is_cache(name)
+        if cache:
+            subscription.backlog = []  # live frames wait behind the cached one
         self.hub.subscribe(session, subscription)
         self.metrics.subscribed()
         session.offer(self._succeeded(channel))
-        if is_cache(name):
-            await self._send_last(session, channel, frontier)
+        if cache:
+            await self._send_last(session, subscription, frontier)
 
     def _authorize(self, session: PusherSession, frame: PusherSubscribe) -> tuple[str, JSON] | None:
         """Check the app's signature on a private or presence subscription; the member a
@@ -346,24 +349,39 @@ class PusherProtocol:
         members = [(m.user_id, m.user_info) for m in self.hub.presence.members(channel)]
         return frames.subscription_succeeded(channel.name, members)
 
-    async def _send_last(self, session: Session, channel: Channel, frontier: Position) -> None:
-        """A cache channel's last event, from the history resume uses; ``pusher:cache_miss``
-        when there is none (or none the broker still holds)."""
+    async def _send_last(
+        self, session: Session, subscription: Subscription, frontier: Position
+    ) -> None:
+        """A cache channel's last event, from the history resume uses (read from where the
+        feed stands, so an event the broker has and the feed has not read yet counts);
+        ``pusher:cache_miss`` when there is none the broker still holds. What arrived live
+        meanwhile follows it, without duplicates."""
+        channel = subscription.channel
         last = None
-        if self._history is not None and frontier.offset >= 0:
-            before = Position(frontier.stream, frontier.offset - 1)
+        if self._history is not None:
+            since = Position(frontier.stream, max(-1, frontier.offset - 1))
             try:
-                async for batch in self._history.replay(channel, before):
-                    last = next((d for d in batch if d.position == frontier), None)
-                    break
+                async for batch in self._history.replay(channel, since):
+                    for delivered in batch:
+                        if delivered.position is not None:
+                            last = delivered
             except (PositionExpired, InvalidPosition, BrokerError) as exc:
                 log.debug("no cached event for %s: %s", channel.name, exc)
         if last is None:
             session.offer(frames.cache_miss(channel.name))
-            return
-        message = last.message
-        user_id = message.user_id if channel.is_presence else None
-        await session.put(frames.event(channel.name, message.event, message.data, user_id))
+        else:
+            message = last.message
+            user_id = message.user_id if channel.is_presence else None
+            if last.position is not None and subscription.is_new(last.position):
+                subscription.advance(last.position)
+            await session.put(frames.event(channel.name, message.event, message.data, user_id))
+        backlog, subscription.backlog = subscription.backlog or [], None
+        for position, frame in backlog:
+            if position is not None:
+                if not subscription.is_new(position):
+                    continue
+                subscription.advance(position)
+            session.offer(frame)
 
     # -- Signing in and client events --------------------------------------------------------
 
