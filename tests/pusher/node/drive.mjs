@@ -80,7 +80,9 @@ const commands = {
   },
   whisper(c) { echoChannels.get(c.channel).whisper(c.event, c.data); say({ type: "whispered" }); },
   listen(c) {
-    echo.channel(c.channel).listen(c.event, (e) => say({ type: "echo_event", data: e }));
+    echo.channel(c.channel)
+      .listen(c.event, (e) => say({ type: "echo_event", data: e }))
+      .subscribed(() => say({ type: "echo_subscribed", channel: c.channel }));
   },
   exit() { process.exit(0); },
 };
