@@ -11,7 +11,7 @@ import trio
 
 from tests.gateway.conftest import Gateways
 from tests.gateway.support import broadcast, token, unique
-from tests.pusher.support import PUSHER_ENV, Report, node_clients
+from tests.pusher.support import Report, node_clients
 from tests.support.processes import Gateway
 from tests.support.wsclient import connect
 
@@ -77,7 +77,10 @@ def test_one_member_list_for_pusher_and_tidings_clients(gateway: Gateway, auth_u
 def test_pusher_clients_on_two_gateways_share_presence_events_and_client_events(
     gateways: Gateways, gateway: Gateway, auth_url: str
 ) -> None:
-    other = gateways.start(**PUSHER_ENV)
+    # The same cluster: the first gateway's topic prefix and group, another node id.
+    env = {**gateway.env, "REALTIME_NODE_ID": gateway.env["REALTIME_NODE_ID"] + "-b"}  # type: ignore[attr-defined]
+    other = Gateway(env)
+    gateways.running.append(other)  # stopped (and must exit 0) with the session's gateways
     channel = unique("presence-cluster")
     trio.run(broadcast, gateway, channel, "opened")  # on Kafka, the server makes topics
     with node_clients(gateway.url, auth_url) as first, node_clients(other.url, auth_url) as second:

@@ -13,7 +13,8 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
-from tests.pusher.support import APP_KEY, APP_SECRET, WAIT
+from tests.gateway.conftest import Gateways
+from tests.pusher.support import APP_KEY, APP_SECRET, PUSHER_ENV, WAIT
 from tests.support.processes import Gateway
 from tidings.domain.pusher import channel_auth
 
@@ -31,6 +32,7 @@ def app_url(
 class Raw:
     def __init__(self, ws: WebSocketConnection, established: Frame) -> None:
         self.ws = ws
+        self.established = established
         self.socket_id: str = json.loads(established["data"])["socket_id"]
 
     async def send(self, frame: object) -> None:
@@ -216,3 +218,19 @@ async def test_a_subscribe_flood_is_limited_then_cut_and_others_are_served(
     async with raw(gateway) as other:
         await other.send({"event": "pusher:subscribe", "data": {"channel": "after-flood"}})
         await other.expect(lambda f: f["event"] == "pusher_internal:subscription_succeeded")
+
+
+async def test_a_silent_client_is_pinged_and_cut_when_it_does_not_answer(
+    gateways: Gateways,
+) -> None:
+    quick = gateways.start(REALTIME_IDLE_TIMEOUT="2", **PUSHER_ENV)
+    async with raw(quick) as client:
+        assert json.loads(client.established["data"])["activity_timeout"] == 1
+        await client.expect(lambda f: f["event"] == "pusher:ping")
+        await client.send({"event": "pusher:pong", "data": {}})  # alive: pinged again later
+        await client.expect(lambda f: f["event"] == "pusher:ping")
+        with trio.fail_after(WAIT), pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await client.ws.get_message()
+        assert closed.value.reason is not None
+        assert closed.value.reason.code == 4201
