@@ -89,6 +89,7 @@ async def test_a_refused_connection_hears_pushers_code(
     error, close_code = await closed_with(gateway, query, key)
     assert error["event"] == "pusher:error"
     assert error["data"]["code"] == code == close_code
+    assert ("no-such-key" in error["data"]["message"]) is (code == 4001)
 
 
 GARBAGE = [

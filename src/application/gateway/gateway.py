@@ -211,7 +211,10 @@ class Gateway:
         the gateway stops; a refused one hears why in Pusher's terms."""
         admitted = self.pusher.admit(connection)
         if isinstance(admitted, PusherCode):
-            detail = connection.path if admitted is PusherCode.APP_NOT_FOUND else "use protocol=7"
+            key = connection.path.removeprefix("/app/")[:40]
+            detail = f"no app has the key {key!r}".encode("ascii", "backslashreplace").decode()
+            if admitted is not PusherCode.APP_NOT_FOUND:
+                detail = "connect with protocol=7"
             await self.pusher.refuse(connection, admitted, detail)
             return
         if self._stopping:
