@@ -45,6 +45,7 @@ from tidings.domain.pusher.frames import (
     PusherSubscribe,
     PusherUnsubscribe,
     PusherUserSubscribe,
+    PusherUserUnsubscribe,
     parse_channel_data,
     parse_user_data,
 )
@@ -237,6 +238,8 @@ def test_the_other_frames_decode() -> None:
     assert decode_pusher_frame(signin) == PusherSignin("k:s", "{}")
     user = '{"event":"pusher:subscribe","data":{"channel":"#server-to-user-7"}}'
     assert decode_pusher_frame(user) == PusherUserSubscribe("7", "#server-to-user-7")
+    leave = user.replace("pusher:subscribe", "pusher:unsubscribe")
+    assert decode_pusher_frame(leave) == PusherUserUnsubscribe("7", "#server-to-user-7")
 
 
 BAD_FRAMES = [

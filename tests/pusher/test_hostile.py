@@ -235,3 +235,12 @@ async def test_a_silent_client_is_pinged_and_cut_when_it_does_not_answer(
                 await client.ws.get_message()
         assert closed.value.reason is not None
         assert closed.value.reason.code == 4201
+
+
+async def test_another_users_channel_is_refused(gateway: Gateway) -> None:
+    async with raw(gateway) as client:
+        channel = "#server-to-user-alice"  # without signing in as alice
+        await client.send({"event": "pusher:subscribe", "data": {"channel": channel}})
+        refused = await client.expect(lambda f: f["event"] == "pusher:subscription_error")
+        assert refused["channel"] == channel
+        assert refused["data"]["status"] == 403

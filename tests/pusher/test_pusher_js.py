@@ -86,7 +86,9 @@ def test_client_events_reach_the_others_never_the_sender(gateway: Gateway, auth_
         assert echoed["data"] == {"typing": False}
 
 
-def test_a_signed_in_user_is_told_so(gateway: Gateway, auth_url: str) -> None:
+def test_a_signed_in_user_is_told_so_and_gets_what_is_sent_to_her(
+    gateway: Gateway, auth_url: str
+) -> None:
     with node_clients(gateway.url, auth_url) as client:
         carol = client()
         carol.connect(user="carol")
@@ -108,6 +110,10 @@ def test_a_signed_in_user_is_told_so(gateway: Gateway, auth_url: str) -> None:
             "subscribed": True,
         }
         assert not [r for r in carol.seen if r["type"] == "error"]
+        # It is tidings' user.carol: what a service sends to her alone reaches her.
+        trio.run(broadcast, gateway, "user.carol", "notice", {"text": "hello Carol"})
+        notice = carol.expect(lambda r: r["type"] == "user_event")
+        assert (notice["event"], notice["data"]) == ("notice", {"text": "hello Carol"})
 
 
 def test_a_cache_channel_replays_its_last_event_or_says_it_has_none(gateway: Gateway) -> None:

@@ -152,10 +152,13 @@ class Hub:
 
 def _pusher_event(message: Message) -> str:
     """A broker message as Pusher clients receive it; the sender's ``user_id`` only on presence
-    channels (as Pusher does)."""
+    channels (as Pusher does). A user's own channel, ``user.{id}``, is Pusher's
+    ``#server-to-user-{id}``: only that user, signed in, holds it (ADR 0035)."""
     channel = message.channel
     user_id = message.user_id if channel.is_presence else None
-    return pusher_frames.event(channel.name, message.event, message.data, user_id)
+    owner = channel.owner
+    name = channel.name if owner is None else pusher_frames.user_channel(owner)
+    return pusher_frames.event(name, message.event, message.data, user_id)
 
 
 def _pusher_presence(channel: Channel, change: PresenceChange) -> list[str]:

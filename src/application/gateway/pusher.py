@@ -23,6 +23,7 @@ from ...domain.disconnects import close_reason
 from ...domain.errors import (
     BrokerError,
     ChannelHasNoTopic,
+    InvalidChannel,
     InvalidMessage,
     InvalidPosition,
     MessageTooLarge,
@@ -55,6 +56,7 @@ from ...domain.pusher.frames import (
     PusherSubscribe,
     PusherUnsubscribe,
     PusherUserSubscribe,
+    PusherUserUnsubscribe,
     parse_channel_data,
     parse_user_data,
 )
@@ -264,6 +266,10 @@ class PusherProtocol:
                 self.metrics.unsubscribed()
         elif isinstance(frame, PusherUserSubscribe):
             self._user_channel(session, frame)
+        elif isinstance(frame, PusherUserUnsubscribe):
+            own = _own_channel(frame.user_id)
+            if own is not None and self.hub.unsubscribe(session, own):
+                self.metrics.unsubscribed()
         elif isinstance(frame, PusherSignin):
             self._sign_in(session, frame)
         elif isinstance(frame, PusherClientEvent):
@@ -400,8 +406,8 @@ class PusherProtocol:
 
     def _user_channel(self, session: PusherSession, frame: PusherUserSubscribe) -> None:
         """``#server-to-user-{id}``, which pusher-js subscribes to once signed in: granted to
-        that user alone. Nothing is sent on it yet (sending to one user is the HTTP API's
-        ``/users/{id}/events``, not built): the subscription only succeeds."""
+        that user alone, it is tidings' ``user.{id}`` (what a service sends to one user), its
+        events delivered under the Pusher name."""
         if session.identity.user_id != frame.user_id:
             raise PusherFrameError(
                 f"{frame.name!r} is user {frame.user_id!r}'s: sign in as that user first",
@@ -409,6 +415,18 @@ class PusherProtocol:
                 channel=frame.name[:200],
                 status=403,
             )
+        own = _own_channel(frame.user_id)
+        if own is not None and own.name not in session.subscriptions:
+            if len(session.subscriptions) >= self.limits.max_channels:
+                raise PusherFrameError(
+                    f"this connection holds {len(session.subscriptions)} channels, the limit",
+                    channel=frame.name[:200],
+                    status=429,
+                )
+            subscription = Subscription(own)
+            subscription.advance(self._frontier(own))
+            self.hub.subscribe(session, subscription)
+            self.metrics.subscribed()
         session.offer(frames.subscription_succeeded(frame.name))
 
     async def _client_event(self, session: PusherSession, frame: PusherClientEvent) -> None:
@@ -442,3 +460,12 @@ class PusherProtocol:
         except BrokerError as exc:
             self.metrics.refused(503)
             session.offer(frames.error(f"the broker did not take the event: {exc}"))
+
+
+def _own_channel(user_id: str) -> Channel | None:
+    """tidings' channel of one user, ``user.{id}``; None for an id no channel name can hold
+    (the user's Pusher channel is then granted, and stays silent)."""
+    try:
+        return Channel(f"user.{user_id}")
+    except InvalidChannel:
+        return None

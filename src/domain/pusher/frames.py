@@ -70,6 +70,12 @@ class PusherUserSubscribe:
     name: str
 
 
+@attrs.frozen
+class PusherUserUnsubscribe:
+    user_id: str
+    name: str
+
+
 USER_CHANNEL_PREFIX = "#server-to-user-"
 
 
@@ -96,6 +102,7 @@ PusherFrame = (
     | PusherPong
     | PusherSubscribe
     | PusherUserSubscribe
+    | PusherUserUnsubscribe
     | PusherUnsubscribe
     | PusherSignin
     | PusherClientEvent
@@ -180,7 +187,7 @@ def decode_pusher_frame(text: str | bytes) -> PusherFrame:
     if event == "pusher:unsubscribe":
         name = _object_data(frame, event).get("channel")
         if isinstance(name, str) and name.startswith(USER_CHANNEL_PREFIX):
-            return PusherPong()  # nothing is held for it: nothing to do
+            return PusherUserUnsubscribe(name.removeprefix(USER_CHANNEL_PREFIX), name)
         return PusherUnsubscribe(_channel(name, event))
     if event == "pusher:signin":
         data = _object_data(frame, event)
@@ -300,6 +307,11 @@ def signin_success(user_data: str) -> str:
 
 def cache_miss(channel: str) -> str:
     return _frame("pusher:cache_miss", channel)
+
+
+def user_channel(user_id: str) -> str:
+    """The Pusher name of a user's own channel."""
+    return USER_CHANNEL_PREFIX + user_id
 
 
 def event(channel: str, name: str, data: JSON, user_id: str | None = None) -> str:

@@ -58,7 +58,10 @@ const commands = {
   },
   unsubscribe(c) { pusher.unsubscribe(c.channel); say({ type: "unsubscribed", channel: c.channel }); },
   trigger(c) { say({ type: "triggered", ok: pusher.channel(c.channel).trigger(c.event, c.data) }); },
-  signin() { pusher.signin(); },
+  signin() {
+    pusher.user.bind_global((event, data) => say({ type: "user_event", event, data }));
+    pusher.signin();
+  },
   user() {
     const channel = pusher.user.serverToUserChannel;
     say({ type: "user", data: pusher.user.user_data ?? null, subscribed: channel?.subscribed ?? false });
