@@ -253,6 +253,7 @@ def _gateway(
         limits=limits,
         metrics=metrics,
         feed_options=_feed_options(settings, node),
+        pusher_apps=settings.pusher(),
     )
 
 

@@ -20,6 +20,7 @@ from .domain.access import AccessPolicy
 from .domain.errors import ConfigurationError, InvalidAccessRule, InvalidOrigin, InvalidProxy
 from .domain.origins import OriginPolicy
 from .domain.proxies import TrustedProxies
+from .domain.pusher import InvalidPusherApps, PusherApp, PusherApps, parse_apps
 from .domain.topics import TopicStrategy, topic_strategy
 
 BROKERS = ("memory", "kafka", "gateway")
@@ -106,7 +107,7 @@ def _problem(error: Any) -> str:
     message = str(cause) if isinstance(cause, ValueError) else str(error["msg"])
     message = message.removeprefix(f"{variable}: ")  # our validators name it already
     given = error.get("input")
-    if variable in ("REALTIME_SECRET", "REALTIME_API_KEY"):
+    if variable in ("REALTIME_SECRET", "REALTIME_API_KEY", "PUSHER_APP_SECRET", "PUSHER_APPS"):
         given = "********"
     elif variable in ("KAFKA_PRODUCER_SETTINGS", "KAFKA_CONSUMER_SETTINGS") and isinstance(
         given, str
@@ -215,6 +216,12 @@ class Settings(BaseSettings):
     realtime_reuse_port: bool = False
     """Listen with ``SO_REUSEPORT``, so that several gateway processes share the port (set by
     ``tidings serve --workers`` for its workers)."""
+    # The Pusher protocol (ADR 0035): one app by these three, all or none ...
+    pusher_app_id: str | None = None
+    pusher_app_key: str | None = None
+    pusher_app_secret: SecretStr | None = None
+    pusher_apps: SecretStr | None = None
+    """... and more as a JSON list of ``{"id", "key", "secret"}`` (ADR 0036)."""
 
     @field_validator("realtime_broker")
     @classmethod
@@ -315,7 +322,7 @@ class Settings(BaseSettings):
         except ValidationError as exc:
             raise InvalidSettings([_problem(error) for error in exc.errors()]) from None
         problems: list[str] = []
-        for check in (settings.topic_strategy, settings.check_kafka_settings):
+        for check in (settings.topic_strategy, settings.check_kafka_settings, settings.pusher):
             try:
                 check()
             except ConfigurationError as exc:
@@ -360,6 +367,39 @@ class Settings(BaseSettings):
     def trusted_proxies(self) -> TrustedProxies:
         """``REALTIME_TRUSTED_PROXIES`` parsed (validated at load, so this does not raise)."""
         return TrustedProxies.parse(self.realtime_trusted_proxies)
+
+    def pusher(self) -> PusherApps:
+        """The Pusher apps this gateway serves (none: ``/app/{key}`` refuses every key): the one
+        of ``PUSHER_APP_ID``, ``PUSHER_APP_KEY`` and ``PUSHER_APP_SECRET``, all three or none,
+        and those of ``PUSHER_APPS`` (ADR 0036). Raises ``ConfigurationError`` naming the
+        variable that is missing or wrong."""
+        single = {
+            "PUSHER_APP_ID": self.pusher_app_id,
+            "PUSHER_APP_KEY": self.pusher_app_key,
+            "PUSHER_APP_SECRET": (
+                self.pusher_app_secret.get_secret_value() if self.pusher_app_secret else None
+            ),
+        }
+        given = {name: value for name, value in single.items() if value}
+        apps: list[PusherApp] = []
+        if given:
+            missing = [name for name in single if name not in given]
+            if missing:
+                raise ConfigurationError(
+                    f"{', '.join(missing)}: not set, but {', '.join(given)} is: a Pusher app "
+                    "needs all three of PUSHER_APP_ID, PUSHER_APP_KEY and PUSHER_APP_SECRET"
+                )
+            try:
+                apps.append(PusherApp(*given.values()))
+            except InvalidPusherApps as exc:
+                raise ConfigurationError(f"PUSHER_APP_*: {exc}") from None
+        listed = self.pusher_apps.get_secret_value().strip() if self.pusher_apps else ""
+        try:
+            if listed:
+                apps.extend(parse_apps(listed))
+            return PusherApps.of(apps)
+        except InvalidPusherApps as exc:
+            raise ConfigurationError(f"PUSHER_APPS: {exc}") from None
 
     def origin_policy(self) -> OriginPolicy:
         """``REALTIME_ALLOWED_ORIGINS`` parsed (validated at load, so this does not raise)."""

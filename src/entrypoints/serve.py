@@ -62,7 +62,12 @@ async def run_gateway(
 
             await nursery.start(pump)
             await nursery.start(
-                functools.partial(server.serve, gateway.handle, streams=gateway.handle_stream)
+                functools.partial(
+                    server.serve,
+                    gateway.handle,
+                    streams=gateway.handle_stream,
+                    pusher=gateway.handle_pusher,
+                )
             )
             if settings.realtime_demo:
                 nursery.start_soon(run_demo_feed, container.realtime())
@@ -124,6 +129,7 @@ def announce(
         f"  client      {url}/client.js",
         f"  websocket   {ws}/ws",
         f"  events      {url}/sse?channels=...",
+        f"  pusher      {ws}/app/{{key}}?protocol=7",
         f"  broadcast   POST {url}/broadcast{off}",
         f"  health      {url}/healthz",
         f"  metrics     {url}/metrics",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -63,6 +63,24 @@ class ClientConnection(Protocol):
 
 
 ConnectionHandler = Callable[[ClientConnection], Awaitable[None]]
+
+
+class RoutedConnection(ClientConnection, Protocol):
+    """A WebSocket that knows where it was opened: the Pusher endpoint ``/app/{key}?protocol=7``
+    decides from its path and query whom it serves (ADR 0035)."""
+
+    @property
+    def path(self) -> str:
+        """The upgrade request's path, without the query."""
+        ...
+
+    @property
+    def query(self) -> Mapping[str, str]:
+        """The upgrade request's query parameters."""
+        ...
+
+
+RoutedHandler = Callable[[RoutedConnection], Awaitable[None]]
 
 
 class EventStream(ClientConnection, Protocol):

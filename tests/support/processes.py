@@ -57,7 +57,7 @@ def process_env(**overrides: str) -> dict[str, str]:
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith(("REALTIME_", "KAFKA_"))
+        if not name.startswith(("REALTIME_", "KAFKA_", "PUSHER_"))
     }
     env.update(overrides)
     return env

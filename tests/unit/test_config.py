@@ -15,7 +15,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     import os
 
     for name in list(os.environ):
-        if name.startswith(("REALTIME_", "KAFKA_")):
+        if name.startswith(("REALTIME_", "KAFKA_", "PUSHER_")):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
@@ -228,3 +228,50 @@ def test_trusted_proxies_reach_the_listener(monkeypatch: pytest.MonkeyPatch) -> 
     settings = Settings.load(env_file=None)
     assert str(settings.trusted_proxies()) == "127.0.0.1/32,10.0.0.0/8"
     assert server.trusted_proxies == settings.trusted_proxies()
+
+
+def test_one_pusher_app_needs_all_three_variables(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not Settings.load().pusher()
+    monkeypatch.setenv("PUSHER_APP_ID", "1")
+    monkeypatch.setenv("PUSHER_APP_KEY", "app-key")
+    with pytest.raises(InvalidSettings, match="PUSHER_APP_SECRET: not set") as refused:
+        Settings.load()
+    assert "PUSHER_APP_ID" not in str(refused.value).split(":")[0]
+    monkeypatch.setenv("PUSHER_APP_SECRET", "pusher-secret-value")
+    app = Settings.load().pusher().by_key("app-key")
+    assert app is not None
+    assert (app.id, app.secret) == ("1", "pusher-secret-value")
+
+
+def test_more_pusher_apps_come_from_pusher_apps_json(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUSHER_APP_ID", "1")
+    monkeypatch.setenv("PUSHER_APP_KEY", "one")
+    monkeypatch.setenv("PUSHER_APP_SECRET", "s1")
+    monkeypatch.setenv("PUSHER_APPS", '[{"id": "2", "key": "two", "secret": "s2"}]')
+    apps = Settings.load().pusher()
+    assert [app.key for app in apps.apps] == ["one", "two"]
+    assert apps.by_id("2") is apps.by_key("two")
+    monkeypatch.setenv("PUSHER_APPS", '[{"id": "3", "key": "one", "secret": "hush-hush"}]')
+    with pytest.raises(InvalidSettings, match="PUSHER_APPS: two Pusher apps have the key 'one'"):
+        Settings.load()
+    monkeypatch.setenv("PUSHER_APPS", '[{"id": "3", "key": "three"}]')
+    with pytest.raises(InvalidSettings, match="PUSHER_APPS: app 0: missing secret"):
+        Settings.load()
+
+
+def test_tidings_config_masks_the_pusher_secrets(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PUSHER_APP_ID", "1")
+    monkeypatch.setenv("PUSHER_APP_KEY", "app-key")
+    monkeypatch.setenv("PUSHER_APP_SECRET", "pusher-secret-value")
+    monkeypatch.setenv("PUSHER_APPS", '[{"id": "2", "key": "k2", "secret": "second-secret"}]')
+    shown = Settings.load().effective()
+    assert shown["PUSHER_APP_SECRET"] == shown["PUSHER_APPS"] == "********"
+    assert shown["PUSHER_APP_KEY"] == "app-key"
+    assert "pusher-secret-value" not in repr(shown)
+    assert "second-secret" not in repr(shown)

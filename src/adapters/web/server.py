@@ -30,6 +30,7 @@ from ...ports import (
     HttpApi,
     HttpRequest,
     HttpResponse,
+    RoutedHandler,
     StreamHandler,
 )
 from .http1 import BadRequest, HttpConnection, RequestHead, error_response, linger
@@ -39,6 +40,8 @@ from .websocket import WebSocketConnection, accept_headers
 log = logging.getLogger("tidings.web")
 
 WEBSOCKET_PATH = "/ws"
+PUSHER_PREFIX = "/app/"
+"""Pusher's WebSocket endpoint, ``/app/{key}`` (ADR 0035): served only with a Pusher handler."""
 STREAM_PATH = "/sse"
 
 Admission = Callable[[HttpRequest], HttpResponse | None]
@@ -106,6 +109,7 @@ class WebServer:
         self._trusted = trusted_proxies or TrustedProxies()
         self._accepting = trio.CancelScope()
         self._streams: StreamHandler | None = None
+        self._pusher: RoutedHandler | None = None
 
     @property
     def url(self) -> str:
@@ -126,11 +130,14 @@ class WebServer:
         handler: ConnectionHandler,
         *,
         streams: StreamHandler | None = None,
+        pusher: RoutedHandler | None = None,
         task_status: trio.TaskStatus[WebServer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled: WebSockets go to ``handler``, Server-Sent Events streams
-        (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404)."""
+        (``GET /sse``) to ``streams`` (without it, ``/sse`` is an ordinary path: 404), and
+        WebSockets at ``/app/{key}`` to ``pusher`` (without it, 404)."""
         self._streams = streams
+        self._pusher = pusher
         if self._reuse_port:
             listeners = [await _shared_listener(self.host, self.port)]
         else:
@@ -309,7 +316,8 @@ class WebServer:
     async def _upgrade(
         self, http: HttpConnection, stream: trio.SocketStream, head: RequestHead, remote: str
     ) -> WebSocketConnection:
-        if head.path != WEBSOCKET_PATH:
+        pusher = self._pusher is not None and head.path.startswith(PUSHER_PREFIX)
+        if head.path != WEBSOCKET_PATH and not pusher:
             raise BadRequest(404, f"no WebSocket at {head.path}")
         headers = accept_headers(head.method, head.http_version, head.headers)
         if self._admit is not None:
@@ -323,6 +331,8 @@ class WebServer:
             remote=remote,
             max_message_bytes=self._max_message,
             received=received,
+            path=head.path,
+            query=head.query if pusher else None,
         )
 
     def _event_stream(
@@ -377,7 +387,10 @@ class WebServer:
         self, client: WebSocketConnection, handler: ConnectionHandler
     ) -> None:
         try:
-            await handler(client)
+            if self._pusher is not None and client.path.startswith(PUSHER_PREFIX):
+                await self._pusher(client)
+            else:
+                await handler(client)
         except Exception:
             log.exception("connection from %s failed", client.remote)
             if self._metrics is not None:

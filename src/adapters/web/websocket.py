@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -87,10 +87,23 @@ def accept_headers(
     ]
 
 
+_NO_QUERY: Mapping[str, str] = {}
+
+
 class WebSocketConnection(SocketWriter):
     """A client's WebSocket (implements ``ClientConnection``); see the module doc."""
 
-    __slots__ = ("_failed", "_max_message", "_parts", "_remote", "_size", "_token", "_ws")
+    __slots__ = (
+        "_failed",
+        "_max_message",
+        "_parts",
+        "_remote",
+        "_size",
+        "_token",
+        "_ws",
+        "path",
+        "query",
+    )
 
     def __init__(
         self,
@@ -100,8 +113,12 @@ class WebSocketConnection(SocketWriter):
         remote: str,
         max_message_bytes: int,
         received: bytes = b"",
+        path: str = "/ws",
+        query: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(stream)
+        self.path = path
+        self.query: Mapping[str, str] = query or _NO_QUERY
         self._token = token
         self._remote = remote
         self._max_message = max_message_bytes

@@ -25,6 +25,7 @@ from ...domain.disconnects import close_reason
 from ...domain.errors import InvalidToken, TokenSecretMissing
 from ...domain.presence import PresenceRecord
 from ...domain.protocol import CloseCode, ErrorCode, ProtocolError
+from ...domain.pusher import PusherApps, PusherCode
 from ...ports import (
     ClientConnection,
     ConnectionClosed,
@@ -37,6 +38,7 @@ from ...ports import (
     HttpResponse,
     Pending,
     PresenceBus,
+    RoutedConnection,
     Subscriber,
     TokenVerifier,
 )
@@ -45,6 +47,7 @@ from .cluster import ClusterPresence
 from .hub import Hub
 from .limits import Limits
 from .presence import PresenceTracker
+from .pusher import PusherProtocol, PusherSession
 from .session import Session
 from .sse import LAST_EVENT_ID_PARAMETER, EventStreamFrames, heartbeat_period, retry_advice
 from .writer import Spawn
@@ -76,6 +79,7 @@ class Gateway:
         presence_bus: PresenceBus,
         presence_timeout: float = 15.0,
         epoch: str = "",
+        pusher_apps: PusherApps | None = None,
     ) -> None:
         self.node = node
         self.epoch = epoch or secrets.token_hex(6)
@@ -108,6 +112,16 @@ class Gateway:
             node=node,
         )
         """Each connection's protocol (shared by all: it holds no per-connection state)."""
+        self.pusher = PusherProtocol(
+            apps=pusher_apps or PusherApps(),
+            hub=self.hub,
+            limits=limits,
+            metrics=metrics,
+            history=history,
+            publish=publish,
+            frontier=self._frontier,
+        )
+        """The Pusher protocol's, likewise (ADR 0035)."""
 
     # -- The broker side ---------------------------------------------------------------------
 
@@ -199,6 +213,33 @@ class Gateway:
         finally:
             await self._end_session(session)
 
+    async def handle_pusher(self, connection: RoutedConnection) -> None:
+        """Serve one Pusher client (``/app/{key}``, ADR 0035) until it leaves, is cut off, or
+        the gateway stops; a refused one hears why in Pusher's terms."""
+        admitted = self.pusher.admit(connection)
+        if isinstance(admitted, PusherCode):
+            key = connection.path.removeprefix("/app/")[:40]
+            detail = f"no app has the key {key!r}".encode("ascii", "backslashreplace").decode()
+            if admitted is not PusherCode.APP_NOT_FOUND:
+                detail = "connect with protocol=7"
+            await self.pusher.refuse(connection, admitted, detail)
+            return
+        if self._stopping:
+            await self.pusher.refuse(connection, PusherCode.RECONNECT, "the gateway is stopping")
+            return
+        await self._feed_open.wait()
+        assert self._spawn_writer is not None
+        session = PusherSession(
+            connection, admitted, self.limits, self.node, self._spawn_writer, self._on_cut
+        )
+        self.hub.add(session)
+        self.metrics.connection_opened()
+        session.offer(self.pusher.established(session))
+        try:
+            await self.pusher.serve(session)
+        finally:
+            await self._end_session(session)
+
     def _open_session(self, connection: ClientConnection, identity: Identity) -> Session:
         assert self._spawn_writer is not None
         session = Session(
@@ -236,7 +277,10 @@ class Gateway:
             if self._stopping and not self.hub.sessions:
                 self._drained.set()
             with trio.CancelScope(shield=True):
-                await self.clients.close(session)
+                if isinstance(session, PusherSession):
+                    await self.pusher.close(session)
+                else:
+                    await self.clients.close(session)
 
     async def handle_stream(self, stream: EventStream) -> None:
         """Serve one Server-Sent Events client (see ``sse``): refuse its request with an HTTP

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from ...domain import Channel, Message, PresenceChange, SubscriptionTable
 from ...domain.errors import InvalidMessage
 from ...domain.protocol import encode_event
+from ...domain.pusher import frames as pusher_frames
 from ...ports import Delivered
 from .presence import PresenceTracker
 from .session import Session, Subscription
@@ -45,10 +46,14 @@ class Hub:
         channel = subscription.channel
         session.subscriptions[channel.name] = subscription
         self.table.add(session, channel)
-        if channel.is_presence and session.identity.user_id is not None:
-            change = self.presence.join(
-                channel, session.ref, session.identity.user_id, session.identity.user_info
-            )
+        if not channel.is_presence:
+            return
+        user_id, info = subscription.member or (
+            session.identity.user_id,
+            session.identity.user_info,
+        )
+        if user_id is not None:
+            change = self.presence.join(channel, session.ref, user_id, info)
             self.announce(channel, change, skip=session)
 
     def unsubscribe(self, session: Session, channel: Channel) -> bool:
@@ -65,9 +70,11 @@ class Hub:
     def announce(
         self, channel: Channel, change: PresenceChange, skip: Session | None = None
     ) -> None:
-        """Send ``presence.join`` / ``presence.leave`` for a change to the channel's sessions."""
+        """Send ``presence.join`` / ``presence.leave`` for a change to the channel's sessions
+        (``pusher_internal:member_added`` / ``member_removed`` to Pusher clients)."""
         if not change:
             return
+        pusher: list[str] | None = None
         frames = [
             encode_event(Message.event(channel, "presence.join", member.to_dict()))
             for member in change.joined
@@ -77,6 +84,12 @@ class Hub:
         ]
         for session in self.table.subscribers(channel):
             if session is skip:
+                continue
+            if session.speaks_pusher:
+                if pusher is None:
+                    pusher = _pusher_presence(channel, change)
+                for frame in pusher:
+                    session.offer(frame)
                 continue
             for frame in frames:
                 session.offer(frame)
@@ -104,10 +117,19 @@ class Hub:
                 continue
             position = delivered.position
             frame = encode_event(message, position)
+            pusher: str | None = None  # encoded once, for the first Pusher client among them
             exclude = message.exclude
             before = handed
             for session in recipients:
-                if session.id != exclude and session.deliver(name, position, frame):
+                if session.id == exclude:
+                    continue
+                if session.speaks_pusher:
+                    if pusher is None:
+                        pusher = _pusher_event(message)
+                    took = session.deliver(name, position, pusher)
+                else:
+                    took = session.deliver(name, position, frame)
+                if took:
                     touched[session.outbox] = None
                     handed += 1
             if sent is not None and handed != before:
@@ -133,3 +155,22 @@ class Hub:
     @property
     def subscription_count(self) -> int:
         return self.table.subscription_count
+
+
+def _pusher_event(message: Message) -> str:
+    """A broker message as Pusher clients receive it; the sender's ``user_id`` only on presence
+    channels (as Pusher does). A user's own channel, ``user.{id}``, is Pusher's
+    ``#server-to-user-{id}``: only that user, signed in, holds it (ADR 0035)."""
+    channel = message.channel
+    user_id = message.user_id if channel.is_presence else None
+    owner = channel.owner
+    name = channel.name if owner is None else pusher_frames.user_channel(owner)
+    return pusher_frames.event(name, message.event, message.data, user_id)
+
+
+def _pusher_presence(channel: Channel, change: PresenceChange) -> list[str]:
+    name = channel.name
+    return [
+        pusher_frames.member_added(name, member.user_id, member.user_info)
+        for member in change.joined
+    ] + [pusher_frames.member_removed(name, member.user_id) for member in change.left]

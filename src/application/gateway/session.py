@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import trio
 
-from ...domain import Channel, ConnectionRef, Identity, Position
+from ...domain import JSON, Channel, ConnectionRef, Identity, Position
 from ...domain.disconnects import close_reason
 from ...domain.protocol import CloseCode
 from ...domain.ratelimit import TokenBucket
@@ -24,10 +24,18 @@ from .writer import Outbox, Spawn
 class Subscription:
     """One channel a session holds, with what it has already received of that channel."""
 
-    __slots__ = ("backlog", "channel", "last_offset", "stream")
+    __slots__ = ("backlog", "channel", "last_offset", "member", "stream")
 
-    def __init__(self, channel: Channel, since: Position | None = None) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        since: Position | None = None,
+        member: tuple[str, JSON] | None = None,
+    ) -> None:
         self.channel = channel
+        self.member = member
+        """Who the session is on this presence channel when not its identity: a Pusher
+        client names itself per channel, in the ``channel_data`` the app signed."""
         self.stream: str | None = since.stream if since else None
         self.last_offset = since.offset if since else -1
         self.backlog: list[tuple[Position | None, str]] | None = [] if since else None
@@ -44,6 +52,10 @@ class Subscription:
 
 class Session:
     """A connected client: identity, subscriptions, outbox and the reason it is closing."""
+
+    speaks_pusher = False
+    """Whether the client speaks the Pusher protocol (``PusherSession``): the hub encodes its
+    frames in that protocol instead of tidings' own."""
 
     __slots__ = (
         "_on_cut",
