@@ -1,0 +1,1 @@
+"""Pusher Channels compatibility: the rules of Pusher's protocols, free of I/O."""
