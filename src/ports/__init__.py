@@ -30,6 +30,7 @@ from .transport import (
     StreamHandler,
     Transport,
 )
+from .webhooks import WebhookFailed, Webhooks, WebhookTransport
 
 __all__ = [
     "ClientConnection",
@@ -58,4 +59,7 @@ __all__ = [
     "TokenIssuer",
     "TokenVerifier",
     "Transport",
+    "WebhookFailed",
+    "WebhookTransport",
+    "Webhooks",
 ]

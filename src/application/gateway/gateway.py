@@ -40,13 +40,16 @@ from ...ports import (
     Subscriber,
     TokenVerifier,
 )
+from .channel_events import ChannelEvents
 from .client import ClientProtocol
 from .cluster import ClusterPresence
 from .hub import Hub
 from .limits import Limits
+from .occupancy import Occupancy
 from .presence import PresenceTracker
 from .session import Session
 from .sse import LAST_EVENT_ID_PARAMETER, EventStreamFrames, heartbeat_period, retry_advice
+from .webhooks import WebhookQueue
 from .writer import Spawn
 
 log = logging.getLogger("tidings.gateway")
@@ -76,13 +79,32 @@ class Gateway:
         presence_bus: PresenceBus,
         presence_timeout: float = 15.0,
         epoch: str = "",
+        webhooks: WebhookQueue | None = None,
     ) -> None:
         self.node = node
         self.epoch = epoch or secrets.token_hex(6)
         self.hub = Hub(PresenceTracker(node, self._local_presence_changed))
+        self.occupancy = Occupancy(self.hub.table.count, self.hub.table.channels)
+        """Subscriptions per channel across the cluster (ADR 0037)."""
+        self.webhooks = webhooks
         self.cluster = ClusterPresence(
-            self.hub.presence, self.hub.announce, timeout=presence_timeout
+            self.hub.presence,
+            self.hub.announce,
+            timeout=presence_timeout,
+            occupancy=self.occupancy,
+            terminate=self._terminate_here,
         )
+        self.channel_events = ChannelEvents(
+            node=node,
+            epoch=lambda: self.epoch,
+            occupancy=self.occupancy,
+            publish=presence_bus.publish,
+            live_nodes=lambda: self.cluster.nodes().keys(),
+            webhooks=webhooks,
+        )
+        self.cluster.node_lost = self.channel_events.node_lost
+        self.hub.on_count = self.channel_events.count_changed
+        self.hub.on_presence = self.channel_events.presence_changed
         self._presence_bus = presence_bus
         self.limits = limits
         self.metrics = metrics
@@ -118,8 +140,27 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             self._spawn_writer = nursery.start_soon  # sessions' writers, owned by the gateway
             await nursery.start(self._presence_bus.run, self.cluster)
+            if self.webhooks is not None:
+                nursery.start_soon(self.webhooks.run)
             await self._pump(task_status)
             nursery.cancel_scope.cancel()
+
+    def terminate_user(self, user_id: str) -> int:
+        """Close every connection of ``user_id``: this node's now, the other nodes' once the
+        request reaches them on the presence bus. Returns how many were closed here."""
+        self._presence_bus.publish(
+            PresenceRecord.termination(self.node, self.epoch, time.time(), user_id)
+        )
+        return self._terminate_here(user_id)
+
+    def _terminate_here(self, user_id: str) -> int:
+        sessions = self.hub.sessions_of(user_id)
+        for session in sessions:
+            reason = close_reason(
+                CloseCode.UNAUTHORIZED, "the server ended this user's connections"
+            )
+            session.cut(CloseCode.UNAUTHORIZED, reason)
+        return len(sessions)
 
     def _local_presence_changed(self, channel: str, part: Presence) -> None:
         self._presence_bus.publish(
