@@ -185,6 +185,33 @@ class Settings(BaseSettings):
     realtime_presence_timeout: float = Field(default=15.0, gt=0)
     """Seconds after which a silent gateway node's presence members are considered gone."""
 
+    # The Pusher protocol (docs/pusher.md): one app, its HTTP API and its webhooks.
+    pusher_app_id: str | None = None
+    pusher_app_key: str | None = None
+    pusher_app_secret: SecretStr | None = None
+    pusher_webhook_url: str | None = None
+    """Where webhooks go (``channel_occupied``... signed with the app secret); none when unset."""
+    pusher_max_data_bytes: int = Field(default=10_240, ge=1, le=1_048_576)
+    """Largest ``data`` of an event published through Pusher's HTTP API (Pusher: 10 KB)."""
+    pusher_webhook_queue: int = Field(default=10_000, ge=1)
+    """Webhook events held while the receiver does not take them; beyond, the oldest go."""
+
+    @field_validator("pusher_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host, or nothing."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip()
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port != 0  # reading the port raises for one out of range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of a webhook receiver")
+        return url
+
     @field_validator("realtime_broker")
     @classmethod
     def _known_broker(cls, value: str) -> str:
@@ -327,6 +354,13 @@ class Settings(BaseSettings):
 
     def api_key(self) -> str | None:
         return self.realtime_api_key.get_secret_value() if self.realtime_api_key else None
+
+    def pusher_app(self) -> tuple[str, str, str] | None:
+        """The Pusher app's (id, key, secret), or None when they are not all set."""
+        secret = self.pusher_app_secret.get_secret_value() if self.pusher_app_secret else ""
+        if self.pusher_app_id and self.pusher_app_key and secret:
+            return self.pusher_app_id, self.pusher_app_key, secret
+        return None
 
     def gateway_url(self) -> str:
         """``REALTIME_GATEWAY_URL``, or a ``ConfigurationError`` saying that the gateway broker

@@ -11,10 +11,11 @@ timeout) is reported by one node alone: the live node with the smallest id.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable
 
-from ...domain import Channel, PresenceChange
+from ...domain import Channel, Message, PresenceChange
 from ...domain.presence import PresenceRecord
 from ...domain.pusher import webhooks as hooks
 from ...ports import Webhooks
@@ -63,6 +64,28 @@ class ChannelEvents:
             self._webhooks.emit(hooks.member_added(channel.name, member.user_id))
         for member in change.left:
             self._webhooks.emit(hooks.member_removed(channel.name, member.user_id))
+
+    def client_event(
+        self, channel: str, event: str, data: str, socket_id: str, user_id: str | None = None
+    ) -> None:
+        """A client sent ``event`` on ``channel`` (a webhook; ``user_id`` on presence
+        channels). The Pusher endpoint calls this for each client event it publishes."""
+        if self._webhooks is not None:
+            self._webhooks.emit(hooks.client_event(channel, event, data, socket_id, user_id))
+
+    def client_message(self, message: Message) -> None:
+        """A tidings client's event, published as ``message``: its webhook (data that is not
+        a string is sent JSON-encoded, as Pusher's ``data`` always is)."""
+        if self._webhooks is None or message.exclude is None:
+            return
+        data = message.data
+        self.client_event(
+            message.channel.name,
+            message.event,
+            data if isinstance(data, str) else json.dumps(data, separators=(",", ":")),
+            message.exclude,
+            message.user_id if message.channel.is_presence else None,
+        )
 
     def node_lost(self, node: str, presence: dict[str, PresenceChange], vacated: list[str]) -> None:
         """``node`` was forgotten: its members left ``presence``, its counts ``vacated``

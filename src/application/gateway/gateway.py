@@ -125,10 +125,25 @@ class Gateway:
             tokens=tokens,
             policy=policy,
             history=history,
-            publish=publish,
+            publish=self._client_event_publisher(publish),
             frontier=self._frontier,
         )
         """Each connection's protocol (shared by all: it holds no per-connection state)."""
+
+    def _client_event_publisher(
+        self, publish: Callable[[Message], Pending]
+    ) -> Callable[[Message], Pending]:
+        """``publish`` for clients' events, which also reports each to the webhooks."""
+        if self.webhooks is None:
+            return publish
+        report = self.channel_events.client_message
+
+        def publish_and_report(message: Message) -> Pending:
+            pending = publish(message)
+            report(message)
+            return pending
+
+        return publish_and_report
 
     # -- The broker side ---------------------------------------------------------------------
 

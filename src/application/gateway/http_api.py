@@ -4,7 +4,9 @@
 message or a list of 1 to 100, each given as channel, event, data or as a whole envelope),
 ``GET /healthz``, ``GET /metrics``; in demo mode (``tidings serve --demo``, for local development
 only) also ``GET /demo/token`` so the demo page can act as any user, and ``POST /demo/broadcast``
-which publishes without the API key. Every refusal is JSON ``{"error": ...}`` with a status that
+which publishes without the API key; with a Pusher app configured, Pusher's HTTP API
+(``/apps/{app_id}/...``, see ``pusher_api``). Every refusal (but Pusher's, plain text as
+Pusher's) is JSON ``{"error": ...}`` with a status that
 says what went wrong.
 
 CORS follows the origin policy (``REALTIME_ALLOWED_ORIGINS``, the list that also guards WebSocket
@@ -25,7 +27,8 @@ from typing import Any
 from ...domain import JSON, Channel, Message, MessageType
 from ...domain.errors import BrokerError, InvalidChannel, InvalidMessage, MessageTooLarge
 from ...domain.origins import OriginPolicy
-from ...ports import HttpRequest, HttpResponse, Pending, TokenIssuer
+from ...ports import HttpApi, HttpRequest, HttpResponse, Pending, TokenIssuer
+from . import pusher_api
 from .gateway import Gateway
 
 StaticFiles = Callable[[str], tuple[bytes, str] | None]
@@ -92,8 +95,11 @@ class GatewayHttp:
         demo_tokens: TokenIssuer | None = None,
         demo_token_ttl: float = 3600,
         max_message_bytes: int | None = None,
+        pusher: HttpApi | None = None,
     ) -> None:
         self._gateway = gateway
+        self._pusher = pusher
+        """Pusher's HTTP API (``/apps/...``), when a Pusher app is configured."""
         self._publish = publish
         self._api_key = api_key
         self._static = static
@@ -118,6 +124,8 @@ class GatewayHttp:
         return HttpResponse(response.status, response.body, response.content_type, headers)
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
+        if self._pusher is not None and pusher_api.handles(request.path):
+            return await self._pusher.handle(request)
         methods = _ROUTES.get(request.path)
         if methods is None or (request.path in _DEMO_ONLY and self._demo_tokens is None):
             return _error(404, f"no such endpoint: {request.path}")
