@@ -237,7 +237,8 @@ async def test_terminate_user_connections_closes_every_connection_of_that_user(
             with trio.fail_after(WAIT), pytest.raises(trio_websocket.ConnectionClosed) as closed:
                 while True:
                     await ws.ws.get_message()
-            assert closed.value.reason.code == 4401
+            reason = closed.value.reason
+            assert reason is not None and reason.code == 4401
         await other.send(type="ping")
         assert (await other.expect(type="pong"))["type"] == "pong"
     path = "/apps/4242/users/mallory/terminate_connections"
