@@ -23,7 +23,7 @@ MAX_CHANNELS = 100
 """Channels one ``POST /events`` may name."""
 MAX_BATCH = 10
 """Events one ``POST /batch_events`` may carry."""
-SOCKET_ID = re.compile(r"\A\d{1,20}\.\d{1,20}\Z")
+SOCKET_ID = re.compile(r"\A[0-9]{1,20}\.[0-9]{1,20}\Z")
 """A Pusher connection id: two numbers joined by a dot."""
 INFO_ATTRIBUTES = ("subscription_count", "user_count")
 
