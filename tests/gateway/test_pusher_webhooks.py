@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pusher
 import trio
 
@@ -129,3 +130,6 @@ async def test_webhooks_are_retried_while_refused_and_delivery_goes_on(
         {"name": "channel_vacated", "channel": channel},
     ]
     assert await received(webhook_receiver, wanted, channel) == wanted
+    health = (await trio.to_thread.run_sync(httpx.get, pusher_gateway.url + "/healthz")).json()
+    assert health["webhooks"]["failed_requests"] >= 1
+    assert health["webhooks"]["dropped"] == 0

@@ -272,7 +272,7 @@ class GatewayHttp:
         gateway = self._gateway
         status = gateway.feed_status()
         ok = status.connected and not gateway.stopping
-        payload = {
+        payload: dict[str, JSON] = {
             "status": "ok" if ok else ("stopping" if gateway.stopping else "degraded"),
             "node": gateway.node,
             "broker": {
@@ -288,6 +288,14 @@ class GatewayHttp:
                 node: round(seconds, 1) for node, seconds in gateway.cluster.nodes().items()
             },
         }
+        if gateway.webhooks is not None:
+            hooks = gateway.webhooks
+            payload["webhooks"] = {
+                "queued": hooks.queued,
+                "sent": hooks.sent,
+                "failed_requests": hooks.failures,
+                "dropped": hooks.dropped,
+            }
         return json_response(200 if ok else 503, payload)
 
     def _demo_token(self, request: HttpRequest) -> HttpResponse:
