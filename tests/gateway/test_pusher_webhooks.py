@@ -14,7 +14,7 @@ from tests.support.processes import Gateway
 from tests.support.webhooks import WebhookReceiver
 from tests.support.wsclient import connect
 
-from .conftest import PUSHER_APP
+from .conftest import PUSHER_APP, RULES, Gateways
 from .support import WAIT, token, unique
 
 
@@ -133,3 +133,30 @@ async def test_webhooks_are_retried_while_refused_and_delivery_goes_on(
     health = (await trio.to_thread.run_sync(httpx.get, pusher_gateway.url + "/healthz")).json()
     assert health["webhooks"]["failed_requests"] >= 1
     assert health["webhooks"]["dropped"] == 0
+
+
+async def test_a_stopping_gateway_sends_what_its_last_connections_caused(
+    gateways: Gateways, webhook_receiver: WebhookReceiver
+) -> None:
+    """SIGTERM closes every connection; the vacated channels and the members gone are reported
+    before the process exits."""
+    gateway = gateways.start(
+        REALTIME_CHANNEL_RULES=RULES,
+        PUSHER_APP_ID=PUSHER_APP["app_id"],
+        PUSHER_APP_KEY=PUSHER_APP["key"],
+        PUSHER_APP_SECRET=PUSHER_APP["secret"],
+        PUSHER_WEBHOOK_URL=webhook_receiver.url,
+    )
+    room = unique("presence-chat")
+    async with connect(gateway.ws_url, token("ann")) as ann:
+        await ann.subscribe(room)
+        await received(webhook_receiver, [{}, {}], room)  # occupied, ann added
+        assert await trio.to_thread.run_sync(gateways.stop, gateway) == 0
+    wanted = [
+        {"name": "channel_occupied", "channel": room},
+        {"name": "member_added", "channel": room, "user_id": "ann"},
+        {"name": "member_removed", "channel": room, "user_id": "ann"},
+        {"name": "channel_vacated", "channel": room},
+    ]
+    events = await received(webhook_receiver, wanted, room)
+    assert sorted(map(str, events)) == sorted(map(str, wanted))

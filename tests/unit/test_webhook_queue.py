@@ -82,6 +82,19 @@ async def test_a_refused_batch_is_retried_with_a_fresh_time_until_taken(
     assert webhooks.failures >= 4
 
 
+async def test_flush_returns_once_everything_was_taken() -> None:
+    receiver = Receiver()
+    webhooks = queue(receiver, batch_size=1)
+    await webhooks.flush()  # nothing queued: at once
+    for n in range(3):
+        webhooks.emit(hooks.channel_occupied(f"c{n}"))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(webhooks.run)
+        await webhooks.flush()
+        assert len(receiver.taken) == 3 and webhooks.queued == 0
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_full_queue_drops_the_oldest_and_counts_them(caplog: Any) -> None:
     webhooks = queue(Receiver(), max_queued=3)
     for n in range(5):

@@ -54,6 +54,9 @@ from .writer import Spawn
 
 log = logging.getLogger("tidings.gateway")
 
+WEBHOOK_FLUSH_TIMEOUT = 3.0
+"""Seconds a stopping gateway waits for its last webhooks to be taken."""
+
 
 @attrs.define
 class FeedHealth:
@@ -158,6 +161,12 @@ class Gateway:
             if self.webhooks is not None:
                 nursery.start_soon(self.webhooks.run)
             await self._pump(task_status)
+            if self.webhooks is not None:
+                # What the last sessions' ends caused (vacated channels, members gone) goes out
+                # before the gateway does, if the receiver takes it soon.
+                with trio.move_on_after(WEBHOOK_FLUSH_TIMEOUT):
+                    await self._drained.wait()
+                    await self.webhooks.flush()
             nursery.cancel_scope.cancel()
 
     def terminate_user(self, user_id: str) -> int:

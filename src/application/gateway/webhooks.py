@@ -53,6 +53,8 @@ class WebhookQueue:
         self._clock = clock
         self._rand = rand
         self._wake = trio.Event()
+        self._idle = trio.Event()
+        self._idle.set()
         self.dropped = 0
         """Events dropped, oldest first, because the queue was full."""
         self.sent = 0
@@ -71,7 +73,14 @@ class WebhookQueue:
                     self.dropped,
                 )
         self._queue.append(event)
+        if self._idle.is_set():
+            self._idle = trio.Event()
         self._wake.set()
+
+    async def flush(self) -> None:
+        """Return once every queued event was taken (bound it with a timeout: a receiver that
+        is down keeps it waiting)."""
+        await self._idle.wait()
 
     @property
     def queued(self) -> int:
@@ -85,6 +94,7 @@ class WebhookQueue:
                 self._wake = trio.Event()
                 while self._queue:
                     await self._send_batch()
+                self._idle.set()
         finally:
             with trio.CancelScope(shield=True):
                 await self._transport.aclose()
