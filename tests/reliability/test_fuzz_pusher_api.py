@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from tests.support.processes import Gateway
 from tidings.domain.pusher.signing import sign
 
-from .conftest import LIVE_HYPOTHESIS, assert_serving, running_gateway
+from .conftest import LIVE_HYPOTHESIS, assert_serving, record, running_gateway
 
 APP_ID, KEY, SECRET = "31", "fuzz-key", "fuzz-secret"
 READ_TIMEOUT = 10.0
@@ -34,10 +35,20 @@ def pusher_gateway() -> Iterator[Gateway]:
         yield gateway
 
 
+STATUSES: dict[str, Counter[int]] = {"bodies": Counter(), "paths": Counter()}
+"""Answers by status, per test, for docs/reliability.md (``record``)."""
+
+
 @pytest.fixture(scope="module")
 def http(pusher_gateway: Gateway) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=pusher_gateway.url, timeout=READ_TIMEOUT) as client:
         yield client
+    for name, statuses in STATUSES.items():
+        record(
+            f"fuzz_pusher_api.{name}",
+            requests_total=sum(statuses.values()),
+            responses_by_status={str(k): v for k, v in sorted(statuses.items())},
+        )
 
 
 names = st.one_of(
@@ -63,9 +74,20 @@ events = st.fixed_dictionaries(
         "info": st.one_of(st.sampled_from(["subscription_count", "user_count", "x"]), values),
     },
 )
+good_events = st.fixed_dictionaries(
+    {
+        "name": st.text(st.characters(min_codepoint=33, max_codepoint=0x2FFF), min_size=1),
+        "data": st.text(max_size=200),
+        "channel": st.sampled_from(["news", "presence-chat.a", "private-team.x", "a=b@c,d;e"]),
+    },
+    optional={"socket_id": st.just("1.2"), "info": st.just("subscription_count")},
+)
+"""Events that mostly pass, so that publishing is fuzzed as well as parsing."""
 bodies = st.one_of(
+    good_events,
     events,
-    st.fixed_dictionaries({"batch": st.lists(events, max_size=12)}),
+    st.fixed_dictionaries({"batch": st.lists(st.one_of(good_events, events), max_size=12)}),
+    st.fixed_dictionaries({"batch": st.lists(good_events, min_size=1, max_size=10)}),
     values,
 )
 
@@ -88,6 +110,7 @@ def test_signed_bodies_are_answered_200_or_refused_with_a_reason(
     content = json.dumps(body).encode()
     params = sign("POST", path, {}, content, key=KEY, secret=SECRET, timestamp=int(time.time()))
     response = http.post(path, params=params, content=content)
+    STATUSES["bodies"][response.status_code] += 1
     _check(response)
     assert response.status_code in (200, 400, 413, 503), (body, response.text[:300])
 
@@ -126,6 +149,7 @@ def test_any_path_and_query_is_answered_without_a_5xx(
     if signed:
         params = sign(method, path, query, b"", key=KEY, secret=SECRET, timestamp=int(time.time()))
     response = http.request(method, path, params=params)
+    STATUSES["paths"][response.status_code] += 1
     _check(response)
     if not signed and response.status_code not in (404, 405):
         assert response.status_code == 401, response.text
