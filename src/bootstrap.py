@@ -20,9 +20,12 @@ from .adapters.memory import MemoryBroker
 from .adapters.memory.presence import LocalPresenceBus
 from .adapters.prometheus import PrometheusMetrics
 from .adapters.web import WebServer, bundled_file
+from .adapters.webhook_sender import HttpWebhookTransport
 from .application.gateway import Gateway, Limits
 from .application.gateway.admission import UpgradeAdmission
 from .application.gateway.http_api import GatewayHttp
+from .application.gateway.pusher_api import PusherHttp
+from .application.gateway.webhooks import WebhookQueue
 from .application.realtime import RealtimeService
 from .config import BROKERS, Settings
 from .domain import AccessPolicy, Message
@@ -227,6 +230,26 @@ def _kafka_presence(
     )
 
 
+def _webhooks(settings: Settings) -> WebhookQueue | None:
+    """The Pusher app's webhooks to ``PUSHER_WEBHOOK_URL``, signed with its secret; None when
+    no URL is set. Raises ``ConfigurationError`` for a URL without an app to sign for."""
+    if settings.pusher_webhook_url is None:
+        return None
+    apps = settings.pusher()
+    if not apps:
+        raise ConfigurationError(
+            "PUSHER_WEBHOOK_URL is set, but webhooks are signed with the app's secret: set "
+            "PUSHER_APP_ID, PUSHER_APP_KEY and PUSHER_APP_SECRET too"
+        )
+    app = apps.apps[0]  # PUSHER_APP_*'s, else PUSHER_APPS' first (ADR 0036)
+    return WebhookQueue(
+        HttpWebhookTransport(settings.pusher_webhook_url),
+        key=app.key,
+        secret=app.secret,
+        max_queued=settings.pusher_webhook_queue,
+    )
+
+
 def _gateway(
     settings: Settings,
     node: str,
@@ -239,8 +262,10 @@ def _gateway(
     policy: AccessPolicy,
     metrics: GatewayMetrics,
     limits: Limits,
+    webhooks: WebhookQueue | None,
 ) -> Gateway:
     return Gateway(
+        webhooks=webhooks,
         node=node,
         epoch=epoch,
         presence_bus=presence_bus,
@@ -289,6 +314,7 @@ def _web_server(
         demo_tokens=demo_tokens,
         demo_token_ttl=min(DEMO_TOKEN_TTL, settings.realtime_max_token_ttl or DEMO_TOKEN_TTL),
         max_message_bytes=settings.realtime_max_message_bytes,
+        pusher=_pusher_http(settings, gateway, realtime),
     )
     return WebServer(
         settings.realtime_ws_host,
@@ -303,6 +329,21 @@ def _web_server(
         max_connections_per_address=settings.realtime_max_connections_per_ip,
         trusted_proxies=settings.trusted_proxies(),
         reuse_port=settings.realtime_reuse_port,
+    )
+
+
+def _pusher_http(
+    settings: Settings, gateway: Gateway, realtime: RealtimeService
+) -> PusherHttp | None:
+    """Pusher's HTTP API for the configured apps, or None when no app is configured."""
+    apps = settings.pusher()
+    if not apps:
+        return None
+    return PusherHttp(
+        apps=apps,
+        gateway=gateway,
+        publish=realtime.publish,
+        max_data_bytes=settings.pusher_max_data_bytes,
     )
 
 
@@ -394,6 +435,7 @@ class Container(containers.DeclarativeContainer):
     limits = providers.Singleton(_limits, settings)
     policy = providers.Singleton(Settings.access_policy, settings)
     client_events = providers.Singleton(_client_events, settings, realtime, kafka_producer.provider)
+    webhooks = providers.Singleton(_webhooks, settings)
     gateway = providers.Singleton(
         _gateway,
         settings=settings,
@@ -407,6 +449,7 @@ class Container(containers.DeclarativeContainer):
         policy=policy,
         metrics=metrics,
         limits=limits,
+        webhooks=webhooks,
     )
     web_server = providers.Singleton(_web_server, settings, gateway, realtime, demo_tokens, metrics)
 

@@ -222,6 +222,28 @@ class Settings(BaseSettings):
     pusher_app_secret: SecretStr | None = None
     pusher_apps: SecretStr | None = None
     """... and more as a JSON list of ``{"id", "key", "secret"}`` (ADR 0036)."""
+    pusher_webhook_url: str | None = None
+    """Where webhooks go (``channel_occupied``... signed with the app secret); none when unset."""
+    pusher_max_data_bytes: int = Field(default=10_240, ge=1, le=1_048_576)
+    """Largest ``data`` of an event published through Pusher's HTTP API (Pusher: 10 KB)."""
+    pusher_webhook_queue: int = Field(default=10_000, ge=1)
+    """Webhook events held while the receiver does not take them; beyond, the oldest go."""
+
+    @field_validator("pusher_webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        """An http(s) URL with a host, or nothing."""
+        if value is None or not value.strip():
+            return None
+        url = value.strip()
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port != 0  # reading the port raises for one out of range
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(f"{value!r} is not an http:// or https:// URL of a webhook receiver")
+        return url
 
     @field_validator("realtime_broker")
     @classmethod

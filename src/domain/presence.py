@@ -168,6 +168,11 @@ class PresenceRecord:
     tuple when it holds nobody there any more), and sends heartbeats (``channel`` is None).
     ``epoch`` changes each time a node process starts, so the others can tell a restarted node
     from a live one and forget what its previous run held.
+
+    Two more kinds ride the same records (version 2 of the wire form, which nodes of version 1
+    skip): a channel's ``count``, how many subscriptions this node holds on any channel
+    (ADR 0037: cluster-wide occupancy), and ``terminate``, a user whose connections every node
+    closes (Pusher's ``terminate_connections``).
     """
 
     node: str
@@ -179,10 +184,32 @@ class PresenceRecord:
     """(user id, connection id, user info) of the node's connections on the channel."""
     leaving: bool = False
     """A heartbeat saying the node is shutting down cleanly: forget it now."""
+    count: int | None = None
+    """With ``channel``: the node's subscriptions on it (0: none left); not a presence part."""
+    terminate: str | None = None
+    """A user whose connections every node closes (no ``channel``)."""
 
     def key(self) -> str:
         """The compaction key: the latest record per key is all a new node needs to read."""
-        return f"hb|{self.node}" if self.channel is None else f"ch|{self.node}|{self.channel}"
+        if self.terminate is not None:
+            return f"t|{self.node}|{self.terminate}"
+        if self.channel is None:
+            return f"hb|{self.node}"
+        if self.count is not None:
+            return f"n|{self.node}|{self.channel}"
+        return f"ch|{self.node}|{self.channel}"
+
+    @classmethod
+    def subscriptions(
+        cls, node: str, epoch: str, at: float, channel: str, count: int
+    ) -> PresenceRecord:
+        """How many subscriptions ``node`` holds on ``channel``."""
+        return cls(node, epoch, at, channel, count=count)
+
+    @classmethod
+    def termination(cls, node: str, epoch: str, at: float, user_id: str) -> PresenceRecord:
+        """Close every connection of ``user_id``, on every node."""
+        return cls(node, epoch, at, terminate=user_id)
 
     def part(self) -> Presence:
         return Presence.of(
@@ -202,10 +229,21 @@ class PresenceRecord:
         return cls(node, epoch, at, channel, entries)
 
     def to_json(self) -> str:
-        payload: dict[str, JSON] = {"v": 1, "node": self.node, "epoch": self.epoch, "at": self.at}
+        version = 1 if self.count is None and self.terminate is None else 2
+        payload: dict[str, JSON] = {
+            "v": version,
+            "node": self.node,
+            "epoch": self.epoch,
+            "at": self.at,
+        }
         if self.channel is not None:
             payload["channel"] = self.channel
-            payload["entries"] = [list(entry) for entry in self.entries]
+            if self.count is None:
+                payload["entries"] = [list(entry) for entry in self.entries]
+            else:
+                payload["count"] = self.count
+        if self.terminate is not None:
+            payload["terminate"] = self.terminate
         if self.leaving:
             payload["leaving"] = True
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -217,8 +255,8 @@ class PresenceRecord:
             payload = json.loads(text)
         except ValueError as exc:
             raise ValueError(f"presence record is not JSON: {exc}") from None
-        if not isinstance(payload, dict) or payload.get("v") != 1:
-            raise ValueError("presence record is not a version 1 object")
+        if not isinstance(payload, dict) or payload.get("v") not in (1, 2):
+            raise ValueError("presence record is not a version 1 or 2 object")
         node, epoch, at = payload.get("node"), payload.get("epoch"), payload.get("at")
         if not isinstance(node, str) or not isinstance(epoch, str):
             raise ValueError("presence record lacks node or epoch")
@@ -237,4 +275,21 @@ class PresenceRecord:
         ):
             raise ValueError("presence record entries must be [user, connection, info] lists")
         entries = tuple((entry[0], entry[1], entry[2]) for entry in raw_entries)
-        return cls(node, epoch, float(at), channel, entries, bool(payload.get("leaving", False)))
+        count = payload.get("count")
+        if count is not None and (
+            isinstance(count, bool) or not isinstance(count, int) or count < 0 or channel is None
+        ):
+            raise ValueError("presence record count must be a whole number, with a channel")
+        terminate = payload.get("terminate")
+        if terminate is not None and (not isinstance(terminate, str) or channel is not None):
+            raise ValueError("presence record terminate must be a user id, without a channel")
+        return cls(
+            node,
+            epoch,
+            float(at),
+            channel,
+            entries,
+            bool(payload.get("leaving", False)),
+            count,
+            terminate,
+        )

@@ -86,6 +86,11 @@ class SubscriptionTable(Generic[S]):
         """Channel names with at least one exact subscriber."""
         return iter(self._by_channel)
 
+    def count(self, channel: Channel | str) -> int:
+        """How many subscribers hold exactly ``channel`` (patterns aside)."""
+        name = channel.name if isinstance(channel, Channel) else channel
+        return len(self._by_channel.get(name, ()))
+
     def has_interest(self, channel: Channel | str) -> bool:
         name = channel.name if isinstance(channel, Channel) else channel
         if name in self._by_channel:

@@ -32,6 +32,7 @@ from .transport import (
     StreamHandler,
     Transport,
 )
+from .webhooks import WebhookFailed, Webhooks, WebhookTransport
 
 __all__ = [
     "ClientConnection",
@@ -62,4 +63,7 @@ __all__ = [
     "TokenIssuer",
     "TokenVerifier",
     "Transport",
+    "WebhookFailed",
+    "WebhookTransport",
+    "Webhooks",
 ]

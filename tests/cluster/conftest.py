@@ -83,10 +83,10 @@ class Cluster:
             **settings,
         )
 
-    def start(self, name: str) -> Node:
-        """A new node ``{name}-{run}`` in this cluster."""
+    def start(self, name: str, **settings: str) -> Node:
+        """A new node ``{name}-{run}`` in this cluster (``settings``: more of its environment)."""
         node_id = f"{name}-{self.run}"
-        env = self.env(node_id)
+        env = self.env(node_id, **settings)
         node = Node(node_id, env, Gateway(env))
         self.nodes.append(node)
         self.started_ids.add(node_id)

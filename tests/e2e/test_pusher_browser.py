@@ -8,11 +8,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pusher
 import pytest
 from tests.e2e.conftest import Gateway
-from tests.pusher.support import APP_ID, APP_KEY, APP_SECRET, NODE_DIR, PUSHER_ENV
-
-import pusher
+from tests.pusher_js.support import APP_ID, APP_KEY, APP_SECRET, NODE_DIR, PUSHER_ENV
 
 pytestmark = pytest.mark.browser
 

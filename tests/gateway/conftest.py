@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import API_KEY, SECRET
 from tests.support.processes import Gateway, process_env
+from tests.support.webhooks import WebhookReceiver
 
 BROKERS = ("memory", "kafka")
 
@@ -160,3 +161,30 @@ def doomed_gateway(gateways: Gateways) -> Iterator[Gateway]:
         yield gateway
     finally:
         gateway.kill()
+
+
+# -- Pusher's HTTP API and webhooks (tests/gateway/test_pusher_*.py) ---------------------------
+
+PUSHER_APP = {"app_id": "4242", "key": "pusher-test-key", "secret": "pusher-test-secret"}
+
+
+@pytest.fixture(scope="session")
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A small HTTP server that takes every webhook request (200) and keeps it."""
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+@pytest.fixture(scope="session")
+def pusher_gateway(gateways: Gateways, webhook_receiver: WebhookReceiver) -> Gateway:
+    """A gateway with a Pusher app, whose webhooks go to ``webhook_receiver``."""
+    return gateways.start(
+        REALTIME_CHANNEL_RULES=RULES,
+        PUSHER_APP_ID=PUSHER_APP["app_id"],
+        PUSHER_APP_KEY=PUSHER_APP["key"],
+        PUSHER_APP_SECRET=PUSHER_APP["secret"],
+        PUSHER_WEBHOOK_URL=webhook_receiver.url,
+    )

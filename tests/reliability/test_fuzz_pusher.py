@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio_websocket import open_websocket_url
 
-from tests.pusher.support import APP_KEY, PUSHER_ENV
+from tests.pusher_js.support import APP_KEY, PUSHER_ENV
 
 from .conftest import LIVE_HYPOTHESIS, assert_serving, record, running_gateway
 

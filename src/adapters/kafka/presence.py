@@ -1,6 +1,7 @@
 """Presence between gateway nodes over one compacted Kafka topic, ``{prefix}-presence``.
 
-Every node writes, keyed ``ch|{node}|{channel}``, its latest part of each presence channel, and
+Every node writes, keyed ``ch|{node}|{channel}``, its latest part of each presence channel,
+keyed ``n|{node}|{channel}`` its subscription count of each channel it holds (ADR 0037), and
 ``hb|{node}`` heartbeats. Compaction keeps the latest record per key, so a node that starts reads
 the topic from the beginning and knows the cluster's presence without waiting for traffic; then it
 keeps reading live. The topic has one partition: every node sees every record in one order.
@@ -59,7 +60,7 @@ class KafkaPresenceBus:
 
     def publish(self, record: PresenceRecord) -> None:
         self._pending[record.key()] = record
-        if record.entries:
+        if record.entries or record.count:
             self._own[record.key()] = record
         else:
             self._own.pop(record.key(), None)
@@ -155,7 +156,14 @@ class KafkaPresenceBus:
     def _forget_previous_run(self) -> None:
         for key, stale in self._stale_own.items():
             if key not in self._pending:
-                self._send(PresenceRecord(self._node, self._epoch, time.time(), stale.channel))
+                empty = attrs.evolve(  # no members, or no subscriptions, any more
+                    stale,
+                    epoch=self._epoch,
+                    at=time.time(),
+                    entries=(),
+                    count=None if stale.count is None else 0,
+                )
+                self._send(empty)
         self._stale_own.clear()
 
     def _say_goodbye(self) -> None:

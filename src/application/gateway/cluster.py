@@ -5,6 +5,10 @@ it. Nodes prove they are alive with heartbeats; one silent for longer than the p
 is forgotten, and its members leave on every other node. A node that restarts comes back with a
 new epoch, and whatever its previous run held is forgotten at once. Records of this node itself
 are ignored: its own connections are known first-hand.
+
+The same records carry each node's subscription counts per channel (``Occupancy``, forgotten
+with the node) and requests to close a user's connections on every node, taken only while
+fresh (a node reading the topic from its start skips the old ones).
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from collections.abc import Callable
 
 from ...domain import Channel, Presence, PresenceChange
 from ...domain.presence import PresenceRecord
+from .occupancy import Occupancy
 from .presence import PresenceTracker
 
 Announce = Callable[[Channel, PresenceChange], None]
+NodeLost = Callable[[str, dict[str, PresenceChange], list[str]], None]
+"""Told a forgotten node, its members' leaves per channel and the channels it left vacant."""
 
 
 class ClusterPresence:
@@ -30,9 +37,15 @@ class ClusterPresence:
         timeout: float,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        occupancy: Occupancy | None = None,
+        node_lost: NodeLost | None = None,
+        terminate: Callable[[str], object] | None = None,
     ) -> None:
         self._tracker = tracker
         self._announce = announce
+        self._occupancy = occupancy
+        self.node_lost = node_lost
+        self._terminate = terminate
         self._timeout = timeout
         self._clock = clock
         self._wall = wall
@@ -68,6 +81,14 @@ class ClusterPresence:
         # When it was made, on this node's monotonic clock (the record carries wall time).
         made = self._clock() - max(0.0, self._wall() - record.at)
         self._heard[node] = max(self._heard.get(node, made), made)
+        if record.terminate is not None:
+            if self._terminate is not None and self._wall() - record.at <= self._timeout:
+                self._terminate(record.terminate)
+            return
+        if record.count is not None:
+            if self._occupancy is not None and record.channel is not None:
+                self._occupancy.apply_remote(node, record.channel, record.count)
+            return
         if record.channel is not None:
             change = self._tracker.apply_remote(node, record.channel, record.part())
             self._announce_change(record.channel, change)
@@ -86,8 +107,12 @@ class ClusterPresence:
         self._silent.pop(node, None)
         self._heard.pop(node, None)
         self._epochs.pop(node, None)
-        for channel, change in self._tracker.drop_node(node).items():
+        changes = self._tracker.drop_node(node)
+        for channel, change in changes.items():
             self._announce_change(channel, change)
+        vacated = self._occupancy.drop_node(node) if self._occupancy is not None else []
+        if self.node_lost is not None and (changes or vacated):
+            self.node_lost(node, changes, vacated)
 
     def _announce_change(self, channel: str, change: PresenceChange) -> None:
         if change:

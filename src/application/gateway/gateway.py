@@ -42,17 +42,23 @@ from ...ports import (
     Subscriber,
     TokenVerifier,
 )
+from .channel_events import ChannelEvents
 from .client import ClientProtocol
 from .cluster import ClusterPresence
 from .hub import Hub
 from .limits import Limits
+from .occupancy import Occupancy
 from .presence import PresenceTracker
 from .pusher import PusherProtocol, PusherSession
 from .session import Session
 from .sse import LAST_EVENT_ID_PARAMETER, EventStreamFrames, heartbeat_period, retry_advice
+from .webhooks import WebhookQueue
 from .writer import Spawn
 
 log = logging.getLogger("tidings.gateway")
+
+WEBHOOK_FLUSH_TIMEOUT = 3.0
+"""Seconds a stopping gateway waits for its last webhooks to be taken."""
 
 
 @attrs.define
@@ -80,13 +86,32 @@ class Gateway:
         presence_timeout: float = 15.0,
         epoch: str = "",
         pusher_apps: PusherApps | None = None,
+        webhooks: WebhookQueue | None = None,
     ) -> None:
         self.node = node
         self.epoch = epoch or secrets.token_hex(6)
         self.hub = Hub(PresenceTracker(node, self._local_presence_changed))
+        self.occupancy = Occupancy(self.hub.table.count, self.hub.table.channels)
+        """Subscriptions per channel across the cluster (ADR 0037)."""
+        self.webhooks = webhooks
         self.cluster = ClusterPresence(
-            self.hub.presence, self.hub.announce, timeout=presence_timeout
+            self.hub.presence,
+            self.hub.announce,
+            timeout=presence_timeout,
+            occupancy=self.occupancy,
+            terminate=self._terminate_here,
         )
+        self.channel_events = ChannelEvents(
+            node=node,
+            epoch=lambda: self.epoch,
+            occupancy=self.occupancy,
+            publish=presence_bus.publish,
+            live_nodes=lambda: self.cluster.nodes().keys(),
+            webhooks=webhooks,
+        )
+        self.cluster.node_lost = self.channel_events.node_lost
+        self.hub.on_count = self.channel_events.count_changed
+        self.hub.on_presence = self.channel_events.presence_changed
         self._presence_bus = presence_bus
         self.limits = limits
         self.metrics = metrics
@@ -100,6 +125,7 @@ class Gateway:
         self._spawn_writer: Spawn | None = None
         """Starts a session's writer task in the gateway's nursery (one bound method for all)."""
         self._on_cut = self._session_cut  # likewise shared by every session
+        client_events = self._client_event_publisher(publish)
         self.clients = ClientProtocol(
             hub=self.hub,
             limits=limits,
@@ -107,7 +133,7 @@ class Gateway:
             tokens=tokens,
             policy=policy,
             history=history,
-            publish=publish,
+            publish=client_events,
             frontier=self._frontier,
             node=node,
         )
@@ -118,10 +144,25 @@ class Gateway:
             limits=limits,
             metrics=metrics,
             history=history,
-            publish=publish,
+            publish=client_events,
             frontier=self._frontier,
         )
         """The Pusher protocol's, likewise (ADR 0035)."""
+
+    def _client_event_publisher(
+        self, publish: Callable[[Message], Pending]
+    ) -> Callable[[Message], Pending]:
+        """``publish`` for clients' events, which also reports each to the webhooks."""
+        if self.webhooks is None:
+            return publish
+        report = self.channel_events.client_message
+
+        def publish_and_report(message: Message) -> Pending:
+            pending = publish(message)
+            report(message)
+            return pending
+
+        return publish_and_report
 
     # -- The broker side ---------------------------------------------------------------------
 
@@ -133,8 +174,33 @@ class Gateway:
         async with trio.open_nursery() as nursery:
             self._spawn_writer = nursery.start_soon  # sessions' writers, owned by the gateway
             await nursery.start(self._presence_bus.run, self.cluster)
+            if self.webhooks is not None:
+                nursery.start_soon(self.webhooks.run)
             await self._pump(task_status)
+            if self.webhooks is not None:
+                # What the last sessions' ends caused (vacated channels, members gone) goes out
+                # before the gateway does, if the receiver takes it soon.
+                with trio.move_on_after(WEBHOOK_FLUSH_TIMEOUT):
+                    await self._drained.wait()
+                    await self.webhooks.flush()
             nursery.cancel_scope.cancel()
+
+    def terminate_user(self, user_id: str) -> int:
+        """Close every connection of ``user_id``: this node's now, the other nodes' once the
+        request reaches them on the presence bus. Returns how many were closed here."""
+        self._presence_bus.publish(
+            PresenceRecord.termination(self.node, self.epoch, time.time(), user_id)
+        )
+        return self._terminate_here(user_id)
+
+    def _terminate_here(self, user_id: str) -> int:
+        sessions = self.hub.sessions_of(user_id)
+        for session in sessions:
+            reason = close_reason(
+                CloseCode.UNAUTHORIZED, "the server ended this user's connections"
+            )
+            session.cut(CloseCode.UNAUTHORIZED, reason)
+        return len(sessions)
 
     def _local_presence_changed(self, channel: str, part: Presence) -> None:
         self._presence_bus.publish(

@@ -6,7 +6,9 @@ message or a list of 1 to 100, each given as channel, event, data or as a whole 
 ``GET /livez`` (alive: the process' event loop answers, whatever the broker), ``GET /metrics``;
 in demo mode (``tidings serve --demo``, for local development only) also ``GET /demo/token`` so
 the demo page can act as any user, and ``POST /demo/broadcast`` which publishes without the API
-key. Every refusal is JSON ``{"error": ...}`` with a status that says what went wrong.
+key; with a Pusher app configured, Pusher's HTTP API (``/apps/{app_id}/...``, see
+``pusher_api``). Every refusal (but Pusher's, plain text as Pusher's) is JSON ``{"error": ...}``
+with a status that says what went wrong.
 
 CORS follows the origin policy (``REALTIME_ALLOWED_ORIGINS``, the list that also guards WebSocket
 upgrades): a request from an allowed origin is answered with ``Access-Control-Allow-Origin`` set
@@ -26,7 +28,8 @@ from typing import Any
 from ...domain import JSON, Channel, Message, MessageType
 from ...domain.errors import BrokerError, InvalidChannel, InvalidMessage, MessageTooLarge
 from ...domain.origins import OriginPolicy
-from ...ports import HttpRequest, HttpResponse, Pending, TokenIssuer
+from ...ports import HttpApi, HttpRequest, HttpResponse, Pending, TokenIssuer
+from . import pusher_api
 from .gateway import Gateway
 
 StaticFiles = Callable[[str], tuple[bytes, str] | None]
@@ -94,8 +97,11 @@ class GatewayHttp:
         demo_tokens: TokenIssuer | None = None,
         demo_token_ttl: float = 3600,
         max_message_bytes: int | None = None,
+        pusher: HttpApi | None = None,
     ) -> None:
         self._gateway = gateway
+        self._pusher = pusher
+        """Pusher's HTTP API (``/apps/...``), when a Pusher app is configured."""
         self._publish = publish
         self._api_key = api_key
         self._static = static
@@ -120,6 +126,8 @@ class GatewayHttp:
         return HttpResponse(response.status, response.body, response.content_type, headers)
 
     async def _answer(self, request: HttpRequest) -> HttpResponse:
+        if self._pusher is not None and pusher_api.handles(request.path):
+            return await self._pusher.handle(request)
         methods = _ROUTES.get(request.path)
         if methods is None or (request.path in _DEMO_ONLY and self._demo_tokens is None):
             return _error(404, f"no such endpoint: {request.path}")
@@ -272,7 +280,7 @@ class GatewayHttp:
         gateway = self._gateway
         status = gateway.feed_status()
         ok = status.connected and not gateway.stopping
-        payload = {
+        payload: dict[str, JSON] = {
             "status": "ok" if ok else ("stopping" if gateway.stopping else "degraded"),
             "node": gateway.node,
             "broker": {
@@ -288,6 +296,14 @@ class GatewayHttp:
                 node: round(seconds, 1) for node, seconds in gateway.cluster.nodes().items()
             },
         }
+        if gateway.webhooks is not None:
+            hooks = gateway.webhooks
+            payload["webhooks"] = {
+                "queued": hooks.queued,
+                "sent": hooks.sent,
+                "failed_requests": hooks.failures,
+                "dropped": hooks.dropped,
+            }
         return json_response(200 if ok else 503, payload)
 
     def _demo_token(self, request: HttpRequest) -> HttpResponse:

@@ -7,7 +7,7 @@ lookup and one encoding per message, then a non-blocking hand-off to each recipi
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ...domain import Channel, Message, PresenceChange, SubscriptionTable
 from ...domain.errors import InvalidMessage
@@ -20,6 +20,9 @@ from .writer import Outbox
 
 log = logging.getLogger("tidings.gateway")
 
+CountChanged = Callable[[str, int, int], None]
+"""Told a channel's name, and this node's subscriptions on it before and after a change."""
+
 
 class Hub:
     def __init__(self, presence: PresenceTracker) -> None:
@@ -28,6 +31,10 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self.invalid = 0
         """Messages skipped because their envelope, decoded late, was not valid."""
+        self.on_count: CountChanged | None = None
+        """Told each change of this node's subscriptions on a channel (cluster occupancy)."""
+        self.on_presence: Callable[[Channel, PresenceChange], None] | None = None
+        """Told each change of a channel's members that a local join or leave caused."""
 
     # -- Membership --------------------------------------------------------------------------
 
@@ -39,13 +46,26 @@ class Hub:
         self.sessions.pop(session.id, None)
         for target in self.table.remove_subscriber(session):
             if isinstance(target, Channel):
+                self._counted(target, +1)
                 self._leave_presence(session, target)
         session.subscriptions.clear()
+
+    def sessions_of(self, user_id: str) -> list[Session]:
+        """This node's sessions of one user."""
+        return [s for s in self.sessions.values() if s.identity.user_id == user_id]
+
+    def _counted(self, channel: Channel, before_offset: int) -> None:
+        """Report a change of the channel's count; ``before_offset``: what the count was above
+        the current one (+1 after a removal, -1 after an addition)."""
+        if self.on_count is not None:
+            after = self.table.count(channel)
+            self.on_count(channel.name, after + before_offset, after)
 
     def subscribe(self, session: Session, subscription: Subscription) -> None:
         channel = subscription.channel
         session.subscriptions[channel.name] = subscription
-        self.table.add(session, channel)
+        if self.table.add(session, channel):
+            self._counted(channel, -1)
         if not channel.is_presence:
             return
         user_id, info = subscription.member or (
@@ -55,17 +75,23 @@ class Hub:
         if user_id is not None:
             change = self.presence.join(channel, session.ref, user_id, info)
             self.announce(channel, change, skip=session)
+            if change and self.on_presence is not None:
+                self.on_presence(channel, change)
 
     def unsubscribe(self, session: Session, channel: Channel) -> bool:
         if not self.table.remove(session, channel):
             return False
+        self._counted(channel, +1)
         session.subscriptions.pop(channel.name, None)
         self._leave_presence(session, channel)
         return True
 
     def _leave_presence(self, session: Session, channel: Channel) -> None:
         if channel.is_presence:
-            self.announce(channel, self.presence.leave(channel, session.ref))
+            change = self.presence.leave(channel, session.ref)
+            self.announce(channel, change)
+            if change and self.on_presence is not None:
+                self.on_presence(channel, change)
 
     def announce(
         self, channel: Channel, change: PresenceChange, skip: Session | None = None

@@ -11,7 +11,7 @@ import trio
 
 from tests.gateway.conftest import Gateways
 from tests.gateway.support import broadcast, token, unique
-from tests.pusher.support import Report, node_clients
+from tests.pusher_js.support import Report, node_clients
 from tests.support.processes import Gateway
 from tests.support.wsclient import connect
 

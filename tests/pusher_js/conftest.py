@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.gateway.conftest import BROKERS, Gateways
-from tests.pusher.support import PUSHER_ENV, auth_server
+from tests.pusher_js.support import PUSHER_ENV, auth_server
 from tests.support.processes import Gateway
 
 

@@ -14,7 +14,7 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from tests.gateway.conftest import Gateways
-from tests.pusher.support import APP_KEY, APP_SECRET, PUSHER_ENV, WAIT
+from tests.pusher_js.support import APP_KEY, APP_SECRET, PUSHER_ENV, WAIT
 from tests.support.processes import Gateway
 from tidings.domain.pusher import channel_auth
 

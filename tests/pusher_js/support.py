@@ -37,7 +37,7 @@ class NodeClient:
         if node is None:
             pytest.fail("no node on PATH: the Pusher tests need Node.js 18+")
         if not (NODE_DIR / "node_modules" / "pusher-js").exists():
-            pytest.fail("no tests/pusher/node/node_modules: run scripts/setup --test (npm ci)")
+            pytest.fail("no tests/pusher_js/node/node_modules: run scripts/setup --test (npm ci)")
         parts = urlsplit(gateway_url)
         self.host, self.port = parts.hostname, parts.port
         self.auth_url = auth_url

@@ -1,4 +1,4 @@
-// Drives pusher-js (and laravel-echo on top of it) for tests/pusher: one JSON command per line on
+// Drives pusher-js (and laravel-echo on top of it) for tests/pusher_js: one JSON command per line on
 // stdin, one JSON report per line on stdout. Nothing here speaks the protocol itself: every frame
 // on the wire is pusher-js's own.
 import readline from "node:readline";
