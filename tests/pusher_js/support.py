@@ -78,7 +78,9 @@ class NodeClient:
 
     def connect(self, user: str | None = None) -> None:
         self.send("connect", **self._connection(user))
-        self.expect(lambda r: r["type"] == "state" and r["current"] == "connected")
+        connected = self.expect(lambda r: r["type"] == "state" and r["current"] == "connected")
+        self.socket_id: str = connected["socket_id"]
+        """pusher-js's ``connection.socket_id``, as its app's back end would be told it."""
 
     def echo(self, user: str | None = None) -> None:
         self.send("echo", **self._connection(user))

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import socket
 import time
+from functools import partial
 
+import pusher
 import pytest
 import trio
 
 from tests.gateway.conftest import Gateways
 from tests.gateway.support import broadcast, token, unique
-from tests.pusher_js.support import PUSHER_ENV, WAIT, node_clients
+from tests.pusher_js.support import APP_ID, APP_KEY, APP_SECRET, PUSHER_ENV, WAIT, node_clients
 from tests.support.processes import Gateway
 from tests.support.wsclient import connect
 
@@ -26,6 +28,42 @@ def test_a_broadcast_reaches_pusher_js_with_its_data(gateway: Gateway) -> None:
         trio.run(broadcast, gateway, channel, "headline", {"title": "tidings speaks Pusher"})
         event = listener.expect_event(channel, "headline")
         assert event["data"] == {"title": "tidings speaks Pusher"}
+
+
+def test_a_publish_naming_a_socket_id_skips_that_pusher_js_connection_alone(
+    gateway: Gateway,
+) -> None:
+    """The back end passes the sender's ``socket_id`` (``pusher.connection.socket_id``, given to
+    it with the request) so the sender does not get its own change back: with Pusher's Python
+    library (``trigger(..., socket_id=)``) and with tidings' ``POST /broadcast`` ``exclude``."""
+    channel = unique("orders")
+    port = int(gateway.url.rsplit(":", 1)[1])
+    server = pusher.Pusher(
+        app_id=APP_ID, key=APP_KEY, secret=APP_SECRET, host="127.0.0.1", port=port, ssl=False
+    )
+    with node_clients(gateway.url) as client:
+        sender, other = client(), client()
+        for each in (sender, other):
+            each.connect()
+            each.subscribe(channel)
+        assert sender.socket_id != other.socket_id
+
+        server.trigger(channel, "edited", {"by": "pusher"}, socket_id=sender.socket_id)
+        trio.run(
+            partial(broadcast, exclude=sender.socket_id),
+            gateway,
+            channel,
+            "edited",
+            {"by": "tidings"},
+        )
+        server.trigger(channel, "edited", {"by": "everyone"})  # after both, to everybody
+
+        assert [other.expect_event(channel, "edited")["data"]["by"] for _ in range(3)] == [
+            "pusher",
+            "tidings",
+            "everyone",
+        ]
+        assert sender.expect_event(channel, "edited")["data"] == {"by": "everyone"}
 
 
 def test_private_channels_take_the_apps_authorization(gateway: Gateway, auth_url: str) -> None:

@@ -30,7 +30,8 @@ function options(c) {
 }
 
 function watch(client) {
-  client.connection.bind("state_change", (s) => say({ type: "state", current: s.current }));
+  client.connection.bind("state_change", (s) =>
+    say({ type: "state", current: s.current, socket_id: client.connection.socket_id ?? null }));
   client.connection.bind("error", (e) => say({ type: "error", error: e?.error?.data ?? e?.data ?? String(e?.type) }));
   client.bind_global((event, data) => say({ type: "global", event, data }));
 }
