@@ -6,23 +6,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.conftest import BROKERS, Gateways
+from tests.gateway import conftest as gateway_fixtures
+from tests.gateway.conftest import Gateways
 from tests.pusher_js.support import PUSHER_ENV, auth_server
 from tests.support.processes import Gateway
 
-
-@pytest.fixture(scope="session", params=BROKERS)
-def broker(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-@pytest.fixture(scope="session")
-def gateways(broker: str, request: pytest.FixtureRequest) -> Iterator[Gateways]:
-    bootstrap = request.getfixturevalue("kafka_bootstrap") if broker == "kafka" else None
-    started = Gateways(broker, bootstrap)
-    yield started
-    started.stop_all()
+broker = gateway_fixtures.broker
+"""Each broker in turn, as in tests/gateway."""
+gateways = gateway_fixtures.gateways
+"""The gateways of this run on that broker, as in tests/gateway."""
 
 
 @pytest.fixture(scope="session")

@@ -336,13 +336,7 @@ class ClientProtocol:
                 session,
                 ProtocolError(ErrorCode.GONE, f"cannot read history now: {exc}", channel.name),
             )
-        backlog, subscription.backlog = subscription.backlog or [], None
-        for position, frame in backlog:
-            if position is not None:
-                if not subscription.is_new(position):
-                    continue
-                subscription.advance(position)
-            session.offer(frame)
+        subscription.go_live(session.offer)
 
     def _unsubscribe(self, session: Session, channel: Channel) -> None:
         if not self.hub.unsubscribe(session, channel):

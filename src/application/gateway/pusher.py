@@ -381,13 +381,7 @@ class PusherProtocol:
             if last.position is not None and subscription.is_new(last.position):
                 subscription.advance(last.position)
             await session.put(frames.event(channel.name, message.event, message.data, user_id))
-        backlog, subscription.backlog = subscription.backlog or [], None
-        for position, frame in backlog:
-            if position is not None:
-                if not subscription.is_new(position):
-                    continue
-                subscription.advance(position)
-            session.offer(frame)
+        subscription.go_live(session.offer)
 
     # -- Signing in and client events --------------------------------------------------------
 

@@ -49,6 +49,17 @@ class Subscription:
         self.stream = position.stream
         self.last_offset = position.offset
 
+    def go_live(self, offer: Callable[[str], object]) -> None:
+        """The replay is over: offer the live frames held back meanwhile, in order, but those
+        the replay already gave; from now on frames go straight out."""
+        backlog, self.backlog = self.backlog or [], None
+        for position, frame in backlog:
+            if position is not None:
+                if not self.is_new(position):
+                    continue
+                self.advance(position)
+            offer(frame)
+
 
 class Session:
     """A connected client: identity, subscriptions, outbox and the reason it is closing."""
