@@ -154,6 +154,7 @@ class WorkersParam(click.ParamType):  # type: ignore[type-arg]  # generic in cli
     "this process may use. Needs the Kafka broker [REALTIME_WORKERS, 1].",
 )
 @click.option("--supervisor-fd", type=int, hidden=True)  # a worker of --workers (serve.py)
+@click.option("--no-demo-feed", is_flag=True, hidden=True)  # every worker of --workers but one
 def serve(
     host: str | None,
     port: int | None,
@@ -163,6 +164,7 @@ def serve(
     demo_public: bool,
     workers: int | None,
     supervisor_fd: int | None,
+    no_demo_feed: bool,
 ) -> None:
     """Run the gateway: WebSocket, HTTP and the broker consumer in one process (or --workers)."""
     import trio
@@ -199,7 +201,11 @@ def serve(
         if count > 1:
             container.shutdown_resources()
             sys.exit(_serve_workers(settings, count, demo_public))
-        trio.run(functools.partial(run_gateway, container, supervisor_fd=supervisor_fd))
+        trio.run(
+            functools.partial(
+                run_gateway, container, supervisor_fd=supervisor_fd, demo_feed=not no_demo_feed
+            )
+        )
     except Exception as exc:  # trio raises a task's error inside an exception group
         _fail_to_listen(exc, settings)
         raise  # told by TidingsGroup in one line

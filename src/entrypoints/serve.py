@@ -28,6 +28,7 @@ async def run_gateway(
     container: Container,
     *,
     supervisor_fd: int | None = None,
+    demo_feed: bool = True,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until a signal, then stop in order (see the module doc).
@@ -36,7 +37,8 @@ async def run_gateway(
     which announced the URLs itself. The descriptor is this worker's end of a socket pair with
     the supervisor: ``ready`` is sent on it once listening, and its end of file (the supervisor
     gone, even killed with SIGKILL) stops the worker as a signal would, so that no worker
-    outlives its supervisor and keeps the port.
+    outlives its supervisor and keeps the port. ``demo_feed``: in demo mode, publish the demo
+    page's feed (False in every worker but the first: one feed per gateway, not per process).
     """
     settings = container.settings()
     gateway = container.gateway()
@@ -69,7 +71,7 @@ async def run_gateway(
                     pusher=gateway.handle_pusher,
                 )
             )
-            if settings.realtime_demo:
+            if settings.realtime_demo and demo_feed:
                 nursery.start_soon(run_demo_feed, container.realtime())
             if supervisor_fd is None:
                 announce(

@@ -209,13 +209,7 @@ class Supervisor:
         ours, theirs = socket.socketpair()
         try:
             process = await trio.lowlevel.open_process(
-                [
-                    *self._plan.command,
-                    "--node-id",
-                    worker.node,
-                    "--supervisor-fd",
-                    str(theirs.fileno()),
-                ],
+                [*self._plan.command, *worker_arguments(worker), str(theirs.fileno())],
                 env=dict(self._plan.env),
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
@@ -252,6 +246,13 @@ class Supervisor:
 
     def __len__(self) -> int:
         return len(self.workers)
+
+
+def worker_arguments(worker: Worker) -> list[str]:
+    """What a worker's command adds for it, up to its socket's descriptor: its node id, and in
+    demo mode, one demo feed for the whole gateway (worker 1's), not one per worker."""
+    extra = ["--no-demo-feed"] if worker.index > 1 else []
+    return ["--node-id", worker.node, *extra, "--supervisor-fd"]
 
 
 def _signal(worker: Worker, signum: int) -> None:

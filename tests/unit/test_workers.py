@@ -374,3 +374,13 @@ def test_any_worker_renders_the_sum_of_every_worker(tmp_path: Path) -> None:
         forget_process(str(tmp_path), int(pid_file.stem.rsplit("_", 1)[1]))
     assert not list(tmp_path.glob("gauge_live*_*.db"))
     assert list(tmp_path.glob("counter_*.db"))
+
+
+def test_one_worker_alone_runs_the_demo_feed() -> None:
+    """Every worker of a ``--demo`` gateway serves the demo page, but the demo feed is the
+    gateway's, not each process's: only worker 1 publishes it (the others get --no-demo-feed)."""
+    from tidings.entrypoints.workers import Worker, worker_arguments
+
+    first, second = Worker(1, "n-w1"), Worker(2, "n-w2")
+    assert worker_arguments(first) == ["--node-id", "n-w1", "--supervisor-fd"]
+    assert worker_arguments(second) == ["--node-id", "n-w2", "--no-demo-feed", "--supervisor-fd"]
