@@ -9,6 +9,7 @@ import trio
 
 import tidings.client
 from tests.conftest import API_KEY, SECRET
+from tests.gateway.support import overflows
 from tests.support.processes import Gateway, process_env
 from tests.support.proxy import TcpProxy
 from tidings.adapters.jwt_tokens import JwtTokens
@@ -321,6 +322,10 @@ async def test_a_subscription_nobody_reads_is_cut_as_slow_and_resumes_without_lo
             got = await take(sub, total, timeout=120)
         assert [event.data["n"] for event in got] == list(range(total))  # type: ignore[index]
         assert State.RECONNECTING in states.seen
-        assert any("4008" in reason for reason in states.reasons), states.reasons
+        # The cut's close frame waits behind a full socket for a second, then the socket is
+        # dropped: a client this far behind may see 1006 rather than 4008 on a busy machine
+        # (tests/gateway/test_slow_consumer.py); the gateway's counter says it was cut as slow.
+        assert any("4008" in r or "1006" in r for r in states.reasons), states.reasons
+        assert await overflows(gateway) >= 1, "the gateway counted no slow consumer"
     finally:
         assert gateway.stop() == 0, gateway.output()

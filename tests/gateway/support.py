@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 import struct
@@ -64,6 +65,13 @@ async def apost(
 
 async def aget(gateway: Gateway, path: str) -> httpx.Response:
     return await trio.to_thread.run_sync(partial(httpx.get, gateway.url + path, timeout=WAIT))
+
+
+async def overflows(gateway: Gateway) -> float:
+    """The gateway's count of clients cut for being slow (``tidings_queue_overflows_total``)."""
+    text = (await aget(gateway, "/metrics")).text
+    match = re.search(r"^tidings_queue_overflows_total (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 async def broadcast(

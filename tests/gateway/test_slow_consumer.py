@@ -16,7 +16,6 @@ client reads at once (tests/unit/test_gateway_inprocess.py, without sockets); he
 
 from __future__ import annotations
 
-import re
 import secrets
 
 import httpx
@@ -26,17 +25,11 @@ import trio_websocket
 from tests.support.processes import Gateway
 from tests.support.wsclient import Client, connect
 
-from .support import WAIT, aget, auth, unique
+from .support import WAIT, auth, overflows, unique
 
 MESSAGES = 2_000
 PER_REQUEST = 10
 PAYLOAD = 2_048
-
-
-async def overflows(gateway: Gateway) -> float:
-    text = (await aget(gateway, "/metrics")).text
-    match = re.search(r"^tidings_queue_overflows_total (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 CUT = frozenset({4008, 1006})

@@ -8,7 +8,6 @@ state as its ``id`` (ADR 0031), so ``Last-Event-ID`` resumes every channel exact
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import shutil
 import signal
@@ -23,7 +22,7 @@ from tests.support.sse import EventStream, open_stream
 from tests.support.wsclient import connect
 
 from .conftest import Gateways
-from .support import WAIT, aget, auth, broadcast, token, unique
+from .support import WAIT, auth, broadcast, overflows, token, unique
 
 
 def _positions(event_id: str | None) -> dict[str, str]:
@@ -206,12 +205,6 @@ async def test_presence_an_sse_subscriber_is_a_member(gateway: Gateway) -> None:
 MESSAGES = 2_000
 
 
-async def _overflows(gateway: Gateway) -> float:
-    text = (await aget(gateway, "/metrics")).text
-    match = re.search(r"^tidings_queue_overflows_total (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
-
-
 async def test_a_stream_that_stops_reading_is_cut_and_others_get_everything(
     small_queue_gateway: Gateway,
 ) -> None:
@@ -222,7 +215,7 @@ async def test_a_stream_that_stops_reading_is_cut_and_others_get_everything(
     gateway = small_queue_gateway
     channel = unique("public.sse-firehose")
     blob = secrets.token_hex(1024)
-    before = await _overflows(gateway)
+    before = await overflows(gateway)
     received: list[int] = []
 
     async def keep_up() -> None:
@@ -258,7 +251,7 @@ async def test_a_stream_that_stops_reading_is_cut_and_others_get_everything(
                     assert response.status_code == 200
         assert received == list(range(MESSAGES))
         # The fast one had every message, so each was handed to the slow one's queue too.
-        assert await _overflows(gateway) > before, "the gateway counted no slow consumer"
+        assert await overflows(gateway) > before, "the gateway counted no slow consumer"
         # The slow one, reading at last, finds its stream ended after a part of it.
         got = 0
         while (event := await slow.next(WAIT)) is not None:
