@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, abort, jsonify, request
-
 import pusher
+from flask import Flask, abort, jsonify, request
 
 USERS = {"alice": {"name": "Alice"}, "bob": {"name": "Bob"}, "carol": {"name": "Carol"}}
 """The app's users (its database, in a real app)."""
