@@ -32,6 +32,8 @@ LABELS = {
     "kafka-python": "kafka-python",
     "kafka-python-sync": "kafka-python send().get()",
     "broadcaster": "broadcaster (aiokafka)",
+    "tidings-ws": "tidings' protocol (/ws)",
+    "pusher-ws": "Pusher's protocol (/app/{key})",
 }
 
 Better = Literal["higher", "lower"]

@@ -242,16 +242,21 @@ def markdown(results: Results, chart: str | None) -> str:
             "opens the N connections (64 at a time), speaks the tidings protocol (connect, "
             "`connected`, `subscribe`, `subscribed`, count `event` frames) or Socket.IO v5 over "
             "Engine.IO v4 websocket (open packet, `40`, `join` with an acknowledgement, answer "
-            "pings, count `bench` events), and stamps each delivery on arrival. Each tidings "
-            "client sends a keep-alive ping every 20 s, the clients' pings spread evenly over "
-            "that interval (as clients that connected at different times send them).",
+            "pings, count `bench` events) or the Pusher protocol 7 as pusher-js does "
+            "(`/app/{key}?protocol=7&client=js&version=8.4.0`, `pusher:connection_established`, "
+            "`pusher:subscribe` to the public channel, `pusher_internal:subscription_succeeded`, "
+            "answer `pusher:ping`, count `bench` events, whose data is a JSON string), and "
+            "stamps each delivery on arrival. Each tidings or Pusher client sends a keep-alive "
+            "ping every 20 s, the clients' pings spread evenly over that interval (as clients "
+            "that connected at different times send them).",
             "- **Latency** is arrival time minus the publish time carried in the message data "
             "(`ts`, ns since the epoch, taken by the publisher just before it hands the message "
             "over; same machine clock). Quantiles come from a log histogram with 1.1 % buckets.",
             "- **Messages.** The same data for every system: `{\"ts\", \"seq\", \"channel\", "
             "\"body\"}`, about 145 bytes of JSON. On the wire a tidings event frame (the envelope: "
             "id, type, channel, event, data, timestamp, position) is about 330 bytes, a Socket.IO "
-            "frame (`42[\"bench\",{...}]`) about 160.",
+            "frame (`42[\"bench\",{...}]`) about 160, a Pusher event (event, channel, and the "
+            "data as an escaped JSON string) about 210.",
             "- **Publishers** are Python processes: tidings memory broker `POST /broadcast` "
             "(lists of up to 100, `REALTIME_API_KEY`), tidings Kafka `tidings.broadcast_nowait`, "
             "Socket.IO in-process `POST /emit` on the peer server (lists of up to 100), Socket.IO "

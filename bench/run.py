@@ -6,7 +6,8 @@
 
 Scenarios (``--only`` takes their names): 1 ``fanout-kafka``, 2 ``channels``, 3 ``publish``,
 4 ``consume``, 5 ``memory``, 6 ``fanout-memory``, 7 and 8 ``scaling`` (the Kafka gateway with
-1 and 2 workers). The harness installs the pinned peers of bench/requirements.txt into this
+1 and 2 workers), 9 ``fanout-pusher`` (scenario 6's fan-out, tidings' protocol vs Pusher's on
+one gateway). The harness installs the pinned peers of bench/requirements.txt into this
 interpreter's environment, builds the Go load generator, and starts Kafka with scripts/kafka if
 nothing answers on the brokers. Nothing here asserts a speed.
 """
@@ -29,7 +30,8 @@ if __package__ in (None, ""):  # run as a script: import the harness as the pack
 
 from bench import environment  # stdlib only: this runs before the peers are installed
 
-SCENARIOS = ("fanout-kafka", "channels", "publish", "consume", "memory", "fanout-memory", "scaling")
+SCENARIOS = ("fanout-kafka", "channels", "publish", "consume", "memory", "fanout-memory", "scaling",
+             "fanout-pusher")
 NEEDS_KAFKA = {"fanout-kafka", "channels", "publish", "consume", "scaling"}
 QUIET = 0.15
 """Share of the CPU other processes may use when a scenario starts (an idle Kafka uses ~2 %)."""
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.plan import PLANS
     from bench.procs import Processes, can_pin, terminate_on_signals, wait_until_quiet
     from bench.report import terminal_table, write
-    from bench.scenarios import channels, fanout, kafka_clients, memory, scaling
+    from bench.scenarios import channels, fanout, kafka_clients, memory, pusher, scaling
     from bench.systems import delete_topics
 
     runners: dict[str, Callable[[Context], None]] = {
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory.run,
         "fanout-memory": lambda ctx: fanout.run(ctx, "memory"),
         "scaling": scaling.run,
+        "fanout-pusher": pusher.run,
     }
     plan = PLANS[args.mode]
     pin = can_pin()

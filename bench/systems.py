@@ -1,6 +1,9 @@
 """The servers under test, started the way their users start them, and how to publish to each.
 
 * ``tidings-memory``: ``tidings serve`` on the embedded broker; publisher ``POST /broadcast``.
+  Started with ``pusher=True`` it also serves a Pusher app (``PUSHER_APP_*``): the same process
+  seen as ``pusher-memory`` (``Server.speaking``) has its clients speak the Pusher protocol at
+  ``/app/{key}``.
 * ``tidings-kafka``: ``tidings serve --broker kafka``; publisher ``tidings.broadcast_nowait``.
 * ``tidings-1w-kafka``, ``tidings-2w-kafka``: the same with ``--workers 1`` or ``2``, not pinned
   (the scaling scenario): the workers may use every core.
@@ -11,8 +14,9 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .core import SUT_CORE, Context
@@ -34,6 +38,8 @@ class Server:
     publisher_kind: str
     publisher_env: dict[str, str]
     publisher_args: list[str] = field(default_factory=list)
+    pusher_key: str | None = None
+    """The key of the Pusher app the gateway serves (``PUSHER_APP_KEY``), if it serves one."""
 
     @property
     def http_url(self) -> str:
@@ -41,11 +47,22 @@ class Server:
 
     @property
     def ws_url(self) -> str:
+        if self.proto == "pusher":
+            return f"ws://127.0.0.1:{self.port}/app/{self.pusher_key}"
         return f"ws://127.0.0.1:{self.port}/ws"
 
     @property
     def proto(self) -> str:
-        return "socketio" if self.system.startswith("socketio") else "tidings"
+        """What the load generator's clients speak (its ``-proto``)."""
+        if self.system.startswith("socketio"):
+            return "socketio"
+        return "pusher" if self.system.startswith("pusher") else "tidings"
+
+    def speaking(self, system: str) -> Server:
+        """The same server process under another system name: ``pusher-...`` for Pusher clients."""
+        if system.startswith("pusher") and self.pusher_key is None:
+            raise ValueError(f"{self.system} was not started with a Pusher app")
+        return replace(self, system=system)
 
 
 def _tidings_command(python: str) -> list[str]:
@@ -55,8 +72,14 @@ def _tidings_command(python: str) -> list[str]:
     return [python, "-c", "from tidings.entrypoints.cli import main; main()"]
 
 
-def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-channel") -> Server:
-    """Start ``system`` on core 0 and wait until it answers; ``tag`` names its logs and topics."""
+def start_server(
+    ctx: Context, system: str, tag: str, *, strategy: str = "per-channel", pusher: bool = False
+) -> Server:
+    """Start ``system`` on core 0 and wait until it answers; ``tag`` names its logs and topics.
+
+    ``pusher``: a tidings gateway also serves a Pusher app (``PUSHER_APP_ID``, ``_KEY``,
+    ``_SECRET``), whose key the returned server holds.
+    """
     port = free_port()
     name = f"{system}-{tag}"
     if system.startswith("tidings"):
@@ -66,6 +89,12 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
             "KAFKA_TOPIC_PREFIX": ctx.prefix(tag.replace("-", "")),
             "KAFKA_TOPIC_STRATEGY": strategy,
             "KAFKA_CONSUMER_GROUP": f"bench-{ctx.run_id}",
+        }
+        pusher_key = f"bench-{secrets.token_hex(4)}" if pusher else None
+        pusher_env = {} if pusher_key is None else {
+            "PUSHER_APP_ID": "1",
+            "PUSHER_APP_KEY": pusher_key,
+            "PUSHER_APP_SECRET": secrets.token_hex(32),
         }
         env = ctx.env(
             REALTIME_BROKER=broker,
@@ -78,6 +107,7 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
             REALTIME_MAX_CONNECTIONS="0",
             REALTIME_MAX_CONNECTIONS_PER_IP="0",
             **kafka_env,
+            **pusher_env,
         )
         argv = [*_tidings_command(ctx.python), "--log-level", "WARNING", "serve",
                 "--port", str(port), "--node-id", f"bench-{ctx.run_id}-{tag}"]
@@ -89,9 +119,12 @@ def start_server(ctx: Context, system: str, tag: str, *, strategy: str = "per-ch
         wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout=90)
         if broker == "kafka":
             return Server(system, child, port, "tidings-kafka",
-                          ctx.env(REALTIME_BROKER="kafka", **kafka_env))
+                          ctx.env(REALTIME_BROKER="kafka", **kafka_env), pusher_key=pusher_key)
         return Server(system, child, port, "tidings-http", ctx.env(),
-                      ["--url", f"http://127.0.0.1:{port}", "--key", ctx.api_key])
+                      ["--url", f"http://127.0.0.1:{port}", "--key", ctx.api_key],
+                      pusher_key=pusher_key)
+    if pusher:
+        raise ValueError(f"{system} cannot serve a Pusher app")
     argv = [ctx.python, str(BENCH / "peers" / "socketio_server.py"), "--port", str(port)]
     publisher_args = ["--url", f"http://127.0.0.1:{port}"]
     kind = "socketio-http"

@@ -2,8 +2,13 @@
 // server, subscribes each to a channel (a room for Socket.IO), and measures the deliveries it
 // gets: how many, how fast, and the publish-to-client latency of each one.
 //
+// -proto picks what the clients speak: "tidings" (the gateway's /ws), "socketio" (Engine.IO v4 /
+// Socket.IO v5), or "pusher" (the Pusher Channels protocol 7 as pusher-js speaks it, against the
+// gateway's /app/{key}: -url ws://host:port/app/KEY).
+//
 // Every benchmark message carries its publish time as "ts" (nanoseconds since the epoch) in its
-// data; latency is the receive time minus that stamp (same machine, same clock).
+// data; latency is the receive time minus that stamp (same machine, same clock). A Pusher event
+// carries its data as a JSON string, so there the stamp reads \"ts\":<digits>.
 //
 // It is driven over stdin/stdout by bench/run.py, one JSON object per output line:
 //
@@ -159,16 +164,23 @@ func (s *stats) record(shard int, ts, now int64) {
 	}
 }
 
-var tsKey = []byte(`"ts":`)
+var (
+	tsKey = []byte(`"ts":`)
+	// tsKeyQuoted is the stamp inside a JSON string: a Pusher event's data.
+	tsKeyQuoted = []byte(`\"ts\":`)
+)
 
 // stamp finds "ts":<digits> in a frame without decoding all of it.
-func stamp(frame []byte) (int64, bool) {
-	i := bytes.Index(frame, tsKey)
+func stamp(frame []byte) (int64, bool) { return stampAt(frame, tsKey) }
+
+// stampAt finds key<digits> in a frame.
+func stampAt(frame, key []byte) (int64, bool) {
+	i := bytes.Index(frame, key)
 	if i < 0 {
 		return 0, false
 	}
 	var v int64
-	j := i + len(tsKey)
+	j := i + len(key)
 	start := j
 	for j < len(frame) && frame[j] >= '0' && frame[j] <= '9' {
 		v = v*10 + int64(frame[j]-'0')
@@ -203,6 +215,12 @@ func (cfg *config) dialURL(i int) (string, error) {
 		u.Path = "/socket.io/"
 		q.Set("EIO", "4")
 		q.Set("transport", "websocket")
+	} else if cfg.proto == "pusher" {
+		// What pusher-js 8 asks for; the path (/app/KEY) comes with -url.
+		q.Set("protocol", "7")
+		q.Set("client", "js")
+		q.Set("version", "8.4.0")
+		q.Set("flash", "false")
 	} else if len(cfg.tokens) > 0 {
 		q.Set("token", cfg.tokens[i%len(cfg.tokens)])
 	}
@@ -223,9 +241,12 @@ func (cfg *config) open(i int) (*client, error) {
 	}
 	c := &client{id: i, conn: conn}
 	conn.SetReadDeadline(time.Now().Add(cfg.connectWait))
-	if cfg.proto == "socketio" {
+	switch cfg.proto {
+	case "socketio":
 		err = c.joinSocketIO(cfg.channelFor(i))
-	} else {
+	case "pusher":
+		err = c.subscribePusher(cfg.channelFor(i))
+	default:
 		err = c.subscribeTidings(cfg.channelFor(i))
 	}
 	if err != nil {
@@ -267,6 +288,46 @@ func (c *client) subscribeTidings(channel string) error {
 	}
 }
 
+// subscribePusher waits for pusher:connection_established, subscribes to a public channel
+// (no auth), and waits for pusher_internal:subscription_succeeded, answering pings meanwhile.
+func (c *client) subscribePusher(channel string) error {
+	first, err := c.read()
+	if err != nil {
+		return fmt.Errorf("waiting for pusher:connection_established: %w", err)
+	}
+	if !strings.Contains(first, `"event":"pusher:connection_established"`) {
+		return fmt.Errorf("expected pusher:connection_established, got %.200s", first)
+	}
+	frame, _ := json.Marshal(map[string]any{
+		"event": "pusher:subscribe", "data": map[string]string{"channel": channel},
+	})
+	if err := c.write(string(frame)); err != nil {
+		return err
+	}
+	for {
+		text, err := c.read()
+		if err != nil {
+			return fmt.Errorf("waiting for pusher_internal:subscription_succeeded: %w", err)
+		}
+		switch {
+		case strings.Contains(text, `"event":"pusher_internal:subscription_succeeded"`):
+			return nil
+		case strings.Contains(text, `"event":"pusher:ping"`):
+			if err := c.write(pusherPong); err != nil {
+				return err
+			}
+		case strings.Contains(text, `"event":"pusher:error"`),
+			strings.Contains(text, `"event":"pusher:subscription_error"`):
+			return fmt.Errorf("subscribe refused: %.200s", text)
+		}
+	}
+}
+
+const (
+	pusherPing = `{"event":"pusher:ping","data":{}}`
+	pusherPong = `{"event":"pusher:pong","data":{}}`
+)
+
 // joinSocketIO speaks Engine.IO v4 / Socket.IO v5: open packet, namespace connect, then a
 // "join" event with an acknowledgement, answering server pings meanwhile.
 func (c *client) joinSocketIO(room string) error {
@@ -306,6 +367,7 @@ func (c *client) joinSocketIO(room string) error {
 func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 	defer wg.Done()
 	socketio := cfg.proto == "socketio"
+	pusher := cfg.proto == "pusher"
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -320,6 +382,20 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 			}
 			continue
 		}
+		if pusher {
+			if ts, ok := stampAt(data, tsKeyQuoted); ok {
+				st.record(c.id, ts, now)
+			} else if bytes.Contains(data, pusherPingEvent) {
+				if c.write(pusherPong) != nil {
+					st.closed.Add(1)
+					return
+				}
+			} else if bytes.Contains(data, pusherErrorEvent) ||
+				bytes.Contains(data, pusherSubscriptionError) {
+				st.errorFrames.Add(1)
+			}
+			continue
+		}
 		if ts, ok := stamp(data); ok {
 			st.record(c.id, ts, now)
 		} else if !socketio && bytes.Contains(data, errorType) {
@@ -331,6 +407,14 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 // errorType marks a tidings error frame (a refusal); warm-up and control frames carry no "ts".
 var errorType = []byte(`"type":"error"`)
 
+// The Pusher frames the reader acts on besides events: the gateway's ping after a silence, and
+// refusals.
+var (
+	pusherPingEvent         = []byte(`"event":"pusher:ping"`)
+	pusherErrorEvent        = []byte(`"event":"pusher:error"`)
+	pusherSubscriptionError = []byte(`"event":"pusher:subscription_error"`)
+)
+
 func emit(v map[string]any) {
 	line, _ := json.Marshal(v)
 	fmt.Println(string(line))
@@ -340,7 +424,7 @@ func main() {
 	cfg := config{}
 	var tokensFile string
 	flag.StringVar(&cfg.url, "url", "ws://127.0.0.1:6001/ws", "server URL (ws://host:port[/ws])")
-	flag.StringVar(&cfg.proto, "proto", "tidings", "tidings or socketio")
+	flag.StringVar(&cfg.proto, "proto", "tidings", "tidings, socketio or pusher")
 	flag.IntVar(&cfg.n, "n", 100, "connections")
 	flag.StringVar(&cfg.channel, "channel", "bench.fanout", "channel (room) per client; {i} is its index")
 	flag.StringVar(&tokensFile, "tokens", "", "file of connection tokens, one per line (tidings)")
@@ -348,8 +432,8 @@ func main() {
 	flag.DurationVar(&cfg.connectWait, "connect-timeout", 60*time.Second, "per-connection handshake timeout")
 	flag.DurationVar(&cfg.ping, "ping", 20*time.Second, "tidings keep-alive ping interval")
 	flag.Parse()
-	if cfg.proto != "tidings" && cfg.proto != "socketio" {
-		fmt.Fprintln(os.Stderr, "loadgen: -proto must be tidings or socketio")
+	if cfg.proto != "tidings" && cfg.proto != "socketio" && cfg.proto != "pusher" {
+		fmt.Fprintln(os.Stderr, "loadgen: -proto must be tidings, socketio or pusher")
 		os.Exit(2)
 	}
 	if tokensFile != "" {
@@ -400,9 +484,14 @@ func main() {
 	}
 	emit(ready)
 
-	if cfg.proto == "tidings" {
+	if cfg.proto == "tidings" || cfg.proto == "pusher" {
 		// Each client pings once per interval at its own moment, as clients that connected at
-		// different times do, not all 10,000 in one burst.
+		// different times do, not all 10,000 in one burst. Pusher clients send the same number
+		// of pings as tidings' (pusher-js would ping only after activity_timeout of silence).
+		ping := `{"type":"ping"}`
+		if cfg.proto == "pusher" {
+			ping = pusherPing
+		}
 		go func() {
 			step := max(cfg.ping/time.Duration(max(len(clients), 1)), time.Microsecond)
 			ticker := time.NewTicker(step)
@@ -410,7 +499,7 @@ func main() {
 			for i := 0; ; i = (i + 1) % len(clients) {
 				<-ticker.C
 				if c := clients[i]; c != nil {
-					_ = c.write(`{"type":"ping"}`)
+					_ = c.write(ping)
 				}
 			}
 		}()

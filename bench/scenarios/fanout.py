@@ -12,7 +12,7 @@ from functools import partial
 
 from ..clients import LoadGen
 from ..core import Context
-from ..systems import start_server
+from ..systems import Server, start_server
 from .common import note_client_bound, phase, twice, warm_up
 
 CHANNEL = "bench.fanout"
@@ -41,32 +41,39 @@ def run(ctx: Context, broker: str) -> None:
 
 
 def _one(ctx: Context, scenario: str, system: str, n: int) -> None:
-    plan = ctx.plan
-    case = f"{n:,} connections"
-    ctx.log(f"{scenario}: {system}, {case}")
+    ctx.log(f"{scenario}: {system}, {n:,} connections")
     server = start_server(ctx, system, f"{scenario[0]}n{n}")
     try:
-        loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, name=f"{scenario}-{system}")
-        try:
-            warm_up(ctx, server, loadgen, channel=CHANNEL, users=1,
-                    expected=3 * loadgen.connected)
-            rate = plan.fixed_deliveries_per_s / n
-            fixed = phase(
-                ctx, server, loadgen, scenario=scenario, case=f"{case}, fixed", rate=rate,
-                count=max(5, round(rate * plan.fixed_seconds)), max_seconds=plan.fixed_seconds * 2,
-                channel=CHANNEL, users=1, per_message=loadgen.connected, seed=n,
-            )
-            saturated = phase(
-                ctx, server, loadgen, scenario=scenario, case=f"{case}, saturation", rate=0,
-                count=max(20, plan.saturation_deliveries // n),
-                max_seconds=plan.saturation_seconds, channel=CHANNEL, users=1,
-                per_message=loadgen.connected, seed=n + 1,
-                profile=ctx.profile and system.startswith("tidings") and n == 1000,
-            )
-        finally:
-            loadgen.close()
+        measure(ctx, scenario, server, n)
     finally:
         ctx.procs.stop(server.child)
+
+
+def measure(ctx: Context, scenario: str, server: Server, n: int) -> None:
+    """Scenario 1's case on a running server: ``n`` clients of ``server.system`` on one
+    channel, a warm-up, the fixed-rate phase and the saturation phase; the figures and rows."""
+    plan = ctx.plan
+    system = server.system
+    case = f"{n:,} connections"
+    loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, name=f"{scenario}-{system}")
+    try:
+        warm_up(ctx, server, loadgen, channel=CHANNEL, users=1,
+                expected=3 * loadgen.connected)
+        rate = plan.fixed_deliveries_per_s / n
+        fixed = phase(
+            ctx, server, loadgen, scenario=scenario, case=f"{case}, fixed", rate=rate,
+            count=max(5, round(rate * plan.fixed_seconds)), max_seconds=plan.fixed_seconds * 2,
+            channel=CHANNEL, users=1, per_message=loadgen.connected, seed=n,
+        )
+        saturated = phase(
+            ctx, server, loadgen, scenario=scenario, case=f"{case}, saturation", rate=0,
+            count=max(20, plan.saturation_deliveries // n),
+            max_seconds=plan.saturation_seconds, channel=CHANNEL, users=1,
+            per_message=loadgen.connected, seed=n + 1,
+            profile=ctx.profile and system.startswith("tidings") and n == 1000,
+        )
+    finally:
+        loadgen.close()
 
     results = ctx.results
     results.figure(scenario, case, system, "connect_s", float(loadgen.ready["seconds"]), "s")
