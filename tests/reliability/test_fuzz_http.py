@@ -40,7 +40,10 @@ READ_TIMEOUT = 10.0
 
 @pytest.fixture(scope="module")
 def http_gateway() -> Iterator[Gateway]:
-    with running_gateway(REALTIME_HANDSHAKE_TIMEOUT=str(HANDSHAKE_TIMEOUT)) as gateway:
+    # The fuzzer's own address is a trusted proxy: its X-Forwarded-For headers are read.
+    with running_gateway(
+        REALTIME_HANDSHAKE_TIMEOUT=str(HANDSHAKE_TIMEOUT), REALTIME_TRUSTED_PROXIES="127.0.0.1"
+    ) as gateway:
         yield gateway
 
 
@@ -289,6 +292,7 @@ header_names = st.one_of(
             b"Content-Type",
             b"Sec-WebSocket-Key",
             b"Sec-WebSocket-Version",
+            b"X-Forwarded-For",
         ]
     ),
     st.from_regex(rb"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,20}", fullmatch=True),
@@ -298,6 +302,9 @@ header_values = st.one_of(
     st.sampled_from(
         [
             b"localhost",
+            b"203.0.113.9, 127.0.0.1",
+            b"999.1.1.1",
+            b"::1%eth0, , 10.0.0.1",
             b"0",
             b"5",
             b"-1",
