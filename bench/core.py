@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -24,12 +25,15 @@ LOAD_CORE = 1
 LABELS = {
     "tidings-memory": "tidings (memory broker)",
     "tidings-kafka": "tidings (Kafka)",
-    "socketio": "python-socketio (in-process)",
+    "socketio": "python-socketio (gevent)",
+    "socketio-asyncio": "python-socketio (asyncio)",
     "socketio-kafka": "python-socketio + KafkaManager",
     "tidings": "tidings",
     "tidings-nowait": "tidings broadcast_nowait()",
     "tidings-sync": "tidings broadcast()",
     "kafka-python": "kafka-python",
+    "kafka-python-plain": "kafka-python as an app (500 a poll, json.loads)",
+    "kafka-python-feed": "kafka-python as tidings' feed (2,000 a poll, up to the channel)",
     "kafka-python-sync": "kafka-python send().get()",
     "broadcaster": "broadcaster (aiokafka)",
     "tidings-ws": "tidings' protocol (/ws)",
@@ -37,6 +41,9 @@ LABELS = {
 }
 
 Better = Literal["higher", "lower"]
+
+SPREAD_FLAG = 0.20
+"""A figure whose runs stray more than this share from their median (either way) is flagged."""
 
 # Environment variables of tidings and Kafka clients that must not leak from the caller's shell.
 _OWN_PREFIXES = ("REALTIME_", "KAFKA_")
@@ -55,6 +62,26 @@ class Row:
     unit: str
 
 
+def median(values: list[float]) -> float | None:
+    """The median of the runs, None when there is none."""
+    return float(statistics.median(values)) if values else None
+
+
+def spread(values: list[float]) -> tuple[float, float] | None:
+    """(min, max) of the runs, None with fewer than two."""
+    return (min(values), max(values)) if len(values) > 1 else None
+
+
+def unsteady(values: list[float], limit: float = SPREAD_FLAG) -> bool:
+    """Whether some run strays more than ``limit`` (a share) from the runs' median."""
+    middle = median(values)
+    if middle is None or len(values) < 2:
+        return False
+    if middle == 0:
+        return any(value != 0 for value in values)
+    return any(abs(value - middle) > limit * abs(middle) for value in values)
+
+
 @dataclass
 class Results:
     meta: dict[str, Any] = field(default_factory=dict)
@@ -67,20 +94,27 @@ class Results:
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     """Footnotes on one system's figures of one case, keyed ``scenario|case|system``."""
+    current_run: int | None = None
+    """The run (1, 2, ...) of ``interleave`` in progress: stamped on the figures it records."""
 
     def figure(
         self, scenario: str, case: str, system: str, metric: str, value: float, unit: str = ""
     ) -> None:
-        self.figures.append({"scenario": scenario, "case": case, "system": system,
-                             "metric": metric, "value": value, "unit": unit})
+        item = {"scenario": scenario, "case": case, "system": system, "metric": metric,
+                "value": value, "unit": unit}
+        if self.current_run is not None:
+            item["run"] = self.current_run
+        self.figures.append(item)
+
+    def values(self, scenario: str, case: str, system: str, metric: str) -> list[float]:
+        """Every run's value of a figure, in the order the runs were made."""
+        return [float(item["value"]) for item in self.figures
+                if (item["scenario"], item["case"], item["system"], item["metric"]) == (
+                    scenario, case, system, metric)]
 
     def value(self, scenario: str, case: str, system: str, metric: str) -> float | None:
-        for item in reversed(self.figures):
-            if (item["scenario"], item["case"], item["system"], item["metric"]) == (
-                scenario, case, system, metric
-            ):
-                return float(item["value"])
-        return None
+        """The median of a figure's runs (None: not measured)."""
+        return median(self.values(scenario, case, system, metric))
 
     def row(
         self, scenario: str, case: str, label: str, metrics: tuple[str, ...], *,
@@ -96,7 +130,9 @@ class Results:
             pairs.append((tidings, peer))
 
     def note(self, scenario: str, case: str, system: str, text: str) -> None:
-        self.notes.setdefault(f"{scenario}|{case}|{system}", []).append(text)
+        notes = self.notes.setdefault(f"{scenario}|{case}|{system}", [])
+        if text not in notes:
+            notes.append(text)
 
     def notes_for(self, scenario: str, case: str, system: str) -> list[str]:
         return self.notes.get(f"{scenario}|{case}|{system}", [])

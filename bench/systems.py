@@ -7,7 +7,9 @@
 * ``tidings-kafka``: ``tidings serve --broker kafka``; publisher ``tidings.broadcast_nowait``.
 * ``tidings-1w-kafka``, ``tidings-2w-kafka``: the same with ``--workers 1`` or ``2``, not pinned
   (the scaling scenario): the workers may use every core.
-* ``socketio``: python-socketio's ``AsyncServer`` on aiohttp; publisher ``POST /emit``.
+* ``socketio``: python-socketio's ``Server`` (gevent, gevent-websocket), its fastest mode in one
+  process; publisher ``POST /emit``.
+* ``socketio-asyncio``: python-socketio's ``AsyncServer`` on aiohttp; publisher ``POST /emit``.
 * ``socketio-kafka``: ``socketio.Server`` (gevent) with ``KafkaManager``; publisher
   ``KafkaManager(write_only=True)``.
 """
@@ -128,6 +130,8 @@ def start_server(
     argv = [ctx.python, str(BENCH / "peers" / "socketio_server.py"), "--port", str(port)]
     publisher_args = ["--url", f"http://127.0.0.1:{port}"]
     kind = "socketio-http"
+    if system == "socketio-asyncio":
+        argv.append("--asyncio")
     if system == "socketio-kafka":
         topic = f"{ctx.prefix(tag.replace('-', ''))}-socketio"
         create_topic(ctx.brokers, topic)

@@ -1,16 +1,20 @@
 """The python-socketio peer server, as its documentation sets it up.
 
-Two modes, one process each:
+Three modes, one process each:
 
-* in-process (default): ``socketio.AsyncServer`` on aiohttp. ``POST /emit`` takes a JSON list of
-  ``{"room": R, "data": D}`` (up to 100) and emits each as event ``bench`` to its room; this is the
-  in-process publisher, like tidings' ``POST /broadcast`` on the memory broker.
+* in-process, the default: ``socketio.Server(async_mode="gevent")`` on gevent's WSGI server with
+  gevent-websocket, python-socketio's fastest server for fan-out in one process (its emit
+  encodes a packet once per room and queues it to each client's writer greenlet; the asyncio
+  server spends a task per recipient per message). ``POST /emit`` takes a JSON list of
+  ``{"room": R, "data": D}`` (up to 100) and emits each as event ``bench`` to its room; this is
+  the in-process publisher, like tidings' ``POST /broadcast`` on the memory broker, served by the
+  same WSGI server (a greenlet per request, as every other request).
+* ``--asyncio``: ``socketio.AsyncServer`` on aiohttp with the same ``POST /emit``: the asyncio
+  way to run python-socketio, shown as a second row.
 * ``--kafka``: python-socketio's Kafka support is ``socketio.KafkaManager``, a manager for the
-  synchronous ``socketio.Server`` only (there is no asyncio Kafka manager). So this mode runs
-  ``socketio.Server`` with ``async_mode="gevent"`` on gevent's WSGI server with
-  gevent-websocket, the documented way to hold many connections with the synchronous server.
-  Publishers are other processes that emit through ``socketio.KafkaManager(...,
-  write_only=True)`` on the same topic (``--channel``).
+  synchronous ``socketio.Server`` only (there is no asyncio Kafka manager): the gevent server
+  again, with the manager. Publishers are other processes that emit through
+  ``socketio.KafkaManager(..., write_only=True)`` on the same topic (``--channel``).
 
 Clients connect to ``/socket.io/`` and send ``join`` with a room name (acknowledged). The server
 prints ``listening PORT`` on stdout once it accepts connections.
@@ -32,12 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--kafka", metavar="URL", help="kafka://HOST:PORT: use KafkaManager")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--kafka", metavar="URL", help="kafka://HOST:PORT: use KafkaManager")
+    mode.add_argument("--asyncio", action="store_true", help="AsyncServer on aiohttp")
     parser.add_argument("--channel", default="socketio", help="KafkaManager channel (topic)")
     return parser.parse_args(argv)
 
 
-def run_in_process(args: argparse.Namespace) -> None:
+def run_asyncio(args: argparse.Namespace) -> None:
     import socketio
     from aiohttp import web
 
@@ -70,17 +76,20 @@ def run_in_process(args: argparse.Namespace) -> None:
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
 
 
-def run_kafka(args: argparse.Namespace) -> None:
+def run_gevent(args: argparse.Namespace) -> None:
     from gevent import monkey
 
-    # KafkaManager's listener blocks on kafka-python sockets: they must yield to gevent.
+    # As python-socketio's gevent deployment docs do; KafkaManager's listener also blocks on
+    # kafka-python sockets, which must yield to gevent.
     monkey.patch_all()
+
+    import json
 
     import socketio
     from gevent import pywsgi
     from geventwebsocket.handler import WebSocketHandler
 
-    manager = socketio.KafkaManager(args.kafka, channel=args.channel)
+    manager = socketio.KafkaManager(args.kafka, channel=args.channel) if args.kafka else None
     sio = socketio.Server(
         async_mode="gevent", client_manager=manager, ping_timeout=PING_TIMEOUT, logger=False,
         engineio_logger=False,
@@ -91,11 +100,22 @@ def run_kafka(args: argparse.Namespace) -> None:
         sio.enter_room(sid, room)
         return True
 
-    def health(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    def other(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        """``/healthz``, and ``POST /emit`` in the in-process mode."""
+        if environ.get("PATH_INFO") == "/emit" and manager is None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                start_response("405 Method Not Allowed", [("content-type", "text/plain")])
+                return [b"POST a JSON list of {room, data}\n"]
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            items: list[dict[str, Any]] = json.loads(environ["wsgi.input"].read(length))
+            for item in items:
+                sio.emit("bench", item["data"], room=item["room"])
+            start_response("200 OK", [("content-type", "application/json")])
+            return [json.dumps({"emitted": len(items)}).encode()]
         start_response("200 OK", [("content-type", "application/json")])
         return [b'{"status":"ok"}']
 
-    app = socketio.WSGIApp(sio, health)
+    app = socketio.WSGIApp(sio, other)
     # gevent-websocket's handler, as python-socketio's gevent deployment docs show; without it
     # engine.io falls back to simple-websocket, which opens an epoll descriptor per connection.
     server = pywsgi.WSGIServer(
@@ -109,10 +129,10 @@ def run_kafka(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
-        if args.kafka:
-            run_kafka(args)
+        if args.asyncio:
+            run_asyncio(args)
         else:
-            run_in_process(args)
+            run_gevent(args)
     except KeyboardInterrupt:
         sys.exit(0)
 

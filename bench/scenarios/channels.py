@@ -13,16 +13,14 @@ channel), the one meant for this many channels; KafkaManager always uses one top
 
 from __future__ import annotations
 
-from functools import partial
-
 from ..clients import LoadGen
 from ..core import Context
 from ..systems import start_server
-from .common import note_client_bound, phase, tokens_file, twice, warm_up
+from .common import interleave, note_client_bound, phase, tokens_file, warm_up
 
 SCENARIO = "2-many-channels"
 CHANNEL = "user.{i}"
-SYSTEMS = ("tidings-memory", "socketio", "tidings-kafka", "socketio-kafka")
+SYSTEMS = ("tidings-memory", "socketio", "socketio-asyncio", "tidings-kafka", "socketio-kafka")
 BACKLOG_SECONDS = 10.0
 """A Kafka server is stopped while its backlog is published: well under Kafka's 45 s session
 timeout, so its consumer group does not rebalance meanwhile."""
@@ -44,17 +42,18 @@ def run(ctx: Context) -> None:
         ),
     }
     ctx.results.pair(SCENARIO, "tidings-memory", "socketio")
+    ctx.results.pair(SCENARIO, "tidings-memory", "socketio-asyncio")
     ctx.results.pair(SCENARIO, "tidings-kafka", "socketio-kafka")
-    for system in SYSTEMS:
-        twice(ctx, f"{SCENARIO}/{system}", partial(_one, ctx, system, n))
+    interleave(ctx, SCENARIO, SYSTEMS, plan.repeats,
+               lambda system, run: _one(ctx, system, n, run=run))
 
 
-def _one(ctx: Context, system: str, n: int, scenario: str = SCENARIO) -> None:
+def _one(ctx: Context, system: str, n: int, scenario: str = SCENARIO, run: int = 0) -> None:
     plan = ctx.plan
     case = f"{n:,} connections"
     ctx.log(f"{scenario}: {system}, {case}")
     tokens = tokens_file(ctx, n) if system.startswith("tidings") else None
-    server = start_server(ctx, system, f"c{n}", strategy="shared")
+    server = start_server(ctx, system, f"c{n}r{run}", strategy="shared")
     clients = min(n, plan.channels_latency_clients)
     kafka = system.endswith("kafka")
     rate = plan.channels_latency_rate

@@ -8,7 +8,8 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,33 @@ LIVE_IDLE_SECONDS = 15.0
 """Silence that ends a measurement early (deliveries stopped: something is lost or stuck)."""
 BACKLOG_IDLE_SECONDS = 20.0
 """Silence that ends a backlog measurement (a resumed Kafka client may rejoin its group)."""
+
+
+def rotation(systems: Sequence[str], run: int) -> list[str]:
+    """The order of ``systems`` in run ``run`` (0, 1, ...): rotated one place each run, so no
+    system always goes first (against a freshly started Kafka, a cold page cache...)."""
+    shift = run % len(systems) if systems else 0
+    return [*systems[shift:], *systems[:shift]]
+
+
+def interleave(
+    ctx: Context, label: str, systems: Sequence[str], runs: int,
+    measure: Callable[[str, int], None],
+) -> None:
+    """Measure every system ``runs`` times, interleaved: A, B, C, then B, C, A, then C, A, B...
+
+    ``measure(system, run)`` records its figures with ``ctx.results.figure`` as usual; each
+    call records one run of each figure (stamped with the run, 1-based), and the report shows
+    the median and the spread of the runs. A failed measurement is retried once (``twice``).
+    """
+    try:
+        for run in range(runs):
+            for system in rotation(systems, run):
+                ctx.results.current_run = run + 1
+                ctx.log(f"{label}: {system}, run {run + 1} of {runs}")
+                twice(ctx, f"{label}/{system}/run {run + 1}", partial(measure, system, run))
+    finally:
+        ctx.results.current_run = None
 
 
 def twice(ctx: Context, label: str, run: Callable[[], None]) -> None:

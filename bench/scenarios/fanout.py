@@ -8,12 +8,10 @@ every system to sustain) for latency, then a flat-out burst for throughput at sa
 
 from __future__ import annotations
 
-from functools import partial
-
 from ..clients import LoadGen
 from ..core import Context
 from ..systems import Server, start_server
-from .common import note_client_bound, phase, twice, warm_up
+from .common import interleave, note_client_bound, phase, warm_up
 
 CHANNEL = "bench.fanout"
 KAFKA = "1-fanout-kafka"
@@ -23,8 +21,8 @@ MEMORY = "6-fanout-memory"
 def run(ctx: Context, broker: str) -> None:
     plan = ctx.plan
     scenario = KAFKA if broker == "kafka" else MEMORY
-    tidings, peer = (("tidings-kafka", "socketio-kafka") if broker == "kafka"
-                     else ("tidings-memory", "socketio"))
+    tidings, *peers = (("tidings-kafka", "socketio-kafka") if broker == "kafka"
+                       else ("tidings-memory", "socketio", "socketio-asyncio"))
     ctx.results.scenarios[scenario] = {
         "title": f"Fan-out, {'through Kafka' if broker == 'kafka' else 'one process'}",
         "about": (
@@ -34,15 +32,16 @@ def run(ctx: Context, broker: str) -> None:
             f"{plan.saturation_deliveries:,} / N messages flat out."
         ),
     }
-    ctx.results.pair(scenario, tidings, peer)
+    for peer in peers:
+        ctx.results.pair(scenario, tidings, peer)
     for n in plan.fanout_connections:
-        for system in (tidings, peer):
-            twice(ctx, f"{scenario}/{system}/{n}", partial(_one, ctx, scenario, system, n))
+        interleave(ctx, f"{scenario}/{n}", (tidings, *peers), plan.repeats,
+                   lambda system, run, n=n: _one(ctx, scenario, system, n, run))
 
 
-def _one(ctx: Context, scenario: str, system: str, n: int) -> None:
+def _one(ctx: Context, scenario: str, system: str, n: int, run: int = 0) -> None:
     ctx.log(f"{scenario}: {system}, {n:,} connections")
-    server = start_server(ctx, system, f"{scenario[0]}n{n}")
+    server = start_server(ctx, system, f"{scenario[0]}n{n}r{run}")
     try:
         measure(ctx, scenario, server, n)
     finally:

@@ -1,24 +1,18 @@
 """Scenarios 3 and 4: publishing to and consuming from Kafka, without sockets.
 
-The worker process (the system under test) runs on core 0, one system at a time; each run
-is repeated ``plan.repeats`` times and the best is reported (every run is in results.json).
+The worker process (the system under test) runs on core 0, one system at a time; the systems
+of a case run interleaved (``interleave``: A, B, C, then B, C, A...), ``plan.repeats`` times each;
+the report shows the median and the spread of the runs (every run is in results.json).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..core import SUT_CORE, Context
 from ..systems import create_topic
+from .common import interleave
 
 PUBLISH = "3-publish"
 CONSUME = "4-consume"
-
-
-def _best(ctx: Context, scenario: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    for run in runs:
-        ctx.results.runs.append({"scenario": scenario, **run})
-    return max(runs, key=lambda run: float(run["rate"]))
 
 
 def run_publish(ctx: Context) -> None:
@@ -41,29 +35,33 @@ def run_publish(ctx: Context) -> None:
             "every emit. Same ~330-byte envelope for all."
         ),
     }
-    plans = [
-        ("tidings-nowait", plan.publish_messages, async_case),
-        ("kafka-python", plan.publish_messages, async_case),
-        ("tidings-sync", plan.publish_sync_messages, sync_case),
-        ("kafka-python-sync", plan.publish_sync_messages, sync_case),
-        ("broadcaster", plan.publish_sync_messages, sync_case),
-        ("socketio-kafka", plan.publish_sync_messages, sync_case),
-    ]
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for attempt in range(plan.repeats):
-        for system, count, _ in plans:
-            ctx.log(f"{PUBLISH}: {system}, {count:,} messages (run {attempt + 1})")
-            runs.setdefault(system, []).append(ctx.worker(
-                f"publish-{system}-{attempt}", "kafka_publish",
-                [system, "--count", str(count), "--channel", channel, "--topic", topic,
-                 "--sio-topic", sio_topic, "--brokers", ctx.brokers],
-                core=SUT_CORE, env=env,
-            ))
-    for system, _, case in plans:
-        best = _best(ctx, PUBLISH, runs[system])
-        ctx.results.figure(PUBLISH, case, system, "rate", float(best["rate"]), "msg/s")
-        if best.get("errors"):
-            ctx.results.problem(f"{PUBLISH}/{system}: {best['errors']} messages failed")
+    plans = {
+        "tidings-nowait": (plan.publish_messages, async_case),
+        "kafka-python": (plan.publish_messages, async_case),
+        "tidings-sync": (plan.publish_sync_messages, sync_case),
+        "kafka-python-sync": (plan.publish_sync_messages, sync_case),
+        "broadcaster": (plan.publish_sync_messages, sync_case),
+        "socketio-kafka": (plan.publish_sync_messages, sync_case),
+    }
+
+    def measure(system: str, attempt: int) -> None:
+        count, case = plans[system]
+        run = ctx.worker(
+            f"publish-{system}-{attempt}", "kafka_publish",
+            [system, "--count", str(count), "--channel", channel, "--topic", topic,
+             "--sio-topic", sio_topic, "--brokers", ctx.brokers],
+            core=SUT_CORE, env=env,
+        )
+        ctx.results.runs.append({"scenario": PUBLISH, "run": attempt + 1, **run})
+        ctx.results.figure(PUBLISH, case, system, "rate", float(run["rate"]), "msg/s")
+        if run.get("errors"):
+            ctx.results.problem(f"{PUBLISH}/{system} (run {attempt + 1}): {run['errors']} "
+                                "messages failed")
+
+    # Each case's systems interleaved with each other, cases one after the other.
+    for case in (async_case, sync_case):
+        systems = [system for system, (_, each) in plans.items() if each == case]
+        interleave(ctx, f"{PUBLISH}/{case.split(',')[0]}", systems, plan.repeats, measure)
         ctx.results.row(PUBLISH, case, "messages/s", ("rate",), unit="msg/s")
     ctx.results.pair(PUBLISH, "tidings-nowait", "kafka-python")
     ctx.results.pair(PUBLISH, "tidings-sync", "kafka-python-sync")
@@ -86,31 +84,36 @@ def run_consume(ctx: Context) -> None:
     ctx.results.scenarios[CONSUME] = {
         "title": "Consume from Kafka",
         "about": (
-            "Messages/s read from a pre-filled topic, first message to last: tidings' KafkaFeed "
-            "reading every channel as a gateway does (polls of up to 2,000 records; envelopes "
-            "decoded up to their channel; messages built only for local subscribers; the "
-            "gateway's interpreter settings), "
-            "handing batches of 500 to Hub.dispatch (no local subscribers) and committing each, "
-            "the raw kafka-python poll loop (500 a poll, json.loads of each value, commit each "
-            "poll), broadcaster's subscriber (json.loads of each)."
+            "Messages/s read from a pre-filled topic, first message to last. tidings' KafkaFeed "
+            "reads every channel as a gateway does: polls of up to 2,000 records, each envelope "
+            "decoded with orjson only as far as its channel (the rest is built into a message "
+            "only for local subscribers), the gateway's interpreter settings, batches of 500 "
+            "handed to Hub.dispatch (no local subscribers), commits without waiting. "
+            "kafka-python two ways: *as tidings' feed* (like for like: polls of up to 2,000, "
+            "orjson.loads of each value and its channel checked, asynchronous commits), the "
+            "pair the target reads; and *as an app* would use it (kafka-python's default 500 a "
+            "poll, json.loads of each value, a synchronous commit after each poll). "
+            "broadcaster's subscriber: json.loads of each."
         ),
     }
-    runs: dict[str, list[dict[str, Any]]] = {}
-    for attempt in range(plan.repeats):
-        for system in ("tidings", "kafka-python", "broadcaster"):
-            ctx.log(f"{CONSUME}: {system} (run {attempt + 1})")
-            runs.setdefault(system, []).append(ctx.worker(
-                f"consume-{system}-{attempt}", "kafka_consume",
-                [system, "--count", str(count), "--channel", channel, "--topic", topic,
-                 "--prefix", prefix, "--group", f"bench-{ctx.run_id}-{system}-{attempt}",
-                 "--brokers", ctx.brokers],
-                core=SUT_CORE, timeout=900,
-            ))
-    for system, system_runs in runs.items():
-        best = _best(ctx, CONSUME, system_runs)
-        ctx.results.figure(CONSUME, case, system, "rate", float(best["rate"]), "msg/s")
-        if int(best["messages"]) < count:
-            ctx.results.problem(f"{CONSUME}/{system}: read {best['messages']} of {count}")
+    systems = ("tidings", "kafka-python-feed", "kafka-python-plain", "broadcaster")
+
+    def measure(system: str, attempt: int) -> None:
+        run = ctx.worker(
+            f"consume-{system}-{attempt}", "kafka_consume",
+            [system, "--count", str(count), "--channel", channel, "--topic", topic,
+             "--prefix", prefix, "--group", f"bench-{ctx.run_id}-{system}-{attempt}",
+             "--brokers", ctx.brokers],
+            core=SUT_CORE, timeout=900,
+        )
+        ctx.results.runs.append({"scenario": CONSUME, "run": attempt + 1, **run})
+        ctx.results.figure(CONSUME, case, system, "rate", float(run["rate"]), "msg/s")
+        if int(run["messages"]) < count:
+            ctx.results.problem(f"{CONSUME}/{system} (run {attempt + 1}): read "
+                                f"{run['messages']} of {count}")
+
+    interleave(ctx, CONSUME, systems, plan.repeats, measure)
     ctx.results.row(CONSUME, case, "messages/s", ("rate",), unit="msg/s")
-    ctx.results.pair(CONSUME, "tidings", "kafka-python")
+    ctx.results.pair(CONSUME, "tidings", "kafka-python-feed")
+    ctx.results.pair(CONSUME, "tidings", "kafka-python-plain")
     ctx.results.pair(CONSUME, "tidings", "broadcaster")

@@ -9,8 +9,14 @@ Systems:
   composition root builds, ``Container.for_settings(...).subscriber().open_feed(...)``, batches
   of 500 like a gateway) handing each batch to ``Hub.dispatch`` (no local subscribers) and
   committing it, as ``Gateway`` does.
-* ``kafka-python``: the raw consumer's poll loop, 500 records a poll, ``json.loads`` of every
-  value (tidings decodes each envelope too), a synchronous commit after each poll.
+* ``kafka-python-feed``: the raw consumer doing what tidings' feed does, like for like: polls of
+  up to 2,000 records (the feed's ``batch_size`` 500 x ``POLL_BATCHES`` 4), each value decoded
+  with orjson and its ``channel`` checked to be a string (the feed decodes an envelope only up
+  to its channel, then a memo look-up), an asynchronous commit after each poll (the feed commits
+  without waiting, one commit in flight).
+* ``kafka-python-plain``: the raw consumer as a plain application uses it: kafka-python's
+  default poll size (``max_poll_records`` 500), ``json.loads`` of every value, a synchronous
+  commit after each poll.
 * ``broadcaster``: encode/broadcaster's Kafka backend, ``subscribe`` and iterate, ``json.loads``
   of each message. Its consumer has no group and starts at the end of the topic, so the worker
   seeks it to the beginning once its partition is assigned and placed (the one change made to
@@ -27,6 +33,7 @@ import asyncio
 import json
 import os
 import time
+from functools import partial
 from typing import Any
 
 from . import EVENT, data, report
@@ -111,26 +118,47 @@ def consume_tidings(args: argparse.Namespace) -> dict[str, Any]:
     return clock.summary("tidings", count)
 
 
-def consume_kafka_python(args: argparse.Namespace) -> dict[str, Any]:
+FEED_POLL_RECORDS = 2_000
+"""What tidings' feed asks of a poll: its batch size (500) x ``POLL_BATCHES`` (4)."""
+
+
+def consume_kafka_python(args: argparse.Namespace, *, like_feed: bool) -> dict[str, Any]:
     from kafka import KafkaConsumer
 
+    system = "kafka-python-feed" if like_feed else "kafka-python-plain"
     clock = Clock()
+    options: dict[str, Any] = {"max_poll_records": FEED_POLL_RECORDS} if like_feed else {}
     consumer = KafkaConsumer(
         args.topic, bootstrap_servers=args.brokers.split(","), group_id=args.group,
-        auto_offset_reset="earliest", enable_auto_commit=False, max_poll_records=500,
+        auto_offset_reset="earliest", enable_auto_commit=False, **options,
     )
     count = 0
-    while count < args.count:
-        records = consumer.poll(timeout_ms=500, max_records=500)
-        if not records:
-            continue
-        clock.seen()
-        for batch in records.values():
-            for record in batch:
-                json.loads(record.value)
-                count += 1
-        consumer.commit()
-    summary = clock.summary("kafka-python", count)
+    if like_feed:
+        import orjson
+
+        while count < args.count:
+            records = consumer.poll(timeout_ms=500)
+            if not records:
+                continue
+            clock.seen()
+            for batch in records.values():
+                for record in batch:
+                    envelope = orjson.loads(record.value)
+                    if isinstance(envelope, dict) and isinstance(envelope.get("channel"), str):
+                        count += 1
+            consumer.commit_async()
+    else:
+        while count < args.count:
+            records = consumer.poll(timeout_ms=500)
+            if not records:
+                continue
+            clock.seen()
+            for batch in records.values():
+                for record in batch:
+                    json.loads(record.value)
+                    count += 1
+            consumer.commit()
+    summary = clock.summary(system, count)
     consumer.close(autocommit=False)
     return summary
 
@@ -163,7 +191,8 @@ def consume_broadcaster(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Kafka consume throughput of one system.")
-    parser.add_argument("system", choices=["fill", "tidings", "kafka-python", "broadcaster"])
+    parser.add_argument("system", choices=["fill", "tidings", "kafka-python-feed",
+                                           "kafka-python-plain", "broadcaster"])
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--channel", required=True)
     parser.add_argument("--topic", required=True, help="the channel's tidings topic")
@@ -171,7 +200,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--group", default="bench")
     parser.add_argument("--brokers", default="127.0.0.1:9092")
     args = parser.parse_args(argv)
-    run = {"fill": fill, "tidings": consume_tidings, "kafka-python": consume_kafka_python,
+    run = {"fill": fill, "tidings": consume_tidings,
+           "kafka-python-feed": partial(consume_kafka_python, like_feed=True),
+           "kafka-python-plain": partial(consume_kafka_python, like_feed=False),
            "broadcaster": consume_broadcaster}[args.system]
     report(run(args))
 
