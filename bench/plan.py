@@ -37,7 +37,8 @@ class Plan:
     consume_messages: int
     memory_connections: int
     repeats: int
-    """Publish and consume runs per system; the best is reported, every run is kept."""
+    """Runs of each system in each case, interleaved with the other systems' (``interleave``);
+    the report shows their median and spread, every run is kept."""
 
 
 PLANS = {
@@ -77,7 +78,7 @@ PLANS = {
         publish_sync_messages=1_000,
         consume_messages=50_000,
         memory_connections=2_000,
-        repeats=1,
+        repeats=2,
     ),
     "full": Plan(
         name="full",
@@ -96,6 +97,6 @@ PLANS = {
         publish_sync_messages=5_000,
         consume_messages=200_000,
         memory_connections=10_000,
-        repeats=2,
+        repeats=3,
     ),
 }

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core import LABELS, Results, Row
+from .core import LABELS, SPREAD_FLAG, Results, Row, median, spread, unsteady
 from .environment import ROOT
 
 TIE = 0.05
 """Ratios within 5 % of 1 favour neither side."""
+
+DASH = "\u2013"
+"""Between the lowest and the highest run (an en dash)."""
+UNSTEADY = "†"
+"""Marks a figure whose runs strayed more than ``SPREAD_FLAG`` from their median."""
 
 
 @dataclass
@@ -31,6 +36,10 @@ class Line:
     ratio: float | None
     favours: str
     notes: list[str]
+    runs: int = 1
+    """The most runs behind any figure of the line."""
+    unsteady: bool = False
+    """Some figure of the line strayed more than ``SPREAD_FLAG`` from its median."""
 
 
 def load(path: Path) -> Results:
@@ -59,6 +68,19 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:.3g}"
 
 
+def cell(values: list[float], unit: str) -> str:
+    """A figure's median, with the spread of its runs (min-max) when there are several, and
+    ``UNSTEADY`` when some run strays more than ``SPREAD_FLAG`` from the median."""
+    middle = median(values)
+    text = fmt(middle, unit)
+    bounds = spread(values)
+    if bounds is not None:
+        text += f" ({fmt(bounds[0], unit)}{DASH}{fmt(bounds[1], unit)})"
+    if unsteady(values):
+        text += f" {UNSTEADY}"
+    return text
+
+
 def _backlog(results: Results, row: Row, systems: tuple[str, str]) -> bool:
     """Whether a saturation latency row covers a backlog run (server stopped while publishing),
     whose latencies count the stop and mean nothing."""
@@ -75,9 +97,9 @@ def lines(results: Results) -> list[Line]:
         for tidings, peer in results.pairs.get(row.scenario, []):
             if _backlog(results, row, (tidings, peer)):
                 continue
-            mine = [results.value(row.scenario, row.case, tidings, m) for m in row.metrics]
-            theirs = [results.value(row.scenario, row.case, peer, m) for m in row.metrics]
-            if all(v is None for v in mine) or all(v is None for v in theirs):
+            mine = [results.values(row.scenario, row.case, tidings, m) for m in row.metrics]
+            theirs = [results.values(row.scenario, row.case, peer, m) for m in row.metrics]
+            if not any(mine) or not any(theirs):
                 continue
             a = results.value(row.scenario, row.case, tidings, row.ratio_metric)
             b = results.value(row.scenario, row.case, peer, row.ratio_metric)
@@ -90,8 +112,10 @@ def lines(results: Results) -> list[Line]:
                      for text in results.notes_for(row.scenario, row.case, s)]
             out.append(Line(
                 row.scenario, row.case, row.label, tidings,
-                " / ".join(fmt(v, row.unit) for v in mine), peer,
-                " / ".join(fmt(v, row.unit) for v in theirs), ratio, favours, notes,
+                " / ".join(cell(v, row.unit) for v in mine), peer,
+                " / ".join(cell(v, row.unit) for v in theirs), ratio, favours, notes,
+                runs=max(len(v) for v in mine + theirs),
+                unsteady=any(unsteady(v) for v in mine + theirs),
             ))
     return out
 
@@ -121,13 +145,28 @@ def terminal_table(results: Results) -> str:
     return "\n".join(text)
 
 
+def _values(results: Results, scenario: str, case_prefix: str, system: str,
+            metric: str) -> list[float]:
+    """Every run of a figure of the first case starting with ``case_prefix``."""
+    case = next((item["case"] for item in results.figures
+                 if item["scenario"] == scenario and item["case"].startswith(case_prefix)
+                 and item["system"] == system and item["metric"] == metric), None)
+    return [] if case is None else results.values(scenario, case, system, metric)
+
+
 def _value(results: Results, scenario: str, case_prefix: str, system: str,
            metric: str) -> float | None:
-    for item in reversed(results.figures):
-        if (item["scenario"] == scenario and item["case"].startswith(case_prefix)
-                and item["system"] == system and item["metric"] == metric):
-            return float(item["value"])
-    return None
+    """The median of ``_values``."""
+    return median(_values(results, scenario, case_prefix, system, metric))
+
+
+def _runs(values: list[float], unit: str) -> str:
+    """`` (runs A-B, n runs)`` after a median of several runs; nothing for one run."""
+    bounds = spread(values)
+    if bounds is None:
+        return ""
+    flag = f", {UNSTEADY} over ±{SPREAD_FLAG:.0%}" if unsteady(values) else ""
+    return f" (runs {fmt(bounds[0], unit)}{DASH}{fmt(bounds[1], unit)}, {len(values)} runs{flag})"
 
 
 def targets(results: Results) -> list[tuple[str, str, bool | None]]:
@@ -138,31 +177,38 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
         out.append((target, "not measured" if value is None else text,
                     None if value is None else ok))
 
+    def compare(scenario: str, case: str, tidings: str, peer: str, metric: str,
+                unit: str) -> tuple[float | None, str]:
+        """The ratio of the medians, and the text: ratio, both medians and their runs."""
+        mine = _values(results, scenario, case, tidings, metric)
+        theirs = _values(results, scenario, case, peer, metric)
+        a, b = median(mine), median(theirs)
+        ratio = a / b if a is not None and b else None
+        text = "" if ratio is None else (
+            f"{ratio:.2f}x (medians {fmt(a, unit)}{_runs(mine, unit)} vs "
+            f"{fmt(b, unit)}{_runs(theirs, unit)} {unit})")
+        return ratio, text
+
     for scenario, tidings, peer in (("6-fanout-memory", "tidings-memory", "socketio"),
                                     ("1-fanout-kafka", "tidings-kafka", "socketio-kafka")):
-        mine = _value(results, scenario, "1,000 connections", tidings, "sat_rate")
-        theirs = _value(results, scenario, "1,000 connections", peer, "sat_rate")
-        ratio = mine / theirs if mine is not None and theirs else None
+        ratio, text = compare(scenario, "1,000 connections", tidings, peer, "sat_rate", "/s")
         check(f"fan-out >= 3x {LABELS[peer]} at 1,000 connections ({LABELS[tidings]})", ratio,
-              f"{ratio:.2f}x ({fmt(mine, '/s')} vs {fmt(theirs, '/s')} deliveries/s)"
-              if ratio else "", ratio is not None and ratio >= 3)
+              text.replace(" /s)", " deliveries/s)"), ratio is not None and ratio >= 3)
+        rates = _values(results, scenario, "1,000 connections", tidings, "sat_rate")
+        mine = median(rates)
         check(f">= 100,000 deliveries/s per core at 1,000 connections ({LABELS[tidings]}, "
-              "gateway pinned to one core)", mine, f"{fmt(mine, '/s')} deliveries/s",
+              "gateway pinned to one core)", mine,
+              f"{fmt(mine, '/s')} deliveries/s{_runs(rates, '/s')}",
               mine is not None and mine >= 100_000)
-    for case, tidings, raw, what in (
-        ("", "tidings-sync", "kafka-python-sync", "broadcast() >= 0.9x raw kafka-python"),
-        ("", "tidings-nowait", "kafka-python", "broadcast_nowait() >= 0.9x raw kafka-python"),
+    for tidings, raw, what in (
+        ("tidings-sync", "kafka-python-sync", "broadcast() >= 0.9x raw kafka-python"),
+        ("tidings-nowait", "kafka-python", "broadcast_nowait() >= 0.9x raw kafka-python"),
     ):
-        mine = _value(results, "3-publish", case, tidings, "rate")
-        theirs = _value(results, "3-publish", case, raw, "rate")
-        ratio = mine / theirs if mine is not None and theirs else None
-        check(what, ratio, f"{ratio:.2f}x ({fmt(mine, '/s')} vs {fmt(theirs, '/s')} msg/s)"
-              if ratio else "", ratio is not None and ratio >= 0.9)
-    mine = _value(results, "4-consume", "", "tidings", "rate")
-    theirs = _value(results, "4-consume", "", "kafka-python", "rate")
-    ratio = mine / theirs if mine is not None and theirs else None
-    check("consumption >= 0.9x raw kafka-python", ratio,
-          f"{ratio:.2f}x ({fmt(mine, '/s')} vs {fmt(theirs, '/s')} msg/s)" if ratio else "",
+        ratio, text = compare("3-publish", "", tidings, raw, "rate", "msg/s")
+        check(what, ratio, text, ratio is not None and ratio >= 0.9)
+    ratio, text = compare("4-consume", "", "tidings", "kafka-python-feed", "rate", "msg/s")
+    check("consumption >= 0.9x raw kafka-python, like for like (kafka-python polling 2,000 and "
+          "decoding up to the channel, as tidings' feed)", ratio, text,
           ratio is not None and ratio >= 0.9)
     plan = results.meta.get("plan", {})
     connections = plan.get("channels_connections", 0)
@@ -170,15 +216,18 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
     where = (f"at {plan.get('channels_latency_rate', 0):,} msg/s to {clients:,} of "
              f"{connections:,} connected clients")
     for system, limit in (("tidings-memory", 5.0), ("tidings-kafka", 25.0)):
-        p99 = _value(results, "2-many-channels", "", system, "lat_p99_ms")
+        p99s = _values(results, "2-many-channels", "", system, "lat_p99_ms")
+        p99 = median(p99s)
         check(f"p99 < {limit:g} ms at 1,000 msg/s to 1,000 clients ({LABELS[system]})", p99,
-              f"p99 {fmt(p99, 'ms')} ms {where}", p99 is not None and p99 < limit)
-    kib = _value(results, "5-memory", "", "tidings-memory", "kib_per_connection")
+              f"p99 {fmt(p99, 'ms')} ms (median){_runs(p99s, 'ms')} {where}",
+              p99 is not None and p99 < limit)
+    kibs = _values(results, "5-memory", "", "tidings-memory", "kib_per_connection")
+    kib = median(kibs)
     connections = next((r["connections"] for r in results.runs
                         if r.get("scenario") == "5-memory"), None)
     check("< 20 KB per idle connection with 10,000 connections", kib,
-          f"{kib * 1.024:.1f} KB ({kib:.1f} KiB) with {connections:,} connections" if kib else "",
-          kib is not None and kib * 1024 < 20_000)
+          f"{kib * 1.024:.1f} KB ({kib:.1f} KiB{_runs(kibs, 'KiB')}) with {connections:,} "
+          "connections" if kib else "", kib is not None and kib * 1024 < 20_000)
     return out
 
 
@@ -195,8 +244,11 @@ def markdown(results: Results, chart: str | None) -> str:
         f"Generated by `bench/run.py` ({meta.get('mode')} mode) on {meta.get('finished')}, in "
         f"{meta.get('minutes', 0):.0f} minutes; do not edit by hand, re-run it. Every scenario "
         "runs tidings and each peer on the same machine, in the same run, with the same clients "
-        "and message sizes. The ratio is tidings / peer on the metric named; *favours* says "
-        "which side the figure is better for (within 5 %: neither).",
+        "and message sizes. Each figure is the median of its runs, followed by the lowest and "
+        f"highest run in brackets when there were several; {UNSTEADY} marks a figure some run "
+        f"of which strayed more than ±{SPREAD_FLAG:.0%} from the median (read it as noise, not "
+        "as a result). The ratio is tidings / peer on the medians of the metric named; "
+        "*favours* says which side the figure is better for (within 5 %: neither).",
         "",
         "## Targets (issue 6)",
         "",
@@ -238,6 +290,15 @@ def markdown(results: Results, chart: str | None) -> str:
             "",
             "## Method", "",
             f"- **Cores.** {meta.get('pinning')}",
+            f"- **Runs.** The systems of a case run interleaved, one after the other, "
+            f"{meta.get('plan', {}).get('repeats', 1)} time(s) each in this {meta.get('mode')} "
+            "run (full 3, quick 2, smoke 1), in an order rotated one place each run (A, B, C, then "
+            "B, C, A...), so that no system always goes first against a freshly started Kafka or "
+            "a cold cache; each run starts its server afresh (new topics and consumer group for "
+            "Kafka) and a run that fails is retried once. Tables show the median with the "
+            "spread (lowest-highest run), ratios are ratios of medians, targets are judged on "
+            "medians; every run of every figure is in results.json (`figures`, with its `run`). "
+            "The latency chart draws the last run's distribution.",
             "- **Clients.** One Go program (`bench/loadgen`, gorilla/websocket, GOMAXPROCS=1) "
             "opens the N connections (64 at a time), speaks the tidings protocol (connect, "
             "`connected`, `subscribe`, `subscribed`, count `event` frames) or Socket.IO v5 over "
@@ -281,13 +342,25 @@ def markdown(results: Results, chart: str | None) -> str:
             "`tidings serve` sets its own interpreter options once started (the garbage "
             "collector's young generations collected every 50 ms, ADR 0015; a 0.2 ms GIL switch "
             "interval, ADR 0014); the peers run with CPython's defaults. "
-            "python-socketio: `bench/peers/socketio_server.py`, `AsyncServer` on aiohttp for the "
-            "in-process mode; `socketio.Server(async_mode='gevent', "
-            "client_manager=socketio.KafkaManager(...))` on gevent's WSGI server with "
-            "gevent-websocket for Kafka "
-            "(python-socketio has no asyncio Kafka manager); both with Engine.IO's "
+            "python-socketio: `bench/peers/socketio_server.py` in two in-process modes: "
+            "**python-socketio (gevent)**, the main peer row, `socketio.Server(async_mode="
+            "'gevent')` on gevent's WSGI server with gevent-websocket (monkey-patched, as its "
+            "deployment docs show), its fastest mode for fan-out in one process: an emit to a "
+            "room encodes the packet once and queues it to each client's writer greenlet; and "
+            "**python-socketio (asyncio)**, `AsyncServer` on aiohttp, the asyncio way to run it, "
+            "which spends a task per recipient per message (its slowest mode, kept as a second "
+            "row). Both take the publisher's `POST /emit` (lists of up to 100) on their own "
+            "server, one request at a time from one publisher, as tidings takes `POST "
+            "/broadcast`. Through Kafka: `socketio.Server(async_mode='gevent', "
+            "client_manager=socketio.KafkaManager(...))`, the same gevent server "
+            "(python-socketio has no asyncio Kafka manager). All with Engine.IO's "
             "`ping_timeout=60` (default 20) so that pausing the server for a backlog "
             "measurement does not make it drop its own clients.",
+            "- **Consume from Kafka, like for like.** tidings' feed polls up to 2,000 records "
+            "and decodes each envelope only as far as its channel; raw kafka-python is shown "
+            "both ways: *as tidings' feed* (2,000 a poll, orjson up to the channel, asynchronous "
+            "commits: the target's comparison) and *as an app* (kafka-python's default 500 a "
+            "poll, json.loads of every value, a synchronous commit after each poll).",
             "- **python-socketio's KafkaManager** passes kafka-python a `str` value, which "
             "kafka-python 3 refuses (`TypeError: Unsupported type for serialized value`); its "
             "publisher is given KafkaManager's documented `json=` option with a `dumps` that "
@@ -302,7 +375,7 @@ def markdown(results: Results, chart: str | None) -> str:
     for scenario in sorted(results.scenarios):
         about = results.scenarios[scenario]
         out += [f"## {scenario.split('-', 1)[0]}. {about['title']}", "", about["about"], "",
-                "| case | metric | tidings | | peer | | tidings / peer | favours |",
+                "| case | metric | tidings | | peer | | tidings / peer (medians) | favours |",
                 "|---|---|---|--:|---|--:|--:|---|"]
         notes: list[str] = []
         for line in lines(results):
@@ -320,6 +393,9 @@ def markdown(results: Results, chart: str | None) -> str:
                 f"{line.peer_cell} | {ratio} | {line.favours} |"
             )
         out += [""] + [f"[{i}] {note}  " for i, note in enumerate(notes, 1)]
+        if any(line.unsteady for line in lines(results) if line.scenario == scenario):
+            out.append(f"{UNSTEADY} some run of this figure strayed more than "
+                       f"±{SPREAD_FLAG:.0%} from the median of its runs.  ")
         out += [""]
     if results.problems:
         out += ["## Problems seen during the run", ""]
@@ -330,7 +406,7 @@ def markdown(results: Results, chart: str | None) -> str:
 # -- Chart ----------------------------------------------------------------------------------
 
 COLORS = {"tidings-memory": "#1f77b4", "tidings-kafka": "#2ca02c", "socketio": "#ff7f0e",
-          "socketio-kafka": "#d62728"}
+          "socketio-asyncio": "#9467bd", "socketio-kafka": "#d62728"}
 
 
 def _cdf(hist: list[list[float]]) -> tuple[list[float], list[float]]:
