@@ -211,6 +211,9 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
     check("consumption >= 0.9x raw kafka-python, like for like (kafka-python polling 2,000 and "
           "decoding up to the channel, as tidings' feed)", ratio, text,
           ratio is not None and ratio >= 0.9)
+    ratio, text = compare("4-consume", "", "tidings", "kafka-python-feed", "per_cpu_s", "/CPU-s")
+    check("consumption >= 0.9x raw kafka-python like for like, per CPU-second of the consumer "
+          "(less disturbed by a busy machine)", ratio, text, ratio is not None and ratio >= 0.9)
     plan = results.meta.get("plan", {})
     connections = plan.get("channels_connections", 0)
     clients = min(plan.get("channels_latency_clients", 0), connections)

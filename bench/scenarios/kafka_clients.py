@@ -32,7 +32,8 @@ def run_publish(ctx: Context) -> None:
             "Messages/s into one topic, acks=all and idempotence for tidings and kafka-python "
             "(kafka-python defaults otherwise: linger 0, batch 16 KiB); broadcaster's publish is "
             "aiokafka's send_and_wait with aiokafka's defaults (acks=1); KafkaManager flushes "
-            "every emit. Same ~330-byte envelope for all."
+            "every emit. Same ~330-byte envelope for all. Per CPU-second: messages over the "
+            "publishing process's CPU time (all its threads) while timed."
         ),
     }
     plans = {
@@ -54,6 +55,8 @@ def run_publish(ctx: Context) -> None:
         )
         ctx.results.runs.append({"scenario": PUBLISH, "run": attempt + 1, **run})
         ctx.results.figure(PUBLISH, case, system, "rate", float(run["rate"]), "msg/s")
+        ctx.results.figure(PUBLISH, case, system, "per_cpu_s", float(run["per_cpu_s"]),
+                           "/CPU-s")
         if run.get("errors"):
             ctx.results.problem(f"{PUBLISH}/{system} (run {attempt + 1}): {run['errors']} "
                                 "messages failed")
@@ -63,6 +66,8 @@ def run_publish(ctx: Context) -> None:
         systems = [system for system, (_, each) in plans.items() if each == case]
         interleave(ctx, f"{PUBLISH}/{case.split(',')[0]}", systems, plan.repeats, measure)
         ctx.results.row(PUBLISH, case, "messages/s", ("rate",), unit="msg/s")
+        ctx.results.row(PUBLISH, case, "messages per CPU-second of the publisher",
+                        ("per_cpu_s",), unit="/CPU-s")
     ctx.results.pair(PUBLISH, "tidings-nowait", "kafka-python")
     ctx.results.pair(PUBLISH, "tidings-sync", "kafka-python-sync")
     ctx.results.pair(PUBLISH, "tidings-sync", "broadcaster")
@@ -93,7 +98,8 @@ def run_consume(ctx: Context) -> None:
             "orjson.loads of each value and its channel checked, asynchronous commits), the "
             "pair the target reads; and *as an app* would use it (kafka-python's default 500 a "
             "poll, json.loads of each value, a synchronous commit after each poll). "
-            "broadcaster's subscriber: json.loads of each."
+            "broadcaster's subscriber: json.loads of each. Per CPU-second: messages over the "
+            "consuming process's CPU time (all its threads), first message to last."
         ),
     }
     systems = ("tidings", "kafka-python-feed", "kafka-python-plain", "broadcaster")
@@ -108,12 +114,16 @@ def run_consume(ctx: Context) -> None:
         )
         ctx.results.runs.append({"scenario": CONSUME, "run": attempt + 1, **run})
         ctx.results.figure(CONSUME, case, system, "rate", float(run["rate"]), "msg/s")
+        ctx.results.figure(CONSUME, case, system, "per_cpu_s", float(run["per_cpu_s"]),
+                           "/CPU-s")
         if int(run["messages"]) < count:
             ctx.results.problem(f"{CONSUME}/{system} (run {attempt + 1}): read "
                                 f"{run['messages']} of {count}")
 
     interleave(ctx, CONSUME, systems, plan.repeats, measure)
     ctx.results.row(CONSUME, case, "messages/s", ("rate",), unit="msg/s")
+    ctx.results.row(CONSUME, case, "messages per CPU-second of the consumer", ("per_cpu_s",),
+                    unit="/CPU-s")
     ctx.results.pair(CONSUME, "tidings", "kafka-python-feed")
     ctx.results.pair(CONSUME, "tidings", "kafka-python-plain")
     ctx.results.pair(CONSUME, "tidings", "broadcaster")
