@@ -226,10 +226,18 @@ def machine() -> dict[str, object]:
         "open_files_limit": _command_output(["sh", "-c", "ulimit -n"]),
         "packages": {name: installed_version(name) for name in packages},
         "gorilla_websocket": _gorilla_version(),
+        "centrifugo": _centrifugo_version(),
         "git_commit": _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(_command_output(["git", "-C", str(ROOT), "status", "--porcelain",
                                            "--", "src"])),
     }
+
+
+def _centrifugo_version() -> str:
+    if not (centrifugo_cache() / "centrifugo").exists():
+        return "not built"
+    return (f"{CENTRIFUGO_VERSION} (go install {CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION}; the "
+            "binary calls itself a 0.0.0 development build: go install sets no version)")
 
 
 def _gorilla_version() -> str:
