@@ -133,4 +133,7 @@ def check_deliveries(result: dict[str, Any], *, channel: str, what: str) -> None
                 f"({channel.replace('{i}', str(i))}) got {got} of {want} ({abs(want - got)} {how})"
             )
     if failures:
+        ended = result.get("reason")
+        if ended and ended != "complete":
+            failures.append(f"the measurement ended on {ended} (a timeout: still queued, perhaps)")
         raise DeliveryCheckFailed(f"{what}: " + "; ".join(failures))
