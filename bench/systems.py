@@ -11,7 +11,8 @@
 * ``socketio-kafka``: ``socketio.Server`` (gevent) with ``KafkaManager``; publisher
   ``KafkaManager(write_only=True)``.
 * ``centrifugo``: Centrifugo (the pinned v6 release, ``environment.ensure_centrifugo``) on its
-  memory engine, ``GOMAXPROCS=1`` on the gateway's core; publisher its HTTP API (``/api/publish``
+  memory engine keeping 1,000 messages per channel like tidings' memory broker, ``GOMAXPROCS=1``
+  on the gateway's core; publisher its HTTP API (``/api/publish``
   or ``/api/batch``). Fan-out clients connect anonymously to a public channel; many-channels
   clients carry an HS256 connection token for user N (the same tokens as tidings', the same
   secret) and subscribe to the user-limited channel ``user#N``, which only user N may join.
@@ -157,6 +158,10 @@ CENTRIFUGO_QUEUE_BYTES = 1 << 30
 queue per client, so that a saturation run measures delivery, not slow-client disconnects."""
 
 
+CENTRIFUGO_HISTORY = 1000
+"""Messages kept per channel, as tidings' memory broker keeps (``history_size``)."""
+
+
 @functools.cache
 def centrifugo_binary() -> tuple[Path | None, str]:
     """The Centrifugo binary, or None and why not (built once per run, then cached)."""
@@ -174,8 +179,9 @@ def centrifugo_skipped(ctx: Context, scenario: str) -> bool:
 
 
 def centrifugo_config(ctx: Context, port: int) -> dict[str, object]:
-    """Centrifugo's configuration for a run: memory engine, no history, no presence, the HTTP API
-    behind a key, anonymous clients on public channels, token holders on their ``user#N``."""
+    """Centrifugo's configuration for a run: memory engine, each channel's last 1,000 messages
+    kept (as tidings' memory broker keeps them), no presence, the HTTP API behind a key,
+    anonymous clients on public channels, token holders on their ``user#N``."""
     return {
         "http_server": {"address": "127.0.0.1", "port": port},
         "log": {"level": "warn"},
@@ -194,7 +200,10 @@ def centrifugo_config(ctx: Context, port: int) -> dict[str, object]:
                 "allow_subscribe_for_anonymous": True,
                 "allow_subscribe_for_client": True,
                 "allow_user_limited_channels": True,
-                "history_size": 0,
+                # tidings' memory broker keeps each channel's last 1,000 messages for resume
+                # (positions on every event): Centrifugo keeps the same (offsets on every push).
+                "history_size": CENTRIFUGO_HISTORY,
+                "history_ttl": "3600s",
             },
         },
     }
@@ -218,9 +227,10 @@ def start_centrifugo(ctx: Context, system: str, tag: str) -> Server:
 
 CENTRIFUGO_ABOUT = (
     f"Centrifugo {CENTRIFUGO_VERSION} (built from its Go module with `go install`), memory "
-    "engine, history and presence off, `GOMAXPROCS=1` on the gateway's core, JSON protocol over "
-    "WebSocket (`/connection/websocket`), published to through its HTTP API (`/api/publish` per "
-    "message, `/api/batch` for lists)."
+    "engine keeping each channel's last 1,000 messages (history, as tidings' memory broker "
+    "keeps them for resume; presence off), `GOMAXPROCS=1` on the gateway's core, JSON protocol "
+    "over WebSocket (`/connection/websocket`), published to through its HTTP API "
+    "(`/api/publish` per message, `/api/batch` for lists)."
 )
 
 
