@@ -129,7 +129,8 @@ def ensure_centrifugo() -> tuple[Path | None, str]:
         return None, f"could not run go install: {exc}"
     if done.returncode != 0 or not binary.exists():
         tail = " ".join(log.read_text(errors="replace").split()[-30:])
-        return None, f"go install {CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION} failed: {tail}"
+        return None, (f"go install {CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION} failed (exit "
+                      f"{done.returncode}): {tail or 'no output'} (log {log})")
     return binary, ""
 
 
