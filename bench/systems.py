@@ -195,6 +195,9 @@ def centrifugo_config(ctx: Context, port: int) -> dict[str, object]:
             "token": {"hmac_secret_key": ctx.secret},
             "queue_max_size": CENTRIFUGO_QUEUE_BYTES,
         },
+        # A slow reader (the one-core load generator at saturation) is waited for, as tidings'
+        # gateway waits for it with its large queues, rather than cut off after 1 s.
+        "websocket": {"write_timeout": "60s"},
         "channel": {
             "without_namespace": {
                 "allow_subscribe_for_anonymous": True,
