@@ -14,10 +14,43 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// latestRun is the run of the newest publisher: the one a client saw last to start.
-var latestRun atomic.Int64
+// runs are the two newest publishers' runs any client saw (a run is the publisher's start time in
+// microseconds since the epoch, so a later publisher's is larger).
+var runs struct {
+	mu               sync.Mutex
+	latest, previous int64
+}
+
+// latestRun is the newest run any client saw.
+func latestRun() int64 {
+	runs.mu.Lock()
+	defer runs.mu.Unlock()
+	return runs.latest
+}
+
+func sawRun(run int64) {
+	runs.mu.Lock()
+	if run > runs.latest {
+		runs.previous, runs.latest = runs.latest, run
+	}
+	runs.mu.Unlock()
+}
+
+// staleRuns is the newest run a measurement that starts at now (ns since the epoch) must not
+// count: messages of it or older are a former publisher's, still being delivered. That is the
+// newest run seen, unless it started within the last half second: then it may be the new
+// publisher's, whose first messages came before the measure command, and the one before it is.
+func staleRuns(now int64) int64 {
+	runs.mu.Lock()
+	defer runs.mu.Unlock()
+	if runs.latest*1000 < now-int64(500*time.Millisecond) {
+		return runs.latest
+	}
+	return runs.previous
+}
 
 // maxWorkers is how many publishing threads of one run a client tells apart.
 const maxWorkers = 16
@@ -63,7 +96,7 @@ func (k *checker) observe(id int, f fields) {
 		k.backwards.Store(0)
 		k.unchecked.Store(0)
 		k.run.Store(f.run)
-		latestRun.Store(f.run)
+		sawRun(f.run)
 	}
 	k.count.Add(1)
 	if f.worker < 0 || f.worker >= maxWorkers {
@@ -134,7 +167,7 @@ func digits(frame []byte, j int) (int64, int, bool) {
 // summarize is the check of the latest run any client saw: each client's count of it (-1: not
 // connected; 0: none of that run), and the clients with an anomaly.
 func summarize(clients []*client) map[string]any {
-	latest := latestRun.Load()
+	latest := latestRun()
 	counts := make([]int64, len(clients))
 	var gaps, backwards, unchecked, bad int64
 	first := ""

@@ -23,7 +23,9 @@
 //
 //	{"event":"ready",...}              once every client is connected and subscribed
 //	measure EXPECTED TIMEOUT_S IDLE_S  (stdin) reset the counters, wait for EXPECTED deliveries,
-//	                                   TIMEOUT_S seconds, or IDLE_S seconds without a delivery
+//	                                   TIMEOUT_S seconds, or IDLE_S seconds without a delivery;
+//	                                   a former publisher's messages still arriving are not
+//	                                   counted (see staleRuns)
 //	{"event":"result",...}             the summary of that window
 //	quit                               (stdin, or EOF) close every client and exit
 package main
@@ -134,6 +136,7 @@ type stats struct {
 	closed      atomic.Int64
 	errorFrames atomic.Int64
 	measuring   atomic.Bool
+	staleRun    atomic.Int64 // messages of this run or older are not counted (a former publisher's)
 }
 
 func (s *stats) reset() {
@@ -146,6 +149,16 @@ func (s *stats) reset() {
 	s.lastNs.Store(0)
 	s.minTs.Store(math.MaxInt64)
 	s.errorFrames.Store(0)
+}
+
+// deliver records and checks one message: stamp ts, received at now (both ns since the epoch).
+func (s *stats) deliver(c *client, ts, now int64, f fields) {
+	c.check.observe(c.id, f)
+	if f.ok && f.run <= s.staleRun.Load() {
+		s.stray.Add(1)
+		return
+	}
+	s.record(c.id, ts, now)
 }
 
 // record one delivery stamped ts, received at now (both ns since the epoch).
@@ -469,8 +482,7 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 			eachLine(data, func(line []byte) {
 				if i := bytes.Index(line, tsKey); i >= 0 {
 					ts, fields := parseStamped(line, i, false)
-					st.record(c.id, ts, now)
-					c.check.observe(c.id, fields)
+					st.deliver(c, ts, now, fields)
 				} else if isCentrifugoPing(line) {
 					pong = errors.Join(pong, c.write("{}"))
 				} else if bytes.Contains(line, centrifugoError) {
@@ -493,8 +505,7 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 		if pusher {
 			if i := bytes.Index(data, tsKeyQuoted); i >= 0 {
 				ts, fields := parseStamped(data, i, true)
-				st.record(c.id, ts, now)
-				c.check.observe(c.id, fields)
+				st.deliver(c, ts, now, fields)
 			} else if bytes.Contains(data, pusherPingEvent) {
 				if c.write(pusherPong) != nil {
 					st.closed.Add(1)
@@ -508,8 +519,7 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 		}
 		if i := bytes.Index(data, tsKey); i >= 0 {
 			ts, fields := parseStamped(data, i, false)
-			st.record(c.id, ts, now)
-			c.check.observe(c.id, fields)
+			st.deliver(c, ts, now, fields)
 		} else if !socketio && bytes.Contains(data, errorType) {
 			st.errorFrames.Add(1)
 		}
@@ -656,6 +666,7 @@ func main() {
 
 func measure(st *stats, expected int64, timeout, idle float64) map[string]any {
 	st.reset()
+	st.staleRun.Store(staleRuns(time.Now().UnixNano()))
 	closedBefore := st.closed.Load()
 	strayBefore := st.stray.Load()
 	st.measuring.Store(true)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // The frames as the gateway writes them (compact JSON): tidings' event, and Pusher's, whose data
@@ -132,4 +133,29 @@ func TestEachLineSplitsCentrifugosBatchedFrames(t *testing.T) {
 			t.Fatalf("a lone ping: %q", line)
 		}
 	})
+}
+
+func TestAMeasurementSkipsAFormerPublishersMessages(t *testing.T) {
+	runs.latest, runs.previous = 0, 0
+	start := time.Now().UnixNano()
+	old := (start - int64(3*time.Second)) / 1000
+	sawRun(old)
+	if got := staleRuns(start); got != old {
+		t.Fatalf("a publisher that started 3 s before the measurement is stale: got %d", got)
+	}
+	fresh := (start - int64(10*time.Millisecond)) / 1000
+	sawRun(fresh)
+	if got := staleRuns(start); got != old {
+		t.Fatalf("a publisher that started just before the measurement is counted: got %d", got)
+	}
+	st := &stats{}
+	st.reset()
+	st.staleRun.Store(old)
+	st.measuring.Store(true)
+	c := &client{id: 1}
+	st.deliver(c, start, start, fields{old, 0, 0, true})
+	st.deliver(c, start, start, fields{fresh, 0, 0, true})
+	if st.count.Load() != 1 || st.stray.Load() != 1 || c.check.count.Load() != 1 {
+		t.Fatalf("count %d stray %d checked %d", st.count.Load(), st.stray.Load(), c.check.count.Load())
+	}
 }
