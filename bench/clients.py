@@ -83,3 +83,57 @@ class LoadGen:
             except (OSError, subprocess.TimeoutExpired):
                 pass  # stop() below ends it either way
         self.ctx.procs.stop(self.child)
+
+
+class DeliveryCheckFailed(RuntimeError):
+    """A client lost, doubled or reordered a message: the run's figures cannot be trusted."""
+
+
+def check_deliveries(result: dict[str, Any], *, channel: str, what: str) -> None:
+    """Every client got each message published to its channel once, in order, or this raises,
+    naming the first client that did not and how.
+
+    ``result`` is a phase's (``scenarios.common.phase``): the load generator's ``check`` (each
+    client's count of the publisher's run, and the clients with a gap, a duplicate or a reorder,
+    see bench/loadgen/checker.go) and the publisher's report (``published``: its ``run`` and how
+    many messages went to each channel). ``channel`` is the clients' channel template (``{i}``:
+    the client's index). The per-client lists are dropped from ``result`` once checked: they are
+    not figures, and would swell results.json.
+    """
+    check: dict[str, Any] = result.get("check") or {}
+    published: dict[str, Any] = result.get("published") or {}
+    counts: list[int] = check.pop("counts", None) or []
+    per_channel: dict[str, int] = published.pop("per_channel", None) or {}
+    if not check or "run" not in published:
+        raise DeliveryCheckFailed(f"{what}: no per-client check (load generator or publisher "
+                                  "too old, or the publisher did not report)")
+    failures: list[str] = []
+    if check["bad_clients"]:
+        failures.append(
+            f"{check['bad_clients']} clients saw a gap or a repeat ({check['gaps']} gaps, "
+            f"{check['backwards']} repeated or late); first: {check['first']}"
+        )
+    if check["unchecked"]:
+        failures.append(f"{check['unchecked']} messages carried no run/worker/seq")
+    expected_any = any(per_channel.values())
+    if expected_any and check["run"] != published["run"]:
+        failures.append(f"no client got a message of this publisher's run {published['run']} "
+                        f"(the latest run seen was {check['run']})")
+    else:
+        wrong = [
+            (i, got, per_channel.get(channel.replace("{i}", str(i)), 0))
+            for i, got in enumerate(counts)
+            if got >= 0 and got != per_channel.get(channel.replace("{i}", str(i)), 0)
+        ]
+        if wrong:
+            i, got, want = wrong[0]
+            how = "lost" if got < want else "extra"
+            failures.append(
+                f"{len(wrong)} clients got the wrong number of messages; first: client {i} "
+                f"({channel.replace('{i}', str(i))}) got {got} of {want} ({abs(want - got)} {how})"
+            )
+    if failures:
+        ended = result.get("reason")
+        if ended and ended != "complete":
+            failures.append(f"the measurement ended on {ended} (a timeout: still queued, perhaps)")
+        raise DeliveryCheckFailed(f"{what}: " + "; ".join(failures))

@@ -38,6 +38,7 @@ LABELS = {
     "broadcaster": "broadcaster (aiokafka)",
     "tidings-ws": "tidings' protocol (/ws)",
     "pusher-ws": "Pusher's protocol (/app/{key})",
+    "centrifugo": "Centrifugo (memory engine)",
 }
 
 Better = Literal["higher", "lower"]

@@ -24,6 +24,11 @@ REQUIREMENTS = BENCH / "requirements.txt"
 LOADGEN_SRC = BENCH / "loadgen"
 WORK = BENCH / ".work"
 LOADGEN_BIN = WORK / "bin" / "loadgen"
+CENTRIFUGO_MODULE = "github.com/centrifugal/centrifugo/v6"
+CENTRIFUGO_VERSION = "v6.9.1"
+"""The Centrifugo release the harness measures, built from its Go module (``go install``)."""
+CENTRIFUGO_BUILD_SECONDS = 900.0
+"""How long a cold build may take (module download and compile, about 3 min on 2 cores)."""
 
 _PIN = re.compile(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==([^\s;#]+)")
 
@@ -66,10 +71,14 @@ def ensure_requirements() -> None:
     )
 
 
+def _go() -> str | None:
+    return shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists()
+                                  else None)
+
+
 def ensure_loadgen() -> Path:
     """Build bench/loadgen with ``go build`` when the binary is missing or older than its code."""
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists()
-                                else None)
+    go = _go()
     if go is None:
         raise SystemExit("bench: the load generator needs Go (https://go.dev/dl/); `go` not found")
     sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod", LOADGEN_SRC / "go.sum"]
@@ -80,6 +89,49 @@ def ensure_loadgen() -> Path:
     LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([go, "build", "-o", str(LOADGEN_BIN), "."], cwd=LOADGEN_SRC, check=True)
     return LOADGEN_BIN
+
+
+def centrifugo_cache() -> Path:
+    """Where the pinned Centrifugo is cached, outside the tree: shared by every checkout."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "tidings" / "bench" / "centrifugo" / CENTRIFUGO_VERSION
+
+
+def ensure_centrifugo() -> tuple[Path | None, str]:
+    """The pinned Centrifugo binary, built with ``go install`` into the cache if missing.
+
+    Returns ``(binary, "")``, or ``(None, reason)`` when it cannot be had (no Go, the module not
+    reachable, the build failing or taking over ``CENTRIFUGO_BUILD_SECONDS``): the scenarios then
+    run without it and say why.
+    """
+    target = centrifugo_cache()
+    binary = target / "centrifugo"
+    if binary.exists():
+        return binary, ""
+    go = _go()
+    if go is None:
+        return None, "Go is not installed (`go` not found), so Centrifugo cannot be built"
+    print(f"bench: building Centrifugo {CENTRIFUGO_VERSION} with go install into {target} "
+          "(once; a few minutes)", file=sys.stderr, flush=True)
+    target.mkdir(parents=True, exist_ok=True)
+    log = target / "build.log"
+    try:
+        with log.open("w") as handle:
+            done = subprocess.run(
+                [go, "install", f"{CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION}"],
+                env={**os.environ, "GOBIN": str(target)}, stdout=handle, stderr=subprocess.STDOUT,
+                timeout=CENTRIFUGO_BUILD_SECONDS, check=False,
+            )
+    except subprocess.TimeoutExpired:
+        return None, (f"building Centrifugo took over {CENTRIFUGO_BUILD_SECONDS:g} s "
+                      f"(log {log})")
+    except OSError as exc:
+        return None, f"could not run go install: {exc}"
+    if done.returncode != 0 or not binary.exists():
+        tail = " ".join(log.read_text(errors="replace").split()[-30:])
+        return None, (f"go install {CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION} failed (exit "
+                      f"{done.returncode}): {tail or 'no output'} (log {log})")
+    return binary, ""
 
 
 def snapshot_tidings(work: Path) -> Path:
@@ -175,10 +227,18 @@ def machine() -> dict[str, object]:
         "open_files_limit": _command_output(["sh", "-c", "ulimit -n"]),
         "packages": {name: installed_version(name) for name in packages},
         "gorilla_websocket": _gorilla_version(),
+        "centrifugo": _centrifugo_version(),
         "git_commit": _command_output(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
         "git_dirty": bool(_command_output(["git", "-C", str(ROOT), "status", "--porcelain",
                                            "--", "src"])),
     }
+
+
+def _centrifugo_version() -> str:
+    if not (centrifugo_cache() / "centrifugo").exists():
+        return "not built"
+    return (f"{CENTRIFUGO_VERSION} (go install {CENTRIFUGO_MODULE}@{CENTRIFUGO_VERSION}; the "
+            "binary calls itself a 0.0.0 development build: go install sets no version)")
 
 
 def _gorilla_version() -> str:

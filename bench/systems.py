@@ -12,17 +12,25 @@
 * ``socketio-asyncio``: python-socketio's ``AsyncServer`` on aiohttp; publisher ``POST /emit``.
 * ``socketio-kafka``: ``socketio.Server`` (gevent) with ``KafkaManager``; publisher
   ``KafkaManager(write_only=True)``.
+* ``centrifugo``: Centrifugo (the pinned v6 release, ``environment.ensure_centrifugo``) on its
+  memory engine keeping 1,000 messages per channel like tidings' memory broker, ``GOMAXPROCS=1``
+  on the gateway's core; publisher its HTTP API (``/api/publish``
+  or ``/api/batch``). Fan-out clients connect anonymously to a public channel; many-channels
+  clients carry an HS256 connection token for user N (the same tokens as tidings', the same
+  secret) and subscribe to the user-limited channel ``user#N``, which only user N may join.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import secrets
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .core import SUT_CORE, Context
-from .environment import BENCH
+from .environment import BENCH, CENTRIFUGO_VERSION, ensure_centrifugo
 from .procs import Child, free_port, wait_http
 
 WORKERS = {"tidings-1w-kafka": 1, "tidings-2w-kafka": 2}
@@ -49,6 +57,8 @@ class Server:
 
     @property
     def ws_url(self) -> str:
+        if self.proto == "centrifugo":
+            return f"ws://127.0.0.1:{self.port}/connection/websocket"
         if self.proto == "pusher":
             return f"ws://127.0.0.1:{self.port}/app/{self.pusher_key}"
         return f"ws://127.0.0.1:{self.port}/ws"
@@ -58,6 +68,8 @@ class Server:
         """What the load generator's clients speak (its ``-proto``)."""
         if self.system.startswith("socketio"):
             return "socketio"
+        if self.system.startswith("centrifugo"):
+            return "centrifugo"
         return "pusher" if self.system.startswith("pusher") else "tidings"
 
     def speaking(self, system: str) -> Server:
@@ -82,6 +94,8 @@ def start_server(
     ``pusher``: a tidings gateway also serves a Pusher app (``PUSHER_APP_ID``, ``_KEY``,
     ``_SECRET``), whose key the returned server holds.
     """
+    if system.startswith("centrifugo"):
+        return start_centrifugo(ctx, system, tag)
     port = free_port()
     name = f"{system}-{tag}"
     if system.startswith("tidings"):
@@ -141,6 +155,90 @@ def start_server(
     child = ctx.procs.start(name, argv, core=SUT_CORE, env=ctx.env(), cwd=ctx.work)
     wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout=60)
     return Server(system, child, port, kind, ctx.env(), publisher_args)
+
+
+CENTRIFUGO_QUEUE_BYTES = 1 << 30
+"""client.queue_max_size: like tidings' REALTIME_QUEUE_SIZE, far more than a real server should
+queue per client, so that a saturation run measures delivery, not slow-client disconnects."""
+
+
+CENTRIFUGO_HISTORY = 1000
+"""Messages kept per channel, as tidings' memory broker keeps (``history_size``)."""
+
+
+@functools.cache
+def centrifugo_binary() -> tuple[Path | None, str]:
+    """The Centrifugo binary, or None and why not (built once per run, then cached)."""
+    return ensure_centrifugo()
+
+
+def centrifugo_skipped(ctx: Context, scenario: str) -> bool:
+    """Whether Centrifugo is missing for ``scenario``: if so, printed and put in the report."""
+    binary, reason = centrifugo_binary()
+    if binary is not None:
+        return False
+    ctx.log(f"centrifugo skipped: {reason}")
+    ctx.results.problem(f"{scenario}: centrifugo skipped: {reason}")
+    return True
+
+
+def centrifugo_config(ctx: Context, port: int) -> dict[str, object]:
+    """Centrifugo's configuration for a run: memory engine, each channel's last 1,000 messages
+    kept (as tidings' memory broker keeps them), no presence, the HTTP API behind a key,
+    anonymous clients on public channels, token holders on their ``user#N``."""
+    return {
+        "http_server": {"address": "127.0.0.1", "port": port},
+        "log": {"level": "warn"},
+        "engine": {"type": "memory"},
+        "http_api": {"key": ctx.api_key},
+        "health": {"enabled": True},
+        "usage_stats": {"disabled": True},
+        "client": {
+            "allowed_origins": ["*"],
+            "allow_anonymous_connect_without_token": True,
+            "token": {"hmac_secret_key": ctx.secret},
+            "queue_max_size": CENTRIFUGO_QUEUE_BYTES,
+        },
+        # A slow reader (the one-core load generator at saturation) is waited for, as tidings'
+        # gateway waits for it with its large queues, rather than cut off after 1 s.
+        "websocket": {"write_timeout": "60s"},
+        "channel": {
+            "without_namespace": {
+                "allow_subscribe_for_anonymous": True,
+                "allow_subscribe_for_client": True,
+                "allow_user_limited_channels": True,
+                # tidings' memory broker keeps each channel's last 1,000 messages for resume
+                # (positions on every event): Centrifugo keeps the same (offsets on every push).
+                "history_size": CENTRIFUGO_HISTORY,
+                "history_ttl": "3600s",
+            },
+        },
+    }
+
+
+def start_centrifugo(ctx: Context, system: str, tag: str) -> Server:
+    """Centrifugo on core 0 with ``GOMAXPROCS=1``, its config written for this run."""
+    binary, reason = centrifugo_binary()
+    if binary is None:
+        raise RuntimeError(f"centrifugo skipped: {reason}")
+    port = free_port()
+    name = f"{system}-{tag}"
+    config = ctx.work / f"{name}.json"
+    config.write_text(json.dumps(centrifugo_config(ctx, port), indent=1) + "\n")
+    child = ctx.procs.start(name, [str(binary), "--config", str(config)], core=SUT_CORE,
+                            env=ctx.env(GOMAXPROCS="1"), cwd=ctx.work)
+    wait_http(f"http://127.0.0.1:{port}/health", child, timeout=60)
+    return Server(system, child, port, "centrifugo-http", ctx.env(),
+                  ["--url", f"http://127.0.0.1:{port}", "--key", ctx.api_key])
+
+
+CENTRIFUGO_ABOUT = (
+    f"Centrifugo {CENTRIFUGO_VERSION} (built from its Go module with `go install`), memory "
+    "engine keeping each channel's last 1,000 messages (history, as tidings' memory broker "
+    "keeps them for resume; presence off), `GOMAXPROCS=1` on the gateway's core, JSON protocol "
+    "over WebSocket (`/connection/websocket`), published to through its HTTP API "
+    "(`/api/publish` per message, `/api/batch` for lists)."
+)
 
 
 def create_topic(brokers: str, topic: str, partitions: int = 1) -> None:

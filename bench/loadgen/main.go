@@ -3,8 +3,17 @@
 // gets: how many, how fast, and the publish-to-client latency of each one.
 //
 // -proto picks what the clients speak: "tidings" (the gateway's /ws), "socketio" (Engine.IO v4 /
-// Socket.IO v5), or "pusher" (the Pusher Channels protocol 7 as pusher-js speaks it, against the
-// gateway's /app/{key}: -url ws://host:port/app/KEY).
+// Socket.IO v5), "pusher" (the Pusher Channels protocol 7 as pusher-js speaks it, against the
+// gateway's /app/{key}: -url ws://host:port/app/KEY), or "centrifugo" (Centrifugo's JSON
+// protocol: -url ws://host:port/connection/websocket; a connect command with the client's token
+// if -tokens is given, a subscribe command, pushes batched several to a frame one per line, and
+// an empty {} ping answered with {}).
+//
+// Every client's messages are checked (see checker.go): the data carries "run" (one publisher
+// process), "worker" (its sending thread) and "seq" (that thread's count of messages to this
+// client's channel, from 0); a client must get every seq of every worker once, in order. The
+// result's "check" has, for the latest run seen, each client's count and the clients with a
+// gap, a duplicate or a reorder, with the first of them spelled out.
 //
 // Every benchmark message carries its publish time as "ts" (nanoseconds since the epoch) in its
 // data; latency is the receive time minus that stamp (same machine, same clock). A Pusher event
@@ -14,7 +23,9 @@
 //
 //	{"event":"ready",...}              once every client is connected and subscribed
 //	measure EXPECTED TIMEOUT_S IDLE_S  (stdin) reset the counters, wait for EXPECTED deliveries,
-//	                                   TIMEOUT_S seconds, or IDLE_S seconds without a delivery
+//	                                   TIMEOUT_S seconds, or IDLE_S seconds without a delivery;
+//	                                   a former publisher's messages still arriving are not
+//	                                   counted (see staleRuns)
 //	{"event":"result",...}             the summary of that window
 //	quit                               (stdin, or EOF) close every client and exit
 package main
@@ -23,6 +34,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -124,6 +136,7 @@ type stats struct {
 	closed      atomic.Int64
 	errorFrames atomic.Int64
 	measuring   atomic.Bool
+	staleRun    atomic.Int64 // messages of this run or older are not counted (a former publisher's)
 }
 
 func (s *stats) reset() {
@@ -136,6 +149,16 @@ func (s *stats) reset() {
 	s.lastNs.Store(0)
 	s.minTs.Store(math.MaxInt64)
 	s.errorFrames.Store(0)
+}
+
+// deliver records and checks one message: stamp ts, received at now (both ns since the epoch).
+func (s *stats) deliver(c *client, ts, now int64, f fields) {
+	c.check.observe(c.id, f)
+	if f.ok && f.run <= s.staleRun.Load() {
+		s.stray.Add(1)
+		return
+	}
+	s.record(c.id, ts, now)
 }
 
 // record one delivery stamped ts, received at now (both ns since the epoch).
@@ -190,9 +213,10 @@ func stampAt(frame, key []byte) (int64, bool) {
 }
 
 type client struct {
-	id   int
-	conn *websocket.Conn
-	mu   sync.Mutex // gorilla allows one writer at a time
+	id    int
+	conn  *websocket.Conn
+	mu    sync.Mutex // gorilla allows one writer at a time
+	check checker
 }
 
 func (c *client) write(text string) error {
@@ -221,6 +245,8 @@ func (cfg *config) dialURL(i int) (string, error) {
 		q.Set("client", "js")
 		q.Set("version", "8.4.0")
 		q.Set("flash", "false")
+	} else if cfg.proto == "centrifugo" {
+		// The token goes in the connect command.
 	} else if len(cfg.tokens) > 0 {
 		q.Set("token", cfg.tokens[i%len(cfg.tokens)])
 	}
@@ -246,6 +272,12 @@ func (cfg *config) open(i int) (*client, error) {
 		err = c.joinSocketIO(cfg.channelFor(i))
 	case "pusher":
 		err = c.subscribePusher(cfg.channelFor(i))
+	case "centrifugo":
+		token := ""
+		if len(cfg.tokens) > 0 {
+			token = cfg.tokens[i%len(cfg.tokens)]
+		}
+		err = c.subscribeCentrifugo(token, cfg.channelFor(i))
 	default:
 		err = c.subscribeTidings(cfg.channelFor(i))
 	}
@@ -328,6 +360,75 @@ const (
 	pusherPong = `{"event":"pusher:pong","data":{}}`
 )
 
+// subscribeCentrifugo sends Centrifugo's connect command (with the token, if any) and a subscribe
+// command, and waits for the reply to each, answering pings meanwhile. A reply is one line of a
+// frame that may hold several.
+func (c *client) subscribeCentrifugo(token, channel string) error {
+	connect := map[string]any{}
+	if token != "" {
+		connect["token"] = token
+	}
+	frame, _ := json.Marshal(map[string]any{"id": 1, "connect": connect})
+	if err := c.write(string(frame)); err != nil {
+		return err
+	}
+	if err := c.awaitCentrifugoReply(`{"id":1,`, "connect"); err != nil {
+		return err
+	}
+	frame, _ = json.Marshal(map[string]any{"id": 2, "subscribe": map[string]string{"channel": channel}})
+	if err := c.write(string(frame)); err != nil {
+		return err
+	}
+	return c.awaitCentrifugoReply(`{"id":2,`, "subscribe")
+}
+
+func (c *client) awaitCentrifugoReply(prefix, what string) error {
+	for {
+		_, data, err := c.conn.ReadMessage()
+		if err != nil {
+			return fmt.Errorf("waiting for the %s reply: %w", what, err)
+		}
+		var found error
+		done := false
+		eachLine(data, func(line []byte) {
+			switch {
+			case isCentrifugoPing(line):
+				if err := c.write("{}"); err != nil && found == nil {
+					found = err
+				}
+			case bytes.HasPrefix(line, []byte(prefix)):
+				done = true
+				if bytes.Contains(line, []byte(`"error":`)) && found == nil {
+					found = fmt.Errorf("%s refused: %.200s", what, line)
+				}
+			}
+		})
+		if found != nil || done {
+			return found
+		}
+	}
+}
+
+// eachLine calls f with every non-empty line of a frame: Centrifugo's JSON protocol batches
+// several replies and pushes into one frame, one per line.
+func eachLine(frame []byte, f func([]byte)) {
+	for len(frame) > 0 {
+		i := bytes.IndexByte(frame, '\n')
+		line := frame
+		if i >= 0 {
+			line, frame = frame[:i], frame[i+1:]
+		} else {
+			frame = nil
+		}
+		if len(line) > 0 {
+			f(line)
+		}
+	}
+}
+
+// isCentrifugoPing tells the server's ping: an empty command, {}.
+func isCentrifugoPing(line []byte) bool { return len(line) == 2 && line[0] == '{' && line[1] == '}' }
+
 // joinSocketIO speaks Engine.IO v4 / Socket.IO v5: open packet, namespace connect, then a
 // "join" event with an acknowledgement, answering server pings meanwhile.
 func (c *client) joinSocketIO(room string) error {
@@ -363,11 +464,12 @@ func (c *client) joinSocketIO(room string) error {
 	}
 }
 
-// loop reads until the connection ends, recording every stamped frame.
+// loop reads until the connection ends, recording and checking every stamped message.
 func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 	defer wg.Done()
 	socketio := cfg.proto == "socketio"
 	pusher := cfg.proto == "pusher"
+	centrifugo := cfg.proto == "centrifugo"
 	for {
 		_, data, err := c.conn.ReadMessage()
 		if err != nil {
@@ -375,6 +477,24 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 			return
 		}
 		now := time.Now().UnixNano()
+		if centrifugo {
+			var pong error
+			eachLine(data, func(line []byte) {
+				if i := bytes.Index(line, tsKey); i >= 0 {
+					ts, fields := parseStamped(line, i, false)
+					st.deliver(c, ts, now, fields)
+				} else if isCentrifugoPing(line) {
+					pong = errors.Join(pong, c.write("{}"))
+				} else if bytes.Contains(line, centrifugoError) {
+					st.errorFrames.Add(1)
+				}
+			})
+			if pong != nil {
+				st.closed.Add(1)
+				return
+			}
+			continue
+		}
 		if socketio && len(data) == 1 && data[0] == '2' {
 			if c.write("3") != nil {
 				st.closed.Add(1)
@@ -383,8 +503,9 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 			continue
 		}
 		if pusher {
-			if ts, ok := stampAt(data, tsKeyQuoted); ok {
-				st.record(c.id, ts, now)
+			if i := bytes.Index(data, tsKeyQuoted); i >= 0 {
+				ts, fields := parseStamped(data, i, true)
+				st.deliver(c, ts, now, fields)
 			} else if bytes.Contains(data, pusherPingEvent) {
 				if c.write(pusherPong) != nil {
 					st.closed.Add(1)
@@ -396,13 +517,17 @@ func (cfg *config) loop(c *client, st *stats, wg *sync.WaitGroup) {
 			}
 			continue
 		}
-		if ts, ok := stamp(data); ok {
-			st.record(c.id, ts, now)
+		if i := bytes.Index(data, tsKey); i >= 0 {
+			ts, fields := parseStamped(data, i, false)
+			st.deliver(c, ts, now, fields)
 		} else if !socketio && bytes.Contains(data, errorType) {
 			st.errorFrames.Add(1)
 		}
 	}
 }
+
+// centrifugoError marks a Centrifugo reply or disconnect carrying an error.
+var centrifugoError = []byte(`"error":`)
 
 // errorType marks a tidings error frame (a refusal); warm-up and control frames carry no "ts".
 var errorType = []byte(`"type":"error"`)
@@ -424,16 +549,18 @@ func main() {
 	cfg := config{}
 	var tokensFile string
 	flag.StringVar(&cfg.url, "url", "ws://127.0.0.1:6001/ws", "server URL (ws://host:port[/ws])")
-	flag.StringVar(&cfg.proto, "proto", "tidings", "tidings, socketio or pusher")
+	flag.StringVar(&cfg.proto, "proto", "tidings", "tidings, socketio, pusher or centrifugo")
 	flag.IntVar(&cfg.n, "n", 100, "connections")
 	flag.StringVar(&cfg.channel, "channel", "bench.fanout", "channel (room) per client; {i} is its index")
-	flag.StringVar(&tokensFile, "tokens", "", "file of connection tokens, one per line (tidings)")
+	flag.StringVar(&tokensFile, "tokens", "", "file of connection tokens, one per line (tidings, centrifugo)")
 	flag.IntVar(&cfg.concurrency, "concurrency", 64, "connections opened at once while ramping up")
 	flag.DurationVar(&cfg.connectWait, "connect-timeout", 60*time.Second, "per-connection handshake timeout")
 	flag.DurationVar(&cfg.ping, "ping", 20*time.Second, "tidings keep-alive ping interval")
 	flag.Parse()
-	if cfg.proto != "tidings" && cfg.proto != "socketio" && cfg.proto != "pusher" {
-		fmt.Fprintln(os.Stderr, "loadgen: -proto must be tidings, socketio or pusher")
+	switch cfg.proto {
+	case "tidings", "socketio", "pusher", "centrifugo":
+	default:
+		fmt.Fprintln(os.Stderr, "loadgen: -proto must be tidings, socketio, pusher or centrifugo")
 		os.Exit(2)
 	}
 	if tokensFile != "" {
@@ -524,7 +651,9 @@ func main() {
 		if len(fields) > 3 {
 			idle, _ = strconv.ParseFloat(fields[3], 64)
 		}
-		emit(measure(st, expected, timeout, idle))
+		result := measure(st, expected, timeout, idle)
+		result["check"] = summarize(clients)
+		emit(result)
 	}
 	for _, c := range clients {
 		if c != nil {
@@ -537,6 +666,7 @@ func main() {
 
 func measure(st *stats, expected int64, timeout, idle float64) map[string]any {
 	st.reset()
+	st.staleRun.Store(staleRuns(time.Now().UnixNano()))
 	closedBefore := st.closed.Load()
 	strayBefore := st.stray.Load()
 	st.measuring.Store(true)

@@ -9,18 +9,27 @@ messages are published and resumed to deliver the backlog (``phase(backlog=True)
 memory-broker servers take the publisher's HTTP requests themselves, flat out. tidings' Kafka
 gateway uses the shared topic strategy (``KAFKA_TOPIC_STRATEGY=shared``: a few topics keyed by
 channel), the one meant for this many channels; KafkaManager always uses one topic.
+
+Centrifugo (memory engine, where it could be built) runs beside both tidings gateways: its
+clients connect with an HS256 token for user N (the same tokens, the same secret) and subscribe
+to ``user#N``, its user-limited channel that only user N may join: the same permission rule as
+tidings' ``user.N``. Every phase checks every client's messages (``clients.check_deliveries``):
+the publisher counts the messages each user's channel was sent, and each client must get exactly
+those, once each, in order, or the scenario fails.
 """
 
 from __future__ import annotations
 
-from ..clients import LoadGen
+from ..clients import LoadGen, check_deliveries
 from ..core import Context
-from ..systems import start_server
+from ..systems import CENTRIFUGO_ABOUT, centrifugo_skipped, start_server
 from .common import interleave, note_client_bound, phase, tokens_file, warm_up
 
 SCENARIO = "2-many-channels"
 CHANNEL = "user.{i}"
 SYSTEMS = ("tidings-memory", "socketio", "socketio-asyncio", "tidings-kafka", "socketio-kafka")
+CENTRIFUGO_CHANNEL = "user#{i}"
+"""Centrifugo's user-limited channel of user N: only a connection of user N may subscribe."""
 BACKLOG_SECONDS = 10.0
 """A Kafka server is stopped while its backlog is published: well under Kafka's 45 s session
 timeout, so its consumer group does not rebalance meanwhile."""
@@ -38,13 +47,20 @@ def run(ctx: Context) -> None:
             f"saturation phase sends {plan.channels_saturation_messages:,} messages to random "
             "users flat out "
             "(through Kafka: published while the server is stopped, then delivered as a "
-            f"backlog; at most {BACKLOG_SECONDS:g} s of publishing)."
+            f"backlog; at most {BACKLOG_SECONDS:g} s of publishing). Centrifugo's clients "
+            "carry a token for user N and subscribe to its user-limited channel `user#N`. "
+            + CENTRIFUGO_ABOUT
         ),
     }
     ctx.results.pair(SCENARIO, "tidings-memory", "socketio")
     ctx.results.pair(SCENARIO, "tidings-memory", "socketio-asyncio")
     ctx.results.pair(SCENARIO, "tidings-kafka", "socketio-kafka")
-    interleave(ctx, SCENARIO, SYSTEMS, plan.repeats,
+    systems = list(SYSTEMS)
+    if not centrifugo_skipped(ctx, SCENARIO):
+        ctx.results.pair(SCENARIO, "tidings-memory", "centrifugo")
+        ctx.results.pair(SCENARIO, "tidings-kafka", "centrifugo")
+        systems.insert(3, "centrifugo")
+    interleave(ctx, SCENARIO, tuple(systems), plan.repeats,
                lambda system, run: _one(ctx, system, n, run=run))
 
 
@@ -52,29 +68,33 @@ def _one(ctx: Context, system: str, n: int, scenario: str = SCENARIO, run: int =
     plan = ctx.plan
     case = f"{n:,} connections"
     ctx.log(f"{scenario}: {system}, {case}")
-    tokens = tokens_file(ctx, n) if system.startswith("tidings") else None
+    tokens = tokens_file(ctx, n) if system.startswith(("tidings", "centrifugo")) else None
+    channel = CENTRIFUGO_CHANNEL if system.startswith("centrifugo") else CHANNEL
     server = start_server(ctx, system, f"c{n}r{run}", strategy="shared")
     clients = min(n, plan.channels_latency_clients)
     kafka = system.endswith("kafka")
     rate = plan.channels_latency_rate
     try:
-        loadgen = LoadGen.connect(ctx, server, n=n, channel=CHANNEL, tokens=tokens,
+        loadgen = LoadGen.connect(ctx, server, n=n, channel=channel, tokens=tokens,
                                   name=f"{scenario}-{system}")
         try:
-            warm_up(ctx, server, loadgen, channel=CHANNEL, users=clients, expected=40)
+            warm_up(ctx, server, loadgen, channel=channel, users=clients, expected=40)
             latency = phase(
                 ctx, server, loadgen, scenario=scenario, case=f"{case}, latency", rate=rate,
                 count=round(rate * plan.channels_latency_seconds),
                 max_seconds=plan.channels_latency_seconds * 2,
-                channel=CHANNEL, users=clients, per_message=1, seed=7,
+                channel=channel, users=clients, per_message=1, seed=7,
             )
+            check_deliveries(latency, channel=channel, what=f"{scenario}/{system}/{case}, latency")
             saturated = phase(
                 ctx, server, loadgen, scenario=scenario, case=f"{case}, saturation", rate=0,
                 count=plan.channels_saturation_messages,
-                max_seconds=min(plan.saturation_seconds, BACKLOG_SECONDS), channel=CHANNEL,
+                max_seconds=min(plan.saturation_seconds, BACKLOG_SECONDS), channel=channel,
                 users=n, per_message=1, seed=8, backlog=kafka,
                 profile=ctx.profile and system.startswith("tidings"),
             )
+            check_deliveries(saturated, channel=channel,
+                             what=f"{scenario}/{system}/{case}, saturation")
         finally:
             loadgen.close()
     finally:
