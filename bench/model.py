@@ -14,6 +14,8 @@ with its own feed) spends, per second of a stream of M messages/s:
                                             frame is built and written
   + (D - M_local) x extra                   each further local recipient of the same message
   + C_node x idle                           each connection's keep-alives and timers
+  + base                                    the process itself, with nothing to do (its feed's
+                                            polls, its clocks)
 
 with D the node's deliveries/s and C_node its connections (the cluster's, spread evenly). Adding
 nodes divides D and C_node, never the first term: past ``1 / read`` messages/s (per core) no
@@ -46,6 +48,7 @@ CHANNELS = "2-many-channels"
 FANOUT = "1-fanout-kafka"
 FANOUT_CASE = "1,000 connections"
 KAFKA = "tidings-kafka"
+NAMES = ("read", "first", "extra", "idle", "base")
 
 
 @dataclass(frozen=True)
@@ -60,11 +63,13 @@ class Costs:
     """Added per further local recipient of the same message."""
     idle: float
     """Per connection per second, with no traffic (keep-alives, timers)."""
+    base: float = 0.0
+    """Per second, with no connection and no traffic (the feed's polls, the clocks)."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each figure came from (results.json, a flag, or the built-in default)."""
 
     def __post_init__(self) -> None:
-        for name in ("read", "first", "extra", "idle"):
+        for name in NAMES:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"the {name} cost must be a finite number >= 0, got {value!r}")
@@ -75,7 +80,8 @@ DEFAULTS = Costs(
     first=1 / 22_222 - 1 / 47_500,
     extra=1 / 1_224_490,
     idle=2e-6,
-    sources={name: "built-in default (ADR 0012)" for name in ("read", "first", "extra", "idle")},
+    base=0.01,
+    sources={name: "built-in default (ADR 0012)" for name in NAMES},
 )
 """Last figures measured on this project's 2-core machine; replaced by results.json's."""
 
@@ -121,10 +127,11 @@ class NodeLoad:
     read_cpu: float
     deliver_cpu: float
     idle_cpu: float
+    base_cpu: float
 
     @property
     def cpu(self) -> float:
-        return self.read_cpu + self.deliver_cpu + self.idle_cpu
+        return self.read_cpu + self.deliver_cpu + self.idle_cpu + self.base_cpu
 
 
 def node_load(costs: Costs, work: Workload, nodes: int) -> NodeLoad:
@@ -147,6 +154,7 @@ def node_load(costs: Costs, work: Workload, nodes: int) -> NodeLoad:
         read_cpu=work.rate * costs.read,
         deliver_cpu=local * costs.first + max(0.0, deliveries - local) * costs.extra,
         idle_cpu=per_node * costs.idle,
+        base_cpu=costs.base,
     )
 
 
@@ -200,6 +208,10 @@ def costs_from_results(results: dict[str, object], base: Costs = DEFAULTS) -> Co
     if idle is not None:
         costs = replace(costs, idle=idle / 1e6)
         sources["idle"] = f"results.json, {CLUSTER}"
+    base_cores = found.get((CLUSTER, "costs", KAFKA, "base_cores"))
+    if base_cores is not None:
+        costs = replace(costs, base=base_cores)
+        sources["base"] = f"results.json, {CLUSTER}"
     one = next((v for (s, _, system, metric), v in found.items()
                 if s == CHANNELS and system == KAFKA and metric == "sat_per_cpu_s"), None)
     if one is not None:
@@ -213,17 +225,19 @@ def costs_from_results(results: dict[str, object], base: Costs = DEFAULTS) -> Co
 
 
 def load_costs(path: Path | None, overrides: dict[str, float | None]) -> Costs:
-    """The costs of ``path`` (when it exists) with the flags' overrides (microseconds)."""
+    """The costs of ``path`` (when it exists) with the flags' overrides (microseconds; cores
+    for ``base``)."""
     costs = DEFAULTS
     if path is not None and path.exists():
         costs = costs_from_results(json.loads(path.read_text()))
     sources = dict(costs.sources)
-    figures = {name: float(getattr(costs, name)) for name in ("read", "first", "extra", "idle")}
-    for name, micros in overrides.items():
-        if micros is not None:
-            figures[name] = micros / 1e6
+    figures = {name: float(getattr(costs, name)) for name in NAMES}
+    for name, value in overrides.items():
+        if value is not None:
+            figures[name] = value if name == "base" else value / 1e6
             sources[name] = "flag"
-    return Costs(figures["read"], figures["first"], figures["extra"], figures["idle"], sources)
+    return Costs(figures["read"], figures["first"], figures["extra"], figures["idle"],
+                 figures["base"], sources)
 
 
 def describe(costs: Costs, work: Workload, nodes: int, budget: float) -> str:
@@ -237,14 +251,14 @@ def describe(costs: Costs, work: Workload, nodes: int, budget: float) -> str:
         f"per node: {load.connections:,.0f} connections, {load.deliveries:,.0f} deliveries/s, "
         f"{load.local_messages:,.0f} messages/s with a local recipient",
         f"CPU per node: {load.cpu:.3f} cores = read {load.read_cpu:.3f} + deliver "
-        f"{load.deliver_cpu:.3f} + idle {load.idle_cpu:.3f}",
+        f"{load.deliver_cpu:.3f} + idle {load.idle_cpu:.3f} + base {load.base_cpu:.3f}",
         f"read ceiling: {ceiling:,.0f} messages/s fill {budget:g} core(s) per node with reading "
         "alone, whatever the number of nodes",
         "nodes needed within the budget: "
         + (str(needed) if needed is not None else "none (the stream is past the read ceiling)"),
-        "costs (microseconds of CPU): " + ", ".join(
-            f"{name} {getattr(costs, name) * 1e6:.3f} [{costs.sources.get(name, '?')}]"
-            for name in ("read", "first", "extra", "idle")),
+        "costs (microseconds of CPU; base in cores): " + ", ".join(
+            f"{name} {getattr(costs, name) * (1 if name == 'base' else 1e6):.3f} "
+            f"[{costs.sources.get(name, '?')}]" for name in NAMES),
     ]
     return "\n".join(lines)
 
@@ -253,7 +267,7 @@ def table(costs: Costs, nodes: Sequence[int], connections: Sequence[int],
           rates: Sequence[float], recipients: float, fanout_share: float,
           budget: float) -> str:
     """CPU per node (cores) for each cell; ``*`` marks cells past the budget."""
-    out = [f"CPU cores per node (read + deliver + idle); * over {budget:g} core(s); "
+    out = [f"CPU cores per node (read + deliver + idle + base); * over {budget:g} core(s); "
            f"{recipients:g} recipient(s) per message, {fanout_share:.0%} to everyone; "
            f"read ceiling {read_ceiling(costs, budget):,.0f} messages/s"]
     header = f"{'connections':>12} {'msg/s':>8} " + " ".join(f"{f'N={n}':>9}" for n in nodes)
@@ -301,14 +315,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.add_argument(f"--{name}-us", type=float, metavar="MICROSECONDS",
                             help=f"override the {name} cost (microseconds of CPU"
                             + (" per connection-second)" if name == "idle" else ")"))
+    parser.add_argument("--base-cores", type=float, metavar="CORES",
+                        help="override the base cost (cores a node uses with nothing to do)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        costs = load_costs(args.results, {name: getattr(args, f"{name}_us")
-                                          for name in ("read", "first", "extra", "idle")})
+        overrides = {name: getattr(args, f"{name}_us") for name in NAMES if name != "base"}
+        costs = load_costs(args.results, {**overrides, "base": args.base_cores})
         if args.table:
             print(table(costs, args.grid_nodes, args.grid_connections, args.grid_rates,
                         args.recipients_per_message, args.fanout_share, args.budget))

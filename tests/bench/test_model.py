@@ -15,7 +15,8 @@ from bench import model
 
 micro = st.floats(min_value=0.0, max_value=1e-3, allow_nan=False, allow_infinity=False)
 costs_st = st.builds(Costs, read=micro, first=micro, extra=micro,
-                     idle=st.floats(min_value=0.0, max_value=1e-4))
+                     idle=st.floats(min_value=0.0, max_value=1e-4),
+                     base=st.floats(min_value=0.0, max_value=0.1))
 nodes_st = st.integers(min_value=1, max_value=500)
 
 
@@ -148,10 +149,10 @@ def test_the_command_prints_the_cpu_per_node_and_the_table(
     missing = tmp_path / "none.json"
     assert model.main(["--nodes", "3", "--connections", "3000", "--rate", "1000",
                        "--results", str(missing), "--read-us", "20", "--first-us", "30",
-                       "--extra-us", "1", "--idle-us", "0"]) == 0
+                       "--extra-us", "1", "--idle-us", "0", "--base-cores", "0.01"]) == 0
     out = capsys.readouterr().out
     # 1,000 msg/s x 20 us read + 333 local messages x 30 us, no further recipients.
-    assert "CPU per node: 0.030 cores = read 0.020 + deliver 0.010 + idle 0.000" in out
+    assert "CPU per node: 0.040 cores = read 0.020 + deliver 0.010 + idle 0.000 + base 0.010" in out
     assert "read ceiling: 50,000 messages/s" in out
     assert model.main(["--table", "--results", str(missing), "--grid-nodes", "1,2",
                        "--grid-connections", "10", "--grid-rates", "100000"]) == 0
