@@ -9,7 +9,9 @@ gateway process (a *node* here: a machine running ``serve --workers 4`` is four 
 with its own feed) spends, per second of a stream of M messages/s:
 
     M x read                                every message: fetched, decoded up to its channel,
-                                            routed (to nobody, mostly)
+                                            routed (to nobody, mostly), in full batches
+  + stream (while M > 0)                    the feed's wake-ups, polls, small batches and
+                                            commits while messages flow
   + M_local x first                         a message with at least one local recipient: its
                                             frame is built and written
   + (D - M_local) x extra                   each further local recipient of the same message
@@ -18,16 +20,21 @@ with its own feed) spends, per second of a stream of M messages/s:
                                             polls, its clocks)
 
 with D the node's deliveries/s and C_node its connections (the cluster's, spread evenly). Adding
-nodes divides D and C_node, never the first term: past ``1 / read`` messages/s (per core) no
-number of nodes carries the stream, and that is where the cluster stops scaling.
+nodes divides D and C_node, never the read, stream and base terms: past ``(1 - base - stream) /
+read`` messages/s (per core) no number of nodes carries the stream, and that is where the
+cluster stops scaling.
 
-The costs are measured, not guessed: ``read`` and ``idle`` by scenario 10 (``bench/run.py
---only cluster``), ``first`` from scenario 2 (many channels through Kafka: one recipient per
-message, so one delivery costs ``read + first``), ``extra`` from scenario 1 (the fan-out through
-Kafka at 1,000 connections: a delivery there costs about ``extra``). They are read from
-``bench/results.json`` (or ``--results``) when it holds them; flags override, and the figures of
-the last measurement on this project's machine stand in for what is missing (the output names
-the source of each). Pure functions below; the command line is the thin part at the end.
+``read`` is measured on a backlog (full batches: the cost when the stream is heavy, which sets
+the ceiling); ``stream`` is what a live stream costs on top, measured at scenario 10's rate and
+taken as constant (an overestimate for a trickle of a few messages/s, where a node polls less).
+The costs are measured, not guessed: ``read``, ``stream``, ``idle`` and ``base`` by scenario 10
+(``bench/run.py --only cluster``), ``first`` from scenario 2 (many channels through Kafka: one
+recipient per message, so one delivery costs ``read + first``), ``extra`` from scenario 1 (the
+fan-out through Kafka at 1,000 connections: a delivery there costs about ``extra``). They are
+read from ``bench/results.json`` (or ``--results``) when it holds them; flags override, and the
+figures of the last measurement on this project's machine stand in for what is missing (the
+output names the source of each). Pure functions below; the command line is the thin part at
+the end.
 """
 
 from __future__ import annotations
@@ -48,7 +55,9 @@ CHANNELS = "2-many-channels"
 FANOUT = "1-fanout-kafka"
 FANOUT_CASE = "1,000 connections"
 KAFKA = "tidings-kafka"
-NAMES = ("read", "first", "extra", "idle", "base")
+NAMES = ("read", "first", "extra", "idle", "base", "stream")
+CORES = ("base", "stream")
+"""The costs counted in cores (CPU-seconds per second); the others in CPU-seconds per unit."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,9 @@ class Costs:
     """Per connection per second, with no traffic (keep-alives, timers)."""
     base: float = 0.0
     """Per second, with no connection and no traffic (the feed's polls, the clocks)."""
+    stream: float = 0.0
+    """Per second while messages flow, beyond ``read`` per message (wake-ups, small batches,
+    commits): what a live stream costs over a backlog."""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
     """Where each figure came from (results.json, a flag, or the built-in default)."""
 
@@ -80,7 +92,8 @@ DEFAULTS = Costs(
     first=1 / 22_222 - 1 / 47_500,
     extra=1 / 1_224_490,
     idle=2e-6,
-    base=0.01,
+    base=0.017,
+    stream=0.07,
     sources={name: "built-in default (ADR 0012)" for name in NAMES},
 )
 """Last figures measured on this project's 2-core machine; replaced by results.json's."""
@@ -151,7 +164,7 @@ def node_load(costs: Costs, work: Workload, nodes: int) -> NodeLoad:
         connections=per_node,
         deliveries=deliveries,
         local_messages=local,
-        read_cpu=work.rate * costs.read,
+        read_cpu=work.rate * costs.read + (costs.stream if work.rate > 0 else 0.0),
         deliver_cpu=local * costs.first + max(0.0, deliveries - local) * costs.extra,
         idle_cpu=per_node * costs.idle,
         base_cpu=costs.base,
@@ -159,8 +172,10 @@ def node_load(costs: Costs, work: Workload, nodes: int) -> NodeLoad:
 
 
 def read_ceiling(costs: Costs, budget: float = 1.0) -> float:
-    """Messages/s past which no number of nodes keeps up: reading alone fills ``budget`` cores."""
-    return math.inf if costs.read == 0 else budget / costs.read
+    """Messages/s past which no number of nodes keeps up: what no node sheds by adding nodes
+    (reading the stream, the process itself) fills ``budget`` cores."""
+    room = max(0.0, budget - costs.base - costs.stream)
+    return math.inf if costs.read == 0 else room / costs.read
 
 
 def nodes_needed(costs: Costs, work: Workload, budget: float = 1.0,
@@ -170,7 +185,8 @@ def nodes_needed(costs: Costs, work: Workload, budget: float = 1.0,
     None means the stream itself is too much: each node's CPU falls towards ``rate x read`` as
     nodes are added, so past the read ceiling more nodes never help (or beyond ``limit``).
     """
-    if work.rate * costs.read >= budget:
+    fixed = node_load(costs, work, limit)
+    if fixed.read_cpu + fixed.base_cpu >= budget:
         return None
     low, high = 1, 1
     while node_load(costs, work, high).cpu > budget:
@@ -212,6 +228,10 @@ def costs_from_results(results: dict[str, object], base: Costs = DEFAULTS) -> Co
     if base_cores is not None:
         costs = replace(costs, base=base_cores)
         sources["base"] = f"results.json, {CLUSTER}"
+    stream_cores = found.get((CLUSTER, "costs", KAFKA, "stream_cores"))
+    if stream_cores is not None:
+        costs = replace(costs, stream=stream_cores)
+        sources["stream"] = f"results.json, {CLUSTER}"
     one = next((v for (s, _, system, metric), v in found.items()
                 if s == CHANNELS and system == KAFKA and metric == "sat_per_cpu_s"), None)
     if one is not None:
@@ -226,7 +246,7 @@ def costs_from_results(results: dict[str, object], base: Costs = DEFAULTS) -> Co
 
 def load_costs(path: Path | None, overrides: dict[str, float | None]) -> Costs:
     """The costs of ``path`` (when it exists) with the flags' overrides (microseconds; cores
-    for ``base``)."""
+    for ``base`` and ``stream``)."""
     costs = DEFAULTS
     if path is not None and path.exists():
         costs = costs_from_results(json.loads(path.read_text()))
@@ -234,10 +254,10 @@ def load_costs(path: Path | None, overrides: dict[str, float | None]) -> Costs:
     figures = {name: float(getattr(costs, name)) for name in NAMES}
     for name, value in overrides.items():
         if value is not None:
-            figures[name] = value if name == "base" else value / 1e6
+            figures[name] = value if name in CORES else value / 1e6
             sources[name] = "flag"
     return Costs(figures["read"], figures["first"], figures["extra"], figures["idle"],
-                 figures["base"], sources)
+                 figures["base"], figures["stream"], sources)
 
 
 def describe(costs: Costs, work: Workload, nodes: int, budget: float) -> str:
@@ -250,14 +270,14 @@ def describe(costs: Costs, work: Workload, nodes: int, budget: float) -> str:
         + (f", {work.fanout_share:.0%} to every connection)" if work.fanout_share else ")"),
         f"per node: {load.connections:,.0f} connections, {load.deliveries:,.0f} deliveries/s, "
         f"{load.local_messages:,.0f} messages/s with a local recipient",
-        f"CPU per node: {load.cpu:.3f} cores = read {load.read_cpu:.3f} + deliver "
+        f"CPU per node: {load.cpu:.3f} cores = read and stream {load.read_cpu:.3f} + deliver "
         f"{load.deliver_cpu:.3f} + idle {load.idle_cpu:.3f} + base {load.base_cpu:.3f}",
         f"read ceiling: {ceiling:,.0f} messages/s fill {budget:g} core(s) per node with reading "
-        "alone, whatever the number of nodes",
+        "(and the base) alone, whatever the number of nodes",
         "nodes needed within the budget: "
         + (str(needed) if needed is not None else "none (the stream is past the read ceiling)"),
-        "costs (microseconds of CPU; base in cores): " + ", ".join(
-            f"{name} {getattr(costs, name) * (1 if name == 'base' else 1e6):.3f} "
+        "costs (microseconds of CPU; base and stream in cores): " + ", ".join(
+            f"{name} {getattr(costs, name) * (1 if name in CORES else 1e6):.3f} "
             f"[{costs.sources.get(name, '?')}]" for name in NAMES),
     ]
     return "\n".join(lines)
@@ -267,7 +287,8 @@ def table(costs: Costs, nodes: Sequence[int], connections: Sequence[int],
           rates: Sequence[float], recipients: float, fanout_share: float,
           budget: float) -> str:
     """CPU per node (cores) for each cell; ``*`` marks cells past the budget."""
-    out = [f"CPU cores per node (read + deliver + idle + base); * over {budget:g} core(s); "
+    out = [f"CPU cores per node (read + stream + deliver + idle + base); * over {budget:g} "
+           "core(s); "
            f"{recipients:g} recipient(s) per message, {fanout_share:.0%} to everyone; "
            f"read ceiling {read_ceiling(costs, budget):,.0f} messages/s"]
     header = f"{'connections':>12} {'msg/s':>8} " + " ".join(f"{f'N={n}':>9}" for n in nodes)
@@ -317,14 +338,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             + (" per connection-second)" if name == "idle" else ")"))
     parser.add_argument("--base-cores", type=float, metavar="CORES",
                         help="override the base cost (cores a node uses with nothing to do)")
+    parser.add_argument("--stream-cores", type=float, metavar="CORES",
+                        help="override the stream cost (cores a live stream adds)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        overrides = {name: getattr(args, f"{name}_us") for name in NAMES if name != "base"}
-        costs = load_costs(args.results, {**overrides, "base": args.base_cores})
+        overrides = {name: getattr(args, f"{name}_{'cores' if name in CORES else 'us'}")
+                     for name in NAMES}
+        costs = load_costs(args.results, overrides)
         if args.table:
             print(table(costs, args.grid_nodes, args.grid_connections, args.grid_rates,
                         args.recipients_per_message, args.fanout_share, args.budget))

@@ -12,11 +12,13 @@ Three processes on one core compete for it, but each one's CPU time (utime + sti
    (``/metrics``) has counted the backlog, minus the base, per message.
 3. **Idle**: C connections, a third on each node, no traffic: CPU per connection-second above
    the base.
-4. **The check**: M messages/s for T seconds, one message per publish (``broadcast_nowait``),
+4. **Stream**: the check's traffic (below) to channels nobody holds: what a live stream costs a
+   node beyond ``read`` per message (small batches, wake-ups, commits), in cores.
+5. **The check**: M messages/s for T seconds, one message per publish (``broadcast_nowait``),
    each to one random client of the cluster (three publishers, one per node's channel family
-   ``nK.{i}``, M/3 each). The model (with the read, idle and base costs just measured, and the
-   per-delivery costs of scenarios 1 and 2 of this run, or of ``bench/results.json``) predicts
-   each node's CPU-seconds; the table is measured vs predicted.
+   ``nK.{i}``, M/3 each). The model (with the read, stream, idle and base costs just measured,
+   and the per-delivery costs of scenarios 1 and 2 of this run, or of ``bench/results.json``)
+   predicts each node's CPU-seconds; the table is measured vs predicted.
 """
 
 from __future__ import annotations
@@ -120,7 +122,9 @@ def run(ctx: Context) -> None:
             warm_up(ctx, node.server, loadgen, channel=f"n{node.index}.{{i}}", users=per_node,
                     expected=10)
         idle = _idle(ctx, nodes, per_node, size.quiet_seconds, base)
-        costs = _costs(ctx, read, idle, base)
+        stream = _stream(ctx, nodes, size, read, [b + i * per_node for b, i in zip(base, idle,
+                                                                                  strict=True)])
+        costs = _costs(ctx, read, idle, base, stream)
         _check(ctx, nodes, loadgens, size, costs)
     finally:
         for loadgen in loadgens:
@@ -237,14 +241,55 @@ def _idle(ctx: Context, nodes: list[Node], per_node: int, seconds: float,
     return [max(0.0, (w - b) / per_node) for w, b in zip(with_clients, base, strict=True)]
 
 
-def _costs(ctx: Context, read: list[float], idle: list[float], base: list[float]) -> model.Costs:
-    """The model's costs: this run's read, idle and base (means over the nodes), the delivery
-    costs of this run's scenarios 1 and 2 if they ran, else of bench/results.json."""
+def _publishers(ctx: Context, nodes: list[Node], size: Size, template: str,
+                seed: int) -> tuple[list[dict[str, Any]], float]:
+    """M/3 messages/s from each of three publishers for the check's time; their summaries
+    and the longest publishing time."""
+    share = size.rate / NODES
+    count = round(share * size.seconds)
+    per_node = size.connections // NODES
+    started = time.monotonic()
+    children = [
+        _publish(ctx, node.server, f"{SCENARIO}-publisher{node.index}-{seed}", count=count,
+                 rate=share, max_seconds=size.seconds * 2,
+                 channel=template.format(k=node.index), users=per_node, seed=seed + node.index)
+        for node in nodes
+    ]
+    summaries = [_finish(ctx, child, size.seconds * 2 + 60) for child in children]
+    seconds = max(float(s.get("seconds", time.monotonic() - started)) for s in summaries)
+    return summaries, seconds
+
+
+def _stream(ctx: Context, nodes: list[Node], size: Size, read: list[float],
+            quiet: list[float]) -> list[float]:
+    """Each node's cores spent on a live stream for nobody beyond ``read`` per message."""
+    counted = [node.metric("tidings_messages_in_total") for node in nodes]
+    cpu = [node.child.cpu_seconds() for node in nodes]
+    started = time.monotonic()
+    summaries, seconds = _publishers(ctx, nodes, size, "x{k}.{{i}}", seed=31)
+    sent = sum(int(summary["sent"]) for summary in summaries)
+    done: list[float | None] = [None] * len(nodes)
+    while any(d is None for d in done):
+        if time.monotonic() - started > seconds + 120:
+            raise RuntimeError(f"{SCENARIO}: the stream of {sent} messages was not read")
+        for k, node in enumerate(nodes):
+            if done[k] is None and node.metric("tidings_messages_in_total") >= counted[k] + sent:
+                window = time.monotonic() - started
+                spent = node.child.cpu_seconds() - cpu[k] - quiet[k] * window
+                done[k] = max(0.0, spent / seconds - sent / seconds * read[k])
+        time.sleep(0.25)
+    return [d for d in done if d is not None]
+
+
+def _costs(ctx: Context, read: list[float], idle: list[float], base: list[float],
+           stream: list[float]) -> model.Costs:
+    """The model's costs: this run's read, stream, idle and base (means over the nodes), the
+    delivery costs of this run's scenarios 1 and 2 if they ran, else of bench/results.json."""
     published = model.RESULTS
     costs = model.load_costs(published if published.exists() else None, {})
     costs = model.costs_from_results(ctx.results.to_json(), base=costs)
     mean = {"read": sum(read) / len(read), "idle": sum(idle) / len(idle),
-            "base": sum(base) / len(base)}
+            "base": sum(base) / len(base), "stream": sum(stream) / len(stream)}
     sources = dict(costs.sources)
     for name in mean:
         sources[name] = f"this run, {SCENARIO}"
@@ -252,11 +297,12 @@ def _costs(ctx: Context, read: list[float], idle: list[float], base: list[float]
     first = costs.first + costs.read - mean["read"] if "results.json" in costs.sources.get(
         "first", "") else costs.first
     costs = replace(costs, read=mean["read"], idle=mean["idle"], base=mean["base"],
-                    first=max(0.0, first), sources=sources)
+                    stream=mean["stream"], first=max(0.0, first), sources=sources)
     figures = ctx.results
     figures.figure(SCENARIO, "costs", SYSTEM, "read_us", costs.read * 1e6, "us")
     figures.figure(SCENARIO, "costs", SYSTEM, "idle_us_per_conn_s", costs.idle * 1e6, "us")
     figures.figure(SCENARIO, "costs", SYSTEM, "base_cores", costs.base, "cores")
+    figures.figure(SCENARIO, "costs", SYSTEM, "stream_cores", costs.stream, "cores")
     figures.figure(SCENARIO, "costs", SYSTEM, "first_us", costs.first * 1e6, "us")
     figures.figure(SCENARIO, "costs", SYSTEM, "extra_us", costs.extra * 1e6, "us")
     figures.figure(SCENARIO, "costs", SYSTEM, "read_ceiling", model.read_ceiling(costs), "/s")
@@ -268,25 +314,16 @@ def _costs(ctx: Context, read: list[float], idle: list[float], base: list[float]
 def _check(ctx: Context, nodes: list[Node], loadgens: list[LoadGen], size: Size,
            costs: model.Costs) -> None:
     per_node = size.connections // NODES
-    share = size.rate / NODES
-    count = round(share * size.seconds)
     for loadgen in loadgens:
-        loadgen.start_measure(count * NODES, timeout=size.seconds + 60, idle=3.0)
+        loadgen.start_measure(round(size.rate * size.seconds), timeout=size.seconds + 60,
+                              idle=3.0)
     cpu = [node.child.cpu_seconds() for node in nodes]
     started = time.monotonic()
-    publishers = [
-        _publish(ctx, node.server, f"{SCENARIO}-publisher{node.index}", count=count, rate=share,
-                 max_seconds=size.seconds * 2, channel=f"n{node.index}.{{i}}", users=per_node,
-                 seed=11 + node.index)
-        for node in nodes
-    ]
-    summaries = [_finish(ctx, child, size.seconds * 2 + 60) for child in publishers]
-    published = time.monotonic() - started
+    summaries, publish_seconds = _publishers(ctx, nodes, size, "n{k}.{{i}}", seed=11)
     received = [loadgen.result(size.seconds + 60) for loadgen in loadgens]
     window = time.monotonic() - started
     spent = [node.child.cpu_seconds() - c for node, c in zip(nodes, cpu, strict=True)]
     sent = sum(int(summary["sent"]) for summary in summaries)
-    publish_seconds = max(float(summary.get("seconds", published)) for summary in summaries)
     rate = sent / publish_seconds if publish_seconds else 0.0
     work = model.Workload(connections=per_node * NODES, rate=rate, recipients=1)
     load = model.node_load(costs, work, NODES)

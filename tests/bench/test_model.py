@@ -16,7 +16,8 @@ from bench import model
 micro = st.floats(min_value=0.0, max_value=1e-3, allow_nan=False, allow_infinity=False)
 costs_st = st.builds(Costs, read=micro, first=micro, extra=micro,
                      idle=st.floats(min_value=0.0, max_value=1e-4),
-                     base=st.floats(min_value=0.0, max_value=0.1))
+                     base=st.floats(min_value=0.0, max_value=0.1),
+                     stream=st.floats(min_value=0.0, max_value=0.2))
 nodes_st = st.integers(min_value=1, max_value=500)
 
 
@@ -40,8 +41,8 @@ def test_a_node_never_spends_less_than_reading_the_whole_stream(
     costs: Costs, work: Workload, nodes: int
 ) -> None:
     load = node_load(costs, work, nodes)
-    assert close(load.read_cpu, work.rate * costs.read)
-    assert load.cpu >= load.read_cpu
+    assert close(load.read_cpu, work.rate * costs.read + (costs.stream if work.rate else 0.0))
+    assert load.cpu >= load.read_cpu + load.base_cpu
 
 
 @given(costs_st, workloads(), nodes_st)
@@ -97,7 +98,7 @@ def test_nodes_needed_is_the_fewest_that_fit_and_none_past_the_read_ceiling(
     costs: Costs, work: Workload, budget: float
 ) -> None:
     needed = nodes_needed(costs, work, budget, limit=4096)
-    if work.rate >= read_ceiling(costs, budget):
+    if 0 < read_ceiling(costs, budget) <= work.rate:
         assert needed is None
     if needed is not None:
         assert node_load(costs, work, needed).cpu <= budget
@@ -106,10 +107,10 @@ def test_nodes_needed_is_the_fewest_that_fit_and_none_past_the_read_ceiling(
 
 
 def test_a_stream_past_the_read_ceiling_fits_no_cluster() -> None:
-    costs = Costs(read=20e-6, first=25e-6, extra=1e-6, idle=0.0)
-    assert read_ceiling(costs) == pytest.approx(50_000)
-    assert nodes_needed(costs, Workload(10, 60_000)) is None
-    assert nodes_needed(costs, Workload(1_000_000, 40_000)) is not None
+    costs = Costs(read=20e-6, first=25e-6, extra=1e-6, idle=0.0, base=0.05, stream=0.15)
+    assert read_ceiling(costs) == pytest.approx(40_000)
+    assert nodes_needed(costs, Workload(10, 40_000)) is None
+    assert nodes_needed(costs, Workload(1_000_000, 30_000)) is not None
 
 
 def test_bad_figures_are_refused_with_their_name() -> None:
@@ -134,11 +135,12 @@ def test_costs_come_from_the_bench_results_when_they_hold_them(tmp_path: Path) -
     ]}
     path = tmp_path / "results.json"
     path.write_text(json.dumps(results))
-    costs = model.load_costs(path, {"idle": 3.0})
+    costs = model.load_costs(path, {"idle": 3.0, "stream": 0.1})
     assert costs.read == pytest.approx(20e-6)
     assert costs.first == pytest.approx(50e-6 - 20e-6)
     assert costs.extra == pytest.approx(1e-6)
     assert costs.idle == pytest.approx(3e-6)
+    assert costs.stream == pytest.approx(0.1)
     assert costs.sources["idle"] == "flag"
     assert "results.json" in costs.sources["read"]
 
@@ -149,11 +151,13 @@ def test_the_command_prints_the_cpu_per_node_and_the_table(
     missing = tmp_path / "none.json"
     assert model.main(["--nodes", "3", "--connections", "3000", "--rate", "1000",
                        "--results", str(missing), "--read-us", "20", "--first-us", "30",
-                       "--extra-us", "1", "--idle-us", "0", "--base-cores", "0.01"]) == 0
+                       "--extra-us", "1", "--idle-us", "0", "--base-cores", "0.01",
+                       "--stream-cores", "0.005"]) == 0
     out = capsys.readouterr().out
-    # 1,000 msg/s x 20 us read + 333 local messages x 30 us, no further recipients.
-    assert "CPU per node: 0.040 cores = read 0.020 + deliver 0.010 + idle 0.000 + base 0.010" in out
-    assert "read ceiling: 50,000 messages/s" in out
+    # 1,000 msg/s x 20 us read + 0.005 stream, 333 local messages x 30 us, no further recipient.
+    assert ("CPU per node: 0.045 cores = read and stream 0.025 + deliver 0.010 + idle 0.000 "
+            "+ base 0.010") in out
+    assert "read ceiling: 49,250 messages/s" in out
     assert model.main(["--table", "--results", str(missing), "--grid-nodes", "1,2",
                        "--grid-connections", "10", "--grid-rates", "100000"]) == 0
     assert "N=2" in capsys.readouterr().out
