@@ -26,7 +26,9 @@ cluster stops scaling.
 
 ``read`` is measured on a backlog (full batches: the cost when the stream is heavy, which sets
 the ceiling); ``stream`` is what a live stream costs on top, measured at scenario 10's rate and
-taken as constant (an overestimate for a trickle of a few messages/s, where a node polls less).
+taken as constant. It is not: it follows the feed's wake-ups, not the messages (0.18 cores at
+300 messages/s in the smoke size, where each message is its own batch; 0.06 at 3,000-4,400,
+where many share one), so use the figure measured nearest the rate you size for.
 The costs are measured, not guessed: ``read``, ``stream``, ``idle`` and ``base`` by scenario 10
 (``bench/run.py --only cluster``), ``first`` from scenario 2 (many channels through Kafka: one
 recipient per message, so one delivery costs ``read + first``), ``extra`` from scenario 1 (the
