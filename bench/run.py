@@ -7,9 +7,10 @@
 Scenarios (``--only`` takes their names): 1 ``fanout-kafka``, 2 ``channels``, 3 ``publish``,
 4 ``consume``, 5 ``memory``, 6 ``fanout-memory``, 7 and 8 ``scaling`` (the Kafka gateway with
 1 and 2 workers), 9 ``fanout-pusher`` (scenario 6's fan-out, tidings' protocol vs Pusher's on
-one gateway). The harness installs the pinned peers of bench/requirements.txt into this
-interpreter's environment, builds the Go load generator, and starts Kafka with scripts/kafka if
-nothing answers on the brokers. Nothing here asserts a speed.
+one gateway), 10 ``cluster`` (three Kafka gateways against ``bench/model.py``). The harness
+installs the pinned peers of bench/requirements.txt into this interpreter's environment,
+builds the Go load generator, and starts Kafka with scripts/kafka if nothing answers on the
+brokers. Nothing here asserts a speed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ if __package__ in (None, ""):  # run as a script: import the harness as the pack
 from bench import environment  # stdlib only: this runs before the peers are installed
 
 SCENARIOS = ("fanout-kafka", "channels", "publish", "consume", "memory", "fanout-memory", "scaling",
-             "fanout-pusher")
-NEEDS_KAFKA = {"fanout-kafka", "channels", "publish", "consume", "scaling"}
+             "fanout-pusher", "cluster")
+NEEDS_KAFKA = {"fanout-kafka", "channels", "publish", "consume", "scaling", "cluster"}
 QUIET = 0.15
 """Share of the CPU other processes may use when a scenario starts (an idle Kafka uses ~2 %)."""
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.plan import PLANS
     from bench.procs import Processes, can_pin, terminate_on_signals, wait_until_quiet
     from bench.report import terminal_table, write
-    from bench.scenarios import channels, fanout, kafka_clients, memory, pusher, scaling
+    from bench.scenarios import channels, cluster, fanout, kafka_clients, memory, pusher, scaling
     from bench.systems import delete_topics
 
     runners: dict[str, Callable[[Context], None]] = {
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         "fanout-memory": lambda ctx: fanout.run(ctx, "memory"),
         "scaling": scaling.run,
         "fanout-pusher": pusher.run,
+        "cluster": cluster.run,
     }
     plan = PLANS[args.mode]
     pin = can_pin()
