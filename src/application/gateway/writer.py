@@ -76,7 +76,7 @@ class Outbox:
         """Queue a frame without waiting; False when the queue is full (nothing was queued).
 
         The frame goes out at once if the connection takes it without waiting (``kick``);
-        ``defer`` leaves that to the caller, who kicks once after handing over a whole batch.
+        ``defer`` leaves that to the caller (a fan-out: the hub's ``Flusher`` kicks it once, soon).
         """
         queue = self._queue
         if len(queue) >= self._capacity:
