@@ -160,6 +160,7 @@ async def test_a_big_dispatch_writes_before_it_has_handed_over_everything(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "FLUSH_EVERY", 10)
+    monkeypatch.setattr(hub_module, "FRAMES_PER_WRITE", 2)  # 2 sessions: every 10 hand-offs
     hub = _hub()
     order: list[str] = []
     async with trio.open_nursery() as nursery:
@@ -195,6 +196,27 @@ async def test_a_session_cut_before_its_turn_is_never_written() -> None:
         await trio.testing.wait_all_tasks_blocked()
         assert not gone.writes
         assert _numbers(other.frames) == [0]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_big_dispatch_to_many_recipients_keeps_many_frames_per_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "FLUSH_EVERY", 10)
+    monkeypatch.setattr(hub_module, "FRAMES_PER_WRITE", 4)
+    hub = _hub()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(hub.flusher.run)
+        await trio.testing.wait_all_tasks_blocked()
+        connections = [Recording() for _ in range(5)]
+        for connection in connections:
+            _session(hub, connection, nursery.start_soon)
+        assert hub.dispatch(_batch(0, 10)) == 50
+        for connection in connections:  # written at 20 hand-offs per 5 outboxes: 4 frames
+            assert [_numbers(write) for write in connection.writes] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        await trio.testing.wait_all_tasks_blocked()
+        for connection in connections:
+            assert _numbers(connection.frames) == list(range(10))
         nursery.cancel_scope.cancel()
 
 
