@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -170,6 +171,20 @@ async def test_a_client_that_stops_reading_is_cut_and_others_keep_everything() -
                     await slow.receive()
             except ConnectionClosed as closed:
                 assert closed.code == CloseCode.SLOW_CONSUMER
+
+
+async def test_a_frame_is_measured_in_bytes_not_characters() -> None:
+    """ASCII frames are counted by length (no copy); any other text by its UTF-8 bytes."""
+    async with rig(Limits(max_frame_bytes=1000)) as r:
+        client = await r.client()
+        await client.send(json.dumps({"type": "ping", "pad": "x" * 900}))
+        assert (await client.receive())["type"] == "pong"
+        wide = json.dumps({"type": "ping", "pad": "\u00e9" * 900}, ensure_ascii=False)
+        assert len(wide) < 1000 < len(wide.encode())
+        await client.send(wide)
+        error = await client.receive()
+        assert error["type"] == "error" and error["data"]["code"] == 413, error
+        assert str(len(wide.encode())) in error["data"]["message"]
 
 
 async def test_presence_members_join_and_leave_across_connections() -> None:

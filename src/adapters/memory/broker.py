@@ -68,6 +68,9 @@ class MemoryFeed:
         self._queue: deque[Delivered] = deque()
         self._queue_size = queue_size
         self._token = trio.lowlevel.current_trio_token()
+        self._thread = threading.get_ident()
+        """The thread trio runs in: a publish from there (an HTTP request, a client's event)
+        wakes the feed directly, without the cross-thread wake-up ``run_sync_soon`` makes."""
         self._arrived = trio.Event()
         self._wake_pending = False
 
@@ -80,7 +83,9 @@ class MemoryFeed:
     def push(self, delivered: Delivered) -> None:
         """Called with the broker's lock held, from any thread."""
         self._queue.append(delivered)
-        if not self._wake_pending:
+        if threading.get_ident() == self._thread:
+            self._arrived.set()
+        elif not self._wake_pending:
             self._wake_pending = True
             try:
                 self._token.run_sync_soon(self._wake)

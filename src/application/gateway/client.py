@@ -245,7 +245,8 @@ class ClientProtocol:
                 ErrorCode.RATE_LIMITED,
                 f"rate limit: at most {limits.rate:g} frames/s, bursts of {limits.burst}",
             )
-        size = len(raw) if isinstance(raw, bytes) else len(raw.encode())
+        # An ASCII text's length is its size: no copy of the frame just to count it.
+        size = len(raw) if isinstance(raw, bytes) or raw.isascii() else len(raw.encode())
         if size > limits.max_frame_bytes:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,

@@ -173,6 +173,7 @@ class Gateway:
         """
         async with trio.open_nursery() as nursery:
             self._spawn_writer = nursery.start_soon  # sessions' writers, owned by the gateway
+            nursery.start_soon(self.hub.flusher.run)  # writes what each dispatch left pending
             await nursery.start(self._presence_bus.run, self.cluster)
             if self.webhooks is not None:
                 nursery.start_soon(self.webhooks.run)
@@ -219,7 +220,7 @@ class Gateway:
                     metrics.messages_in(len(batch))
                     sent: list[float] = []
                     metrics.messages_out(self.hub.dispatch(batch, sent))
-                    if sent:  # the frames went out at the end of dispatch: one clock reading
+                    if sent:  # the frames are handed over (written in the flush pass): one reading
                         metrics.sent(sent, time.time())
                     self.health.batches += 1
                     self.health.messages += len(batch)

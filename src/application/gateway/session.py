@@ -150,7 +150,7 @@ class Session:
 
     def deliver(self, channel: str, position: Position | None, frame: str) -> bool:
         """Queue one broadcast frame, skipping what the session already has; True when queued,
-        and then the caller must ``kick`` the session's outbox once it has handed over its batch.
+        and then the caller must have the session's outbox written (the hub's ``Flusher``).
         """
         subscription = self.subscriptions.get(channel)
         if subscription is None:

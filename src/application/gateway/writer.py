@@ -2,19 +2,27 @@
 
 The dispatcher hands frames that are already encoded (one encoding per broadcast, shared by every
 recipient) and never waits: ``offer`` only appends, and says with its result when the queue is
-full, so the session decides what overflow means (it cuts the client as too slow). A fan-out
+full, so the session decides what overflow means (it cuts the client as too slow). A write
 first tries one non-blocking write (``kick``); only when the socket is full does a writer task
 take over, sending everything pending in one call, and it ends after ``WRITER_LINGER`` seconds
 without work, so an idle connection holds no task of its own beyond its reader.
+
+A fan-out does not kick its recipients itself: it marks their outboxes pending in the
+``Flusher``, whose one task kicks each pending outbox once, a chunk at a time, letting the other
+ready tasks (HTTP requests, the feed) run between chunks. Frames that arrive for an outbox before
+its turn share its write (ADR 0038).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import trio
 
 from ...ports import ClientConnection, ConnectionClosed, SendOutcome
+
+log = logging.getLogger("tidings.gateway")
 
 WRITER_LINGER = 5.0
 """Seconds a writer waits for more frames before it ends (and is started again)."""
@@ -68,7 +76,7 @@ class Outbox:
         """Queue a frame without waiting; False when the queue is full (nothing was queued).
 
         The frame goes out at once if the connection takes it without waiting (``kick``);
-        ``defer`` leaves that to the caller, who kicks once after handing over a whole batch.
+        ``defer`` leaves that to the caller (a fan-out: the hub's ``Flusher`` kicks it once, soon).
         """
         queue = self._queue
         if len(queue) >= self._capacity:
@@ -145,3 +153,69 @@ class Outbox:
 
 def _ignore(reason: str) -> None:
     """What a closed outbox does when it finds the client gone: nothing more to do."""
+
+
+FLUSH_CHUNK = 256
+"""Outboxes the flusher kicks before it lets the other ready tasks run (about 1-3 ms of writes)."""
+
+
+class Flusher:
+    """Writes the outboxes a fan-out left pending: each once per pass, in the order they were
+    marked, ``FLUSH_CHUNK`` at a time with a checkpoint between chunks (see the module doc).
+
+    ``pending`` is the fan-out's to fill (``mark``); ``wake`` starts a pass. Until ``run`` runs
+    (a hub used without a gateway), ``wake`` writes at once, as a fan-out did before.
+    """
+
+    __slots__ = ("_running", "_wanted", "passes", "pending")
+
+    def __init__(self) -> None:
+        self.pending: dict[Outbox, None] = {}
+        self._wanted: trio.Event | None = None
+        self._running = False
+        self.passes = 0
+        """Flush passes made (for tests and the curious)."""
+
+    def wake(self) -> None:
+        """Have what is pending written soon: by the flusher's task in trio's next batch of
+        tasks, after those ready now; at once when no task runs."""
+        if not self._running:
+            self.flush_now()
+        elif self._wanted is not None:
+            self._wanted.set()
+
+    def flush_now(self) -> None:
+        """Write every pending outbox now (a fan-out bounding the work before its first write)."""
+        batch, self.pending = self.pending, {}
+        _kick_all(list(batch))
+
+    async def run(self) -> None:
+        """Flush passes until cancelled; what is pending when cancelled is written first."""
+        self._running = True
+        batch: list[Outbox] = []
+        try:
+            while True:
+                if not self.pending:
+                    self._wanted = trio.Event()
+                    await self._wanted.wait()
+                    self._wanted = None
+                batch, self.pending = list(self.pending), {}
+                self.passes += 1
+                while batch:
+                    chunk, batch = batch[:FLUSH_CHUNK], batch[FLUSH_CHUNK:]
+                    _kick_all(chunk)
+                    if batch:
+                        await trio.lowlevel.checkpoint()
+        finally:
+            self._running = False
+            _kick_all(batch)
+            self.flush_now()
+
+
+def _kick_all(outboxes: list[Outbox]) -> None:
+    """Kick each outbox; one that fails leaves the others to be written."""
+    for outbox in outboxes:
+        try:
+            outbox.kick()
+        except Exception:
+            log.exception("writing to a connection failed; the others are written")
