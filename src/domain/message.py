@@ -221,13 +221,21 @@ class _Envelope:
         return self
 
     @classmethod
-    def from_dict(cls, envelope: object, *, trusted: bool = False) -> Self:
+    def from_dict(
+        cls, envelope: object, *, trusted: bool = False, data_json: str | None = None
+    ) -> Self:
         """A message from a decoded envelope. ``trusted``: the dict came straight from JSON
-        text, so its data is JSON already and is not encoded again until it is sent on."""
+        text, so its data is JSON already and is not encoded again until it is sent on (or
+        ``data_json``, that JSON text, is used when it is sent on).
+
+        A trusted envelope is built field by field, with the same checks as the constructor:
+        this runs for every message a gateway delivers from the broker, and attrs' generic
+        ``__init__`` (a converter, five validators, a post-init) cost twice as much.
+        """
         if not isinstance(envelope, dict):
             raise InvalidMessage(f"an envelope is a JSON object, not {type(envelope).__name__}")
-        missing = [key for key in ("id", "channel", "event") if key not in envelope]
-        if missing:
+        if "id" not in envelope or "channel" not in envelope or "event" not in envelope:
+            missing = [key for key in ("id", "channel", "event") if key not in envelope]
             raise InvalidMessage(f"envelope lacks {', '.join(missing)}")
         kind = envelope.get("type", MessageType.EVENT.value)
         message_type = _MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
@@ -243,17 +251,42 @@ class _Envelope:
             channel = Channel.of(envelope["channel"])
         except InvalidChannel as exc:
             raise InvalidMessage(str(exc)) from exc
-        return cls(
-            channel=channel,
-            event=envelope["event"],
-            data=envelope.get("data"),
-            id=envelope["id"],
-            type=message_type,
-            timestamp=envelope.get("timestamp", 0),
-            exclude=exclude,
-            user_id=user_id,
-            data_json=None if trusted else "",
-        )
+        if not trusted:
+            return cls(
+                channel=channel,
+                event=envelope["event"],
+                data=envelope.get("data"),
+                id=envelope["id"],
+                type=message_type,
+                timestamp=envelope.get("timestamp", 0),
+                exclude=exclude,
+                user_id=user_id,
+                data_json="",
+            )
+        message = object.__new__(cls)
+        put = object.__setattr__
+        put(message, "channel", channel)
+        put(message, "event", envelope["event"])
+        put(message, "data", envelope.get("data"))
+        put(message, "id", envelope["id"])
+        put(message, "type", message_type)
+        put(message, "timestamp", envelope.get("timestamp", 0))
+        put(message, "exclude", exclude)
+        put(message, "user_id", user_id)
+        put(message, "_data_json", data_json)
+        put(message, "_json", None)
+        put(message, "_client_json", None)
+        put(message, "_bytes", None)
+        built: Any = message  # the validators' instance and fields, as attrs passes them
+        fields: Any = _FIELDS
+        _validate_event(built, fields.event, built.event)
+        _validate_id(built, fields.id, built.id)
+        _validate_timestamp(built, fields.timestamp, built.timestamp)
+        if exclude is not None:
+            _validate_id(built, fields.exclude, exclude)
+        if user_id is not None:
+            _validate_id(built, fields.user_id, user_id)
+        return message
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Self:
@@ -266,6 +299,10 @@ class _Envelope:
             raise InvalidMessage("envelope is nested too deeply") from None
         # Decoded JSON is JSON, unless it escapes a lone surrogate: only then check it all.
         return cls.from_dict(envelope, trusted=_plainly_encodable(text))
+
+
+_FIELDS = attrs.fields(_Envelope)
+"""The envelope's fields, for the validators ``from_dict`` calls itself."""
 
 
 def _new_event(

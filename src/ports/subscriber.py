@@ -56,9 +56,14 @@ class Delivered:
         message = self._message
         if message is None:
             assert self._envelope is not None
-            message = Message.from_dict(self._envelope, trusted=True)
+            message = self._build(self._envelope)
             self._message, self._envelope = message, None
         return message
+
+    def _build(self, envelope: dict[str, Any]) -> Message:
+        """The message of an undecoded envelope; an adapter whose decoder can also encode the
+        data faster than the standard library overrides it (``Message.from_dict(data_json=)``)."""
+        return Message.from_dict(envelope, trusted=True)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Delivered):

@@ -341,3 +341,63 @@ def test_ids_and_excludes_must_be_printable_text(bad: str) -> None:
         Message(Channel("chat"), "said", None, id=bad)
     with pytest.raises(InvalidMessage, match="printable text"):
         Message.event("chat", "said", None, exclude=bad)
+
+
+# --- the trusted decoding path (a gateway builds every message it delivers from the broker) ---
+
+envelope_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-2, 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+)
+"""What JSON text decodes to (a trusted envelope's data is JSON already: no NaN, no infinity)."""
+
+
+@st.composite
+def tampered_envelopes(draw: st.DrawFn) -> dict[str, object]:
+    """A message's envelope with some fields removed or replaced by anything JSON-ish."""
+    message = draw(messages())
+    envelope: dict[str, object] = message.to_dict()
+    envelope["user_id"] = draw(excludes)
+    for key in draw(st.sets(st.sampled_from(sorted(ENVELOPE_KEYS | {"exclude", "user_id"})))):
+        if draw(st.booleans()):
+            envelope.pop(key, None)
+        else:
+            envelope[key] = draw(envelope_values | st.sampled_from(["", "event", "user.1"]))
+    return envelope
+
+
+def _decoded(envelope: dict[str, object], *, trusted: bool) -> Message | str:
+    try:
+        return Message.from_dict(envelope, trusted=trusted)
+    except InvalidMessage as exc:
+        return f"InvalidMessage: {exc}"
+
+
+@HEAVY
+@given(tampered_envelopes())
+def test_a_trusted_envelope_is_checked_as_the_constructor_checks(
+    envelope: dict[str, object],
+) -> None:
+    trusted = _decoded(envelope, trusted=True)
+    checked = _decoded(envelope, trusted=False)
+    if isinstance(checked, str) or isinstance(trusted, str):
+        assert trusted == checked  # the same refusal, with the same words
+        return
+    assert trusted == checked
+    assert (trusted.exclude, trusted.user_id) == (checked.exclude, checked.user_id)
+    assert trusted.to_json() == checked.to_json()
+    assert trusted.to_json(for_client=True) == checked.to_json(for_client=True)
+
+
+@HEAVY
+@given(messages())
+def test_a_trusted_envelope_uses_the_data_json_it_is_given(message: Message) -> None:
+    envelope = json.loads(message.to_json())
+    data_json = json.dumps(envelope.get("data"), ensure_ascii=False, separators=(",", ":"))
+    decoded = Message.from_dict(envelope, trusted=True, data_json=data_json)
+    assert decoded == message
+    assert decoded.to_json() == message.to_json()
+    assert decoded.to_bytes() == message.to_bytes()

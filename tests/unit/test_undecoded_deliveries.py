@@ -4,12 +4,16 @@ envelope that turns out not to be a message."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tidings.adapters.kafka.common import UndecodableRecords
+from tests.domain.strategies import HEAVY, channels, event_names, json_values
+from tidings.adapters.kafka.common import KafkaDelivered, UndecodableRecords, data_json
 from tidings.application.gateway import Limits
 from tidings.application.gateway.hub import Hub
 from tidings.application.gateway.presence import PresenceTracker
@@ -102,3 +106,28 @@ def test_the_hub_skips_an_envelope_that_is_no_message_and_delivers_the_rest() ->
     assert hub.invalid == 1
     [frame] = wire.frames
     assert orjson.loads(frame)["id"] == MESSAGE.id
+
+
+@HEAVY
+@given(st.builds(Message.event, channels, event_names, json_values))
+def test_a_record_s_message_is_the_one_published_encoded_alike(message: Message) -> None:
+    """The feed builds a record's message with the data's JSON from orjson: the same message,
+    and text that decodes to the same values, to clients and back to the broker, as the
+    standard library's (a float may be written differently: 1e-05 as 0.00001)."""
+    found = UndecodableRecords().envelope(message.to_bytes(), "t/0")
+    assert found is not None
+    delivered = KafkaDelivered.undecoded(*found, Position("s", 0))
+    assert delivered.message == message
+    for for_client in (False, True):
+        text = delivered.message.to_json(for_client=for_client)
+        assert json.loads(text) == json.loads(message.to_json(for_client=for_client))
+    assert delivered.message.size == len(delivered.message.to_json().encode())
+    assert json.loads(data_json(found[1]) or "") == json.loads(message.to_json())["data"]
+    decoded = UndecodableRecords().decode(message.to_bytes(), "t/0")
+    assert decoded == message
+    assert decoded is not None and json.loads(decoded.to_bytes()) == json.loads(message.to_bytes())
+
+
+def test_data_orjson_cannot_encode_is_left_to_the_message() -> None:
+    assert data_json({"data": 2**70}) is None
+    assert data_json({}) == "null"

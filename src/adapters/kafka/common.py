@@ -15,6 +15,7 @@ from ...domain import Channel, Message, TopicStrategy
 from ...domain.errors import BrokerUnavailable, InvalidChannel, InvalidMessage
 from ...domain.position import stream_id
 from ...domain.topics import topic_carries
+from ...ports import Delivered
 
 log = logging.getLogger("tidings.kafka")
 
@@ -36,6 +37,25 @@ def unavailable(brokers: Sequence[str], exc: BaseException) -> BrokerUnavailable
     return BrokerUnavailable(list(brokers), f"Kafka did not answer: {detail}")
 
 
+def data_json(envelope: dict[str, Any]) -> str | None:
+    """An envelope's data as JSON text, by orjson in a third of the standard library's time:
+    the same values (a float may be written differently, 1e-05 as 0.00001); None when orjson
+    cannot encode it (an integer past 64 bits), and the message then encodes it itself."""
+    try:
+        return orjson.dumps(envelope.get("data")).decode()
+    except orjson.JSONEncodeError:
+        return None
+
+
+class KafkaDelivered(Delivered):
+    """A delivery from a record: its message built with the data's JSON text from orjson."""
+
+    __slots__ = ()
+
+    def _build(self, envelope: dict[str, Any]) -> Message:
+        return Message.from_dict(envelope, trusted=True, data_json=data_json(envelope))
+
+
 class UndecodableRecords:
     """Counts records that are not tidings envelopes; logs the first and then every 1000th."""
 
@@ -49,7 +69,8 @@ class UndecodableRecords:
         if found is None:
             return None
         try:
-            return Message.from_dict(found[1], trusted=True)
+            envelope = found[1]
+            return Message.from_dict(envelope, trusted=True, data_json=data_json(envelope))
         except InvalidMessage as exc:
             self.skip(where, exc)
             return None

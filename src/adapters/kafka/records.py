@@ -16,7 +16,14 @@ from kafka import TopicPartition
 
 from ...domain import Position, TopicStrategy
 from ...ports import Delivered, FeedOptions
-from .common import ANY_KEY, REFUSED, MisplacedRecords, UndecodableRecords, kafka_stream
+from .common import (
+    ANY_KEY,
+    REFUSED,
+    KafkaDelivered,
+    MisplacedRecords,
+    UndecodableRecords,
+    kafka_stream,
+)
 from .offsets import FeedOffsets
 
 
@@ -103,7 +110,7 @@ class FeedRecords:
                     ):
                         continue
                     position = Position(stream, record.offset)
-                    deliveries.append(Delivered.undecoded(name, envelope, position))
+                    deliveries.append(KafkaDelivered.undecoded(name, envelope, position))
                     continue
                 message = undecodable.decode(record.value, where)
                 if message is None or message.channel.name not in wanted:
