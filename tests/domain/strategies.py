@@ -66,11 +66,15 @@ punctuation_names = channel_names(PUNCTUATION, min_size=50, max_size=150, dots=2
 any_channel_names = st.one_of(channel_names(), long_channel_names, punctuation_names)
 channels = any_channel_names.map(Channel)
 
-# JSON-native values: what ``json.loads`` can give back exactly.
+# JSON-native values: what ``json.loads`` can give back exactly. Integers of any size, and often
+# those at the edges of 64 bits, where a fast decoder may turn them into floats (ADR 0040).
+_EDGES_OF_64_BITS = (-(2**63) - 1, -(2**63), 2**63 - 1, 2**63, 2**64 - 1, 2**64)
 json_scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.integers()
+    | st.sampled_from(_EDGES_OF_64_BITS)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20)
 )

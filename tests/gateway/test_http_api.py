@@ -119,6 +119,23 @@ async def test_broadcast_a_list_answers_a_list(gateway: Gateway) -> None:
         assert sorted(e["id"] for e in events) == sorted(r["id"] for r in results)
 
 
+async def test_numbers_reach_clients_exactly_whatever_their_size(gateway: Gateway) -> None:
+    """The body is decoded by orjson where it reads numbers exactly, by the standard library
+    where it would not (an integer past 64 bits): clients get the numbers sent (ADR 0040)."""
+    channel = unique("public.numbers")
+    data = {"ns": 1796524650435432400, "big": 2**70, "low": -(2**63) - 1, "edge": 2**64 - 1}
+    async with connect(gateway.ws_url) as client:
+        await client.subscribe(channel)
+        for payload in (data, {"ns": data["ns"], "f": 1e-05, "text": "é"}):
+            response = await apost(
+                gateway, "/broadcast", {"channel": channel, "event": "e", "data": payload}
+            )
+            assert response.status_code == 200, response.text
+            [event] = await client.events(1, WAIT)
+            assert event["data"] == payload
+            assert all(type(event["data"][key]) is type(payload[key]) for key in payload)
+
+
 async def test_a_whole_envelope_keeps_its_id_and_timestamp(gateway: Gateway) -> None:
     """What the gateway publisher sends: clients get the id the publisher's caller holds, so a
     message sent twice can be told apart from two messages (ADR 0024)."""

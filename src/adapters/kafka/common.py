@@ -8,9 +8,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Final
 
-import orjson
 from kafka.partitioner.default import murmur2
 
+from ...application import plain_json
 from ...domain import Channel, Message, TopicStrategy
 from ...domain.errors import BrokerUnavailable, InvalidChannel, InvalidMessage
 from ...domain.position import stream_id
@@ -40,11 +40,8 @@ def unavailable(brokers: Sequence[str], exc: BaseException) -> BrokerUnavailable
 def data_json(envelope: dict[str, Any]) -> str | None:
     """An envelope's data as JSON text, by orjson in a third of the standard library's time:
     the same values (a float may be written differently, 1e-05 as 0.00001); None when orjson
-    cannot encode it (an integer past 64 bits), and the message then encodes it itself."""
-    try:
-        return orjson.dumps(envelope.get("data")).decode()
-    except orjson.JSONEncodeError:
-        return None
+    cannot encode it, and the message then encodes it itself."""
+    return plain_json.dumps(envelope.get("data"))
 
 
 class KafkaDelivered(Delivered):
@@ -63,8 +60,8 @@ class UndecodableRecords:
         self.count = 0
 
     def decode(self, value: bytes | None, where: str) -> Message | None:
-        """The record's message, decoded with orjson (which refuses NaN and lone surrogates,
-        so what it returns is plain JSON and need not be checked again)."""
+        """The record's message, its envelope decoded by ``plain_json`` (which gives only plain
+        JSON, or the standard library's decoding checked like ``Message.from_json``'s)."""
         found = self.envelope(value, where)
         if found is None:
             return None
@@ -82,9 +79,11 @@ class UndecodableRecords:
             if value is None:
                 raise InvalidMessage("record has no value")
             try:
-                envelope = orjson.loads(value)
-            except orjson.JSONDecodeError as exc:
-                raise InvalidMessage(f"envelope is not valid JSON: {exc}") from None
+                envelope = plain_json.loads(value)
+            except plain_json.NotPlain:
+                # Rare (a long number, or no valid JSON): the standard library's values, checks
+                # and messages.
+                envelope = Message.from_json(value).to_dict()
             if not isinstance(envelope, dict):
                 raise InvalidMessage(f"an envelope is a JSON object, not {type(envelope).__name__}")
             name = envelope.get("channel")

@@ -29,6 +29,7 @@ from ...domain import JSON, Channel, Message, MessageType
 from ...domain.errors import BrokerError, InvalidChannel, InvalidMessage, MessageTooLarge
 from ...domain.origins import OriginPolicy
 from ...ports import HttpApi, HttpRequest, HttpResponse, Pending, TokenIssuer
+from .. import plain_json
 from . import pusher_api
 from .gateway import Gateway
 
@@ -240,16 +241,19 @@ class GatewayHttp:
 
     async def _broadcast(self, request: HttpRequest) -> HttpResponse:
         try:
-            payload = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
-        except RecursionError:
-            return _error(400, "body is nested too deeply")
+            payload, plain = plain_json.loads(request.body), True
+        except plain_json.NotPlain:
+            try:
+                payload, plain = json.loads(request.body), False
+            except (ValueError, UnicodeDecodeError) as exc:
+                return _error(400, f"body is not valid JSON: {exc}")
+            except RecursionError:
+                return _error(400, "body is nested too deeply")
         items = payload if isinstance(payload, list) else [payload]
         if not items or len(items) > 100:
             return _error(400, "send one message object, or a list of 1 to 100 of them")
         try:
-            messages = [_message_from(item) for item in items]
+            messages = [_message_from(item, plain) for item in items]
             if self._max_message_bytes is not None:
                 for message in messages:
                     message.check_size(self._max_message_bytes)
@@ -328,11 +332,13 @@ _KEPT = ("id", "timestamp")
 """Envelope fields a publisher may give and the message keeps (else: a new id, the time now)."""
 
 
-def _message_from(item: object) -> Message:
+def _message_from(item: object, plain: bool = False) -> Message:
     """A message from one object of a ``POST /broadcast`` body: ``channel``, ``event``,
     ``data``, ``exclude``, or a whole envelope (``id``, ``type``, ``timestamp`` too), as the
     gateway publisher sends it. A given id is kept, so that what clients receive carries the id
-    the publisher's caller holds, and a message sent twice can be recognised (ADR 0024)."""
+    the publisher's caller holds, and a message sent twice can be recognised (ADR 0024).
+    ``plain``: the body came from ``plain_json.loads``, so its data is JSON already and is
+    written by orjson instead of checked by encoding it with ``json``."""
     if not isinstance(item, dict):
         raise InvalidMessage(
             f"a message is a JSON object with channel, event and data, not {item!r}"
@@ -353,10 +359,12 @@ def _message_from(item: object) -> Message:
     if kind != MessageType.EVENT.value:
         raise InvalidMessage(f"type must be {MessageType.EVENT.value!r}, not {kind!r}")
     kept = {name: item[name] for name in _KEPT if name in item}
+    data = item.get("data")
     return Message(
         channel=Channel.of(item["channel"]),
         event=item["event"],
-        data=item.get("data"),
+        data=data,
         exclude=exclude,
+        data_json=(plain_json.dumps(data) or "") if plain else "",
         **kept,
     )
