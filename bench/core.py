@@ -39,6 +39,7 @@ LABELS = {
     "tidings-ws": "tidings' protocol (/ws)",
     "pusher-ws": "Pusher's protocol (/app/{key})",
     "centrifugo": "Centrifugo (memory engine)",
+    "model": "bench/model.py's prediction",
 }
 
 Better = Literal["higher", "lower"]
@@ -93,6 +94,9 @@ class Results:
     distributions: dict[str, list[list[float]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each scenario's ``title`` and ``about``, and for a scenario that is not a contest
+    between tidings and a peer (the cluster against its model) its ``ratio``, e.g.
+    ``"measured / model"``: the report names its columns and ratio so and favours neither."""
     notes: dict[str, list[str]] = field(default_factory=dict)
     """Footnotes on one system's figures of one case, keyed ``scenario|case|system``."""
     current_run: int | None = None

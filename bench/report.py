@@ -41,6 +41,9 @@ class Line:
     """The most runs behind any figure of the line."""
     unsteady: bool = False
     """Some figure of the line strayed more than ``SPREAD_FLAG`` from its median."""
+    ratio_name: str | None = None
+    """What the ratio is when the scenario is not a contest (``"measured / model"``); None:
+    tidings / peer, and ``favours`` says which side the figure is better for."""
 
 
 def load(path: Path) -> Results:
@@ -92,9 +95,24 @@ def _backlog(results: Results, row: Row, systems: tuple[str, str]) -> bool:
     )
 
 
+def scenario_order(name: str) -> tuple[int, int, str]:
+    """Sort key of a scenario: its leading number (``9-...`` before ``10-...``), then its name;
+    a name without a number last."""
+    number = name.split("-", 1)[0]
+    return (0, int(number), name) if number.isdigit() else (1, 0, name)
+
+
+def ratio_name(results: Results, scenario: str) -> str | None:
+    """The scenario's own name for its ratio when it is not a contest (``Results.scenarios``)."""
+    name = results.scenarios.get(scenario, {}).get("ratio")
+    return str(name) if name else None
+
+
 def lines(results: Results) -> list[Line]:
+    """The table's lines, scenario by scenario in ``scenario_order``, rows in recorded order."""
     out: list[Line] = []
-    for row in results.rows:
+    for row in sorted(results.rows, key=lambda row: scenario_order(row.scenario)):
+        versus = ratio_name(results, row.scenario)
         for tidings, peer in results.pairs.get(row.scenario, []):
             if _backlog(results, row, (tidings, peer)):
                 continue
@@ -106,7 +124,7 @@ def lines(results: Results) -> list[Line]:
             b = results.value(row.scenario, row.case, peer, row.ratio_metric)
             ratio = a / b if a is not None and b else None
             favours = "-"
-            if ratio is not None and abs(ratio - 1) > TIE:
+            if versus is None and ratio is not None and abs(ratio - 1) > TIE:
                 tidings_better = ratio > 1 if row.better == "higher" else ratio < 1
                 favours = "tidings" if tidings_better else "peer"
             notes = [f"{LABELS.get(s, s)}: {text}" for s in (tidings, peer)
@@ -116,7 +134,7 @@ def lines(results: Results) -> list[Line]:
                 " / ".join(cell(v, row.unit) for v in mine), peer,
                 " / ".join(cell(v, row.unit) for v in theirs), ratio, favours, notes,
                 runs=max(len(v) for v in mine + theirs),
-                unsteady=any(unsteady(v) for v in mine + theirs),
+                unsteady=any(unsteady(v) for v in mine + theirs), ratio_name=versus,
             ))
     return out
 
@@ -128,7 +146,8 @@ def terminal_table(results: Results) -> str:
         [line.scenario, line.case, line.label + (" *" if line.notes else ""),
          LABELS.get(line.tidings, line.tidings), line.tidings_cell,
          LABELS.get(line.peer, line.peer), line.peer_cell,
-         "-" if line.ratio is None else f"{line.ratio:.2f}x", line.favours]
+         "-" if line.ratio is None else f"{line.ratio:.2f}x",
+         line.favours if line.ratio_name is None else f"- (ratio {line.ratio_name})"]
         for line in lines(results)
     ]
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *body, strict=False)]
@@ -252,7 +271,9 @@ def markdown(results: Results, chart: str | None) -> str:
         f"highest run in brackets when there were several; {UNSTEADY} marks a figure some run "
         f"of which strayed more than ±{SPREAD_FLAG:.0%} from the median (read it as noise, not "
         "as a result). The ratio is tidings / peer on the medians of the metric named; "
-        "*favours* says which side the figure is better for (within 5 %: neither).",
+        "*favours* says which side the figure is better for (within 5 %: neither). A scenario "
+        "that is no contest (the cluster against its model) names its own columns and ratio "
+        "(measured / model) and favours neither.",
         "",
         "## Targets (issue 6)",
         "",
@@ -380,10 +401,12 @@ def markdown(results: Results, chart: str | None) -> str:
             ""]
     if chart:
         out += ["## Chart", "", f"![latency distributions and throughput]({chart})", ""]
-    for scenario in sorted(results.scenarios):
+    for scenario in sorted(results.scenarios, key=scenario_order):
         about = results.scenarios[scenario]
+        versus = ratio_name(results, scenario) or "tidings / peer"
+        mine, _, theirs = versus.partition(" / ")
         out += [f"## {scenario.split('-', 1)[0]}. {about['title']}", "", about["about"], "",
-                "| case | metric | tidings | | peer | | tidings / peer (medians) | favours |",
+                f"| case | metric | {mine} | | {theirs} | | {versus} (medians) | favours |",
                 "|---|---|---|--:|---|--:|--:|---|"]
         notes: list[str] = []
         for line in lines(results):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from ..clients import LoadGen, check_deliveries
 from ..core import Context
 from ..systems import CENTRIFUGO_ABOUT, centrifugo_skipped, start_server
-from .common import interleave, note_client_bound, phase, tokens_file, warm_up
+from .common import interleave, note_client_bound, phase, server_tag, tokens_file, warm_up
 
 SCENARIO = "2-many-channels"
 CHANNEL = "user.{i}"
@@ -70,7 +70,8 @@ def _one(ctx: Context, system: str, n: int, scenario: str = SCENARIO, run: int =
     ctx.log(f"{scenario}: {system}, {case}")
     tokens = tokens_file(ctx, n) if system.startswith(("tidings", "centrifugo")) else None
     channel = CENTRIFUGO_CHANNEL if system.startswith("centrifugo") else CHANNEL
-    server = start_server(ctx, system, f"c{n}r{run}", strategy="shared")
+    server = start_server(ctx, system, server_tag(scenario, system, f"c{n}", run),
+                          strategy="shared")
     clients = min(n, plan.channels_latency_clients)
     kafka = system.endswith("kafka")
     rate = plan.channels_latency_rate

@@ -97,6 +97,7 @@ def run(ctx: Context) -> None:
             f"{size.quiet_seconds:g} s with and without clients) and the per-delivery costs of "
             "scenarios 1 and 2. The ratio is measured / predicted."
         ),
+        "ratio": "measured / model",
     }
     ctx.results.pair(SCENARIO, SYSTEM, PREDICTED)
     prefix = ctx.prefix("cluster")

@@ -17,7 +17,7 @@ from ..clients import LoadGen
 from ..core import LOAD_CORE, Context
 from ..procs import Child
 from ..profiles import render, summarize
-from ..systems import Server
+from ..systems import WORKERS, Server
 
 DRAIN_SECONDS = 60.0
 """How long a phase waits for deliveries after its publisher stopped."""
@@ -54,6 +54,15 @@ def interleave(
                 twice(ctx, f"{label}/{system}/run {run + 1}", partial(measure, system, run))
     finally:
         ctx.results.current_run = None
+
+
+def server_tag(scenario: str, system: str, case: str, run: int) -> str:
+    """The tag of a measurement's server (its logs, node id and Kafka topic prefix): the
+    scenario's number, the case, the run, and the worker count of a ``tidings-Nw-...`` system,
+    so that no two measurements of a bench run share topics (scenarios 2 and 8, 7's two systems).
+    """
+    workers = f"w{WORKERS[system]}" if system in WORKERS else ""
+    return f"{scenario.split('-', 1)[0]}{case}r{run}{workers}"
 
 
 def twice(ctx: Context, label: str, run: Callable[[], None]) -> None:

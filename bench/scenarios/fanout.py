@@ -20,7 +20,7 @@ from typing import Any
 from ..clients import LoadGen, check_deliveries
 from ..core import Context
 from ..systems import CENTRIFUGO_ABOUT, Server, centrifugo_skipped, start_server
-from .common import interleave, note_client_bound, phase, warm_up
+from .common import interleave, note_client_bound, phase, server_tag, warm_up
 
 CHANNEL = "bench.fanout"
 KAFKA = "1-fanout-kafka"
@@ -65,7 +65,7 @@ def run(ctx: Context, broker: str) -> None:
 
 def _one(ctx: Context, scenario: str, system: str, n: int, run: int = 0) -> None:
     ctx.log(f"{scenario}: {system}, {n:,} connections")
-    server = start_server(ctx, system, f"{scenario[0]}n{n}r{run}")
+    server = start_server(ctx, system, server_tag(scenario, system, f"n{n}", run))
     try:
         measure(ctx, scenario, server, n,
                 single=scenario == MEMORY and system in SINGLE_MODES)

@@ -4,16 +4,16 @@ The same fan-out and many-channels cases as scenarios 1 and 2 (``fanout._one``,
 ``channels._one``), run by ``tidings serve --workers 1`` and ``--workers 2``. Neither is pinned to
 a core: the point is what a second process adds when the gateway may use the whole machine, so
 both share it with the load generator and Kafka as they would in production on one box
-(ADR 0032). The connections spread over the workers by the kernel (``SO_REUSEPORT``).
+(ADR 0032). The connections spread over the workers by the kernel (``SO_REUSEPORT``). The two
+systems of a case run interleaved (``interleave``: 2w, 1w, then 1w, 2w...), ``plan.repeats``
+times each, each run a fresh gateway on its own topics.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
 from ..core import Context
 from . import channels, fanout
-from .common import twice
+from .common import interleave
 
 FANOUT = "7-scaling-fanout"
 CHANNELS = "8-scaling-channels"
@@ -40,8 +40,8 @@ def run(ctx: Context) -> None:
     }
     for scenario in (FANOUT, CHANNELS):
         ctx.results.pair(scenario, *SYSTEMS)
-    for system in SYSTEMS:
-        twice(ctx, f"{FANOUT}/{system}/{n}", partial(fanout._one, ctx, FANOUT, system, n))
-    for system in SYSTEMS:
-        twice(ctx, f"{CHANNELS}/{system}",
-              partial(channels._one, ctx, system, plan.channels_connections, CHANNELS))
+    interleave(ctx, f"{FANOUT}/{n}", SYSTEMS, plan.repeats,
+               lambda system, run: fanout._one(ctx, FANOUT, system, n, run))
+    interleave(ctx, CHANNELS, SYSTEMS, plan.repeats,
+               lambda system, run: channels._one(ctx, system, plan.channels_connections,
+                                                 CHANNELS, run=run))

@@ -137,3 +137,64 @@ def test_interleave_retries_a_failed_run_once_then_gives_up() -> None:
 
     with pytest.raises(RuntimeError, match="broken for good"):
         interleave(_context(), "s", ("a",), 1, broken)
+
+
+def test_scaling_interleaves_both_worker_counts_plan_repeats_times_on_distinct_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.plan import PLANS
+    from bench.scenarios import channels, fanout, scaling
+    from bench.scenarios.common import server_tag
+
+    ctx = _context()
+    ctx.plan = PLANS["quick"]
+    calls: list[tuple[str, str, int]] = []
+    monkeypatch.setattr(fanout, "_one", lambda ctx, scenario, system, n, run=0: calls.append(
+        (scenario, system, run)))
+    monkeypatch.setattr(channels, "_one", lambda ctx, system, n, scenario="", run=0: calls.append(
+        (scenario, system, run)))
+    scaling.run(ctx)
+    runs = ctx.plan.repeats
+    assert runs > 1
+    for scenario in (scaling.FANOUT, scaling.CHANNELS):
+        mine = [(system, run) for name, system, run in calls if name == scenario]
+        assert mine == [(system, run) for run in range(runs)
+                        for system in rotation(scaling.SYSTEMS, run)]
+    tags = {server_tag(scenario, system, "c100", run) for scenario, system, run in calls}
+    assert len(tags) == len(calls)  # every measurement its own server, logs and topics
+    assert server_tag(scaling.CHANNELS, "tidings-1w-kafka", "c100", 0) != server_tag(
+        "2-many-channels", "tidings-kafka", "c100", 0)
+
+
+def test_the_pusher_scenario_interleaves_both_protocols_plan_repeats_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.plan import PLANS
+    from bench.scenarios import fanout, pusher
+
+    ctx = _context()
+    ctx.plan = PLANS["quick"]
+    ctx.procs.stop = lambda child: None
+    started: list[str] = []
+    measured: list[tuple[str, int]] = []
+
+    def start_server(ctx: Any, system: str, tag: str, *, pusher: bool = False) -> Any:
+        assert pusher
+        started.append(tag)
+        return SimpleNamespace(child=None, speaking=lambda name: SimpleNamespace(system=name))
+
+    monkeypatch.setattr(pusher, "start_server", start_server)
+    def measure(ctx: Any, scenario: str, server: Any, n: int) -> None:
+        measured.append((server.system, n))
+        ctx.results.figure(scenario, f"{n:,} connections", server.system, "sat_rate", 1.0, "/s")
+
+    monkeypatch.setattr(fanout, "measure", measure)
+    pusher.run(ctx)
+    runs = ctx.plan.repeats
+    assert measured == [(system, n) for n in ctx.plan.fanout_connections for run in range(runs)
+                        for system in rotation(pusher.SYSTEMS, run)]
+    assert len(set(started)) == len(started) == len(measured)
+    n = ctx.plan.fanout_connections[0]
+    assert [item["run"] for item in ctx.results.figures
+            if item["system"] == "pusher-ws" and item["case"] == f"{n:,} connections"] == list(
+                range(1, runs + 1))
