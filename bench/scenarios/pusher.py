@@ -1,4 +1,4 @@
-"""Scenario 9, the Pusher protocol: scenario 6's fan-out, one gateway, two kinds of client.
+"""Scenario 9, the Pusher protocol: scenario 6's fan-out, one kind of gateway, two kinds of client.
 
 One ``tidings serve`` on the memory broker, with a Pusher app configured (``PUSHER_APP_*``),
 serves N clients on one channel, speaking either tidings' protocol at ``/ws`` or Pusher's at
@@ -26,7 +26,7 @@ SYSTEMS = ("tidings-ws", "pusher-ws")
 def run(ctx: Context) -> None:
     plan = ctx.plan
     ctx.results.scenarios[SCENARIO] = {
-        "title": "Fan-out, tidings' protocol vs Pusher's on the same gateway",
+        "title": "Fan-out, tidings' protocol vs Pusher's on one kind of gateway",
         "about": (
             "One gateway (memory broker, a Pusher app configured) serves N clients on one "
             "public channel speaking tidings' protocol, or N speaking Pusher's (protocol 7, as "
