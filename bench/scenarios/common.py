@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..clients import LoadGen
+from ..clients import DeliveryCheckFailed, LoadGen
 from ..core import LOAD_CORE, Context
 from ..procs import Child
 from ..profiles import render, summarize
@@ -45,15 +45,38 @@ def interleave(
     ``measure(system, run)`` records its figures with ``ctx.results.figure`` as usual; each
     call records one run of each figure (stamped with the run, 1-based), and the report shows
     the median and the spread of the runs. A failed measurement is retried once (``twice``).
+
+    A peer whose clients lose, double or reorder messages twice over (``DeliveryCheckFailed``)
+    is a result, not a broken run: it is reported as a problem naming what went wrong, left out
+    of the later runs of ``label``, and the other systems are still measured. The same failure
+    of tidings ends the scenario.
     """
+    failed: set[str] = set()
     try:
         for run in range(runs):
             for system in rotation(systems, run):
+                if system in failed:
+                    continue
                 ctx.results.current_run = run + 1
                 ctx.log(f"{label}: {system}, run {run + 1} of {runs}")
-                twice(ctx, f"{label}/{system}/run {run + 1}", partial(measure, system, run))
+                try:
+                    twice(ctx, f"{label}/{system}/run {run + 1}", partial(measure, system, run))
+                except DeliveryCheckFailed as exc:
+                    if is_tidings(system):
+                        raise
+                    failed.add(system)
+                    ctx.procs.stop_all()
+                    ctx.results.problem(
+                        f"{label}: {system} lost messages (twice in run {run + 1}; not measured "
+                        f"again, no figures): {exc}".splitlines()[0]
+                    )
     finally:
         ctx.results.current_run = None
+
+
+def is_tidings(system: str) -> bool:
+    """Whether a system is tidings (any broker, worker count or protocol), not a peer."""
+    return system.startswith(("tidings", "pusher-"))
 
 
 def server_tag(scenario: str, system: str, case: str, run: int) -> str:

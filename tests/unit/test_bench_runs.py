@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.clients import DeliveryCheckFailed  # noqa: E402
 from bench.core import SPREAD_FLAG, Results, median, spread, unsteady  # noqa: E402
 from bench.report import UNSTEADY, cell, lines, targets  # noqa: E402
 from bench.scenarios.common import interleave, rotation  # noqa: E402
@@ -137,6 +138,35 @@ def test_interleave_retries_a_failed_run_once_then_gives_up() -> None:
 
     with pytest.raises(RuntimeError, match="broken for good"):
         interleave(_context(), "s", ("a",), 1, broken)
+
+
+def test_a_peer_that_loses_messages_is_reported_and_the_others_still_measured() -> None:
+    ctx = _context()
+    calls: list[tuple[str, int]] = []
+
+    def measure(system: str, run: int) -> None:
+        calls.append((system, run))
+        if system == "socketio-asyncio":
+            raise DeliveryCheckFailed("client 0: seq 0 missing, got 9 next")
+        ctx.results.figure("s", "c", system, "rate", 1.0, "/s")
+
+    interleave(ctx, "s", ("tidings-memory", "socketio-asyncio", "centrifugo"), 3, measure)
+    assert calls.count(("socketio-asyncio", 0)) == 2  # retried once, then never again
+    assert not [call for call in calls if call[0] == "socketio-asyncio" and call[1] > 0]
+    assert len(ctx.results.values("s", "c", "centrifugo", "rate")) == 3
+    assert len(ctx.results.values("s", "c", "tidings-memory", "rate")) == 3
+    assert ctx.results.values("s", "c", "socketio-asyncio", "rate") == []
+    [lost] = [problem for problem in ctx.results.problems if "lost messages" in problem]
+    assert "socketio-asyncio" in lost and "seq 0 missing" in lost
+
+
+def test_tidings_losing_a_message_ends_the_scenario() -> None:
+    def measure(system: str, run: int) -> None:
+        if system == "tidings-memory":
+            raise DeliveryCheckFailed("client 3: seq 1 repeated")
+
+    with pytest.raises(DeliveryCheckFailed, match="seq 1 repeated"):
+        interleave(_context(), "s", ("socketio", "tidings-memory"), 2, measure)
 
 
 def test_scaling_interleaves_both_worker_counts_plan_repeats_times_on_distinct_servers(
