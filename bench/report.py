@@ -167,10 +167,12 @@ def terminal_table(results: Results) -> str:
 
 def _values(results: Results, scenario: str, case_prefix: str, system: str,
             metric: str) -> list[float]:
-    """Every run of a figure of the first case starting with ``case_prefix``."""
-    case = next((item["case"] for item in results.figures
-                 if item["scenario"] == scenario and item["case"].startswith(case_prefix)
-                 and item["system"] == system and item["metric"] == metric), None)
+    """Every run of a figure of the case named ``case_prefix``, or else of the first case
+    starting with it (``1,000 connections`` is not ``1,000 connections, 1 message per request``)."""
+    cases = [item["case"] for item in results.figures
+             if item["scenario"] == scenario and item["case"].startswith(case_prefix)
+             and item["system"] == system and item["metric"] == metric]
+    case = case_prefix if case_prefix in cases else next(iter(cases), None)
     return [] if case is None else results.values(scenario, case, system, metric)
 
 

@@ -96,6 +96,19 @@ def test_the_report_takes_ratios_of_medians() -> None:
     assert "3 runs" in fanout[1]
 
 
+def test_a_target_reads_its_own_case_not_one_that_starts_alike() -> None:
+    """The 1,000-connection fan-out target is the lists-of-100 case, recorded after the case of
+    one message per request whose name starts the same."""
+    results = Results()
+    single = "1,000 connections, 1 message per request"
+    results.figure("6-fanout-memory", single, "tidings-memory", "sat_rate", 150_000.0, "/s")
+    for system, rate in (("tidings-memory", 1_200_000.0), ("socketio", 140_000.0)):
+        results.figure("6-fanout-memory", "1,000 connections", system, "sat_rate", rate, "/s")
+    fanout = next(t for t in targets(results) if t[0].startswith("fan-out >= 3x"))
+    assert fanout[2] is True
+    assert "1,200,000" in fanout[1]
+
+
 def _context() -> Any:
     logged: list[str] = []
     return SimpleNamespace(
