@@ -69,6 +69,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.3g}" if value >= 1 else f"{value:.2f}"
     if unit in ("KiB", "MiB"):
         return f"{value:,.1f}"
+    if abs(value) >= 1000:  # a count: 30,000, not 3e+04
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 

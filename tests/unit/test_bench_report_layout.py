@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.core import Results  # noqa: E402
-from bench.report import lines, load, markdown, scenario_order, terminal_table  # noqa: E402
+from bench.report import fmt, lines, load, markdown, scenario_order, terminal_table  # noqa: E402
 
 CLUSTER = "10-cluster"
 FANOUT = "1-fanout-kafka"
@@ -95,3 +95,9 @@ def test_the_cluster_layout_survives_results_json(tmp_path: Path) -> None:
     path.write_text(json.dumps(_results().to_json()))
     cluster = next(line for line in lines(load(path)) if line.scenario == CLUSTER)
     assert (cluster.ratio_name, cluster.favours) == ("measured / model", "-")
+
+
+def test_a_count_without_a_unit_is_written_out() -> None:
+    assert fmt(30_000.0, "") == "30,000"
+    assert fmt(0.961, "") == "0.961"
+    assert fmt(1_234_567.0, "/s") == "1,234,567"
