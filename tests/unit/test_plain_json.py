@@ -91,3 +91,16 @@ def test_what_orjson_cannot_write_is_left_to_json() -> None:
     assert plain_json.dumps(deep) is None
     assert plain_json.dumps([1.5, "é", None]) == '[1.5,"é",null]'
     assert math.isclose(json.loads(plain_json.dumps(1e-05) or ""), 1e-05)
+
+
+@given(
+    st.binary(max_size=200)
+    | st.text(alphabet='0123456789-.,[]{}:" e', max_size=200).map(str.encode)
+)
+def test_hostile_bytes_are_plain_json_or_not_plain_never_another_error(text: bytes) -> None:
+    """A client's body: any bytes either decode as ``json`` decodes them or raise ``NotPlain``."""
+    try:
+        decoded = plain_json.loads(text)
+    except plain_json.NotPlain:
+        return
+    assert typed(decoded) == typed(json.loads(text))
